@@ -1,0 +1,48 @@
+# Thin wrapper over CMake. The two commands a newcomer needs:
+#   make run   install missing packages, build, start mosquitto + redis-server + aetherisd under
+#              ./var, replay the bundled dataset, keep serving until Ctrl-C
+#   make test  install missing packages, build with -Werror, run unit tests, build with
+#              ASan+UBSan, run unit tests and the end-to-end suite against the sanitized binaries
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD_DIR ?= build
+SAN_DIR ?= build-asan
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build build-asan test unit e2e run bench clean format
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	@cmake -S . -B $(BUILD_DIR) -DAETHERIS_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+build-asan:
+	@cmake -S . -B $(SAN_DIR) -DAETHERIS_WERROR=ON -DENABLE_ASAN=ON -DENABLE_UBSAN=ON \
+		-DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(SAN_DIR) -j $(JOBS)
+
+unit: build build-asan
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	@cd $(SAN_DIR) && ctest --output-on-failure -j $(JOBS)
+
+e2e: build build-asan
+	@AETHERIS_BIN_DIR=$(CURDIR)/$(SAN_DIR) scripts/e2e.sh
+
+test: deps
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory e2e
+
+run: deps build
+	@scripts/run.sh $(BUILD_DIR)
+
+bench: deps build
+	@scripts/bench.sh $(BUILD_DIR)
+
+format:
+	@clang-format -i common/*.[ch] pipeline/*.[ch] server/*.[ch] tools/*.c tests/unit/*.[ch]
+
+clean:
+	rm -rf $(BUILD_DIR) $(SAN_DIR)

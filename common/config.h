@@ -1,0 +1,115 @@
+/* Configuration: one declarative option table (config.c) gives every option its name, flag,
+ * environment variables (AETHERIS_* plus the original Aetheris names), type, default, bounds and
+ * help. Load order: defaults -> file (--config FILE, `name = value` lines) -> environment ->
+ * command line. Everything is validated, and the first error names the option.
+ * The loaded struct config is immutable afterwards and may be read from any thread.
+ * getenv() appears only in config.c. */
+#ifndef AETHERIS_CONFIG_H
+#define AETHERIS_CONFIG_H
+#include "fmacros.h"
+#include <stdbool.h>
+#include <stdio.h>
+
+#define CONFIG_STR_MAX 512 /* longest string option value, URLs and paths included */
+
+struct config {
+    /* process */
+    char node_id[64];              /* identifies this daemon in payloads and logs */
+    char log_level[16];            /* debug|info|warn|error */
+    char data_dir[CONFIG_STR_MAX]; /* var/: journal, snapshot, MQTT persistence */
+    bool fail_fast_healthcheck;    /* exit at start if a dependency is unreachable */
+    int startup_timeout_ms;        /* how long fail-fast start-up checks wait */
+    int drain_timeout_ms;          /* upper bound for draining on SIGTERM */
+
+    /* HTTP API */
+    char http_host[CONFIG_STR_MAX];
+    int http_port;
+    int http_threads;
+    int http_max_connections;
+    int http_timeout_s;
+    int http_max_body;
+    int page_max; /* cap on ?limit= */
+
+    /* MQTT */
+    char mqtt_url[CONFIG_STR_MAX]; /* tcp://host:port */
+    char mqtt_username[CONFIG_STR_MAX];
+    char mqtt_password[CONFIG_STR_MAX]; /* secret */
+    char mqtt_topic[CONFIG_STR_MAX];    /* subscription filter for transactions */
+    char exceptions_topic[CONFIG_STR_MAX];
+    char commands_topic[CONFIG_STR_MAX];
+    int mqtt_qos;             /* 0 or 1 for the subscription */
+    bool mqtt_clean_session;  /* false = persistent session (no loss while we are away) */
+    int mqtt_keepalive_s;
+    int mqtt_max_payload;     /* bytes; larger messages are dead-lettered */
+    int mqtt_max_batch;       /* events in one JSON array payload */
+
+    /* Redis */
+    char redis_url[CONFIG_STR_MAX];     /* redis://[:password@]host:port[/db] (secret part) */
+    char redis_prefix[128];             /* key prefix, default "aetheris:" */
+    char consumer_group[128];
+    int redis_timeout_ms;
+
+    /* store */
+    char sqlite_path[CONFIG_STR_MAX];
+    char mongodb_uri[CONFIG_STR_MAX]; /* secret; empty = SQLite */
+    char mongodb_database[128];
+    char mongodb_transactions_collection[128];
+    char mongodb_exceptions_collection[128];
+    char mongodb_commands_collection[128];
+    char mongodb_tool_audit_collection[128];
+    int audit_ttl_days;
+    int store_batch_max;        /* rows per write transaction */
+    int deadletter_keep;        /* newest invalid inputs kept */
+
+    /* edge */
+    int edge_workers;
+    int window_size;
+    int min_points;
+    double z_threshold;
+    double amount_scale;
+    double immediate_threshold; /* suspicion >= this -> immediate lane */
+    int dedupe_capacity;        /* recent transactionIds remembered */
+    int snapshot_interval_ms;
+    int queue_capacity;         /* items per inter-thread queue */
+
+    /* agents and decisions */
+    char agent_backend[16]; /* rules (llm in a later release) */
+    int immediate_batch_size;
+    int batch_size;
+    int immediate_batch_max_wait_ms;
+    int batch_max_wait_ms;
+    int reclaim_idle_ms;   /* pending entries idle this long are reclaimed */
+    int max_deliveries;    /* deliveries after which an entry is dead-lettered */
+    int lock_ttl_s;        /* kill-switch lock lifetime after BLOCK */
+    double analyst_block_z;
+    double analyst_review_z;
+    double auditor_block_ratio;  /* amount / account history mean */
+    double auditor_review_ratio;
+    int auditor_min_history;     /* fewer stored transactions -> REVIEW */
+    double strategist_block_loss; /* expected loss = suspicion * amount */
+    double strategist_review_loss;
+};
+
+enum config_result {
+    CONFIG_OK = 0,     /* loaded and valid: run */
+    CONFIG_EXIT_0 = 1, /* --help or --version printed: exit 0 */
+    CONFIG_ERROR = -1  /* invalid: err holds "option: problem"; exit 2 */
+};
+
+/* Fills cfg from defaults, the optional --config file, the environment and argv.
+ * `--check-config` is reported through *check_only (may be NULL). On error, err (errlen bytes)
+ * names the option and the problem. */
+enum config_result config_load(struct config *cfg, int argc, char **argv, bool *check_only,
+                               char *err, size_t errlen);
+/* Fills cfg with the defaults only (for tests and tools). */
+void config_defaults(struct config *cfg);
+/* Sets one option by its name (e.g. "window_size") from text, with full validation.
+ * Returns 0 or ERR_INVAL / ERR_RANGE with err filled. */
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen);
+/* Prints --help: every option with flag, env vars, default, bounds and help. */
+void config_print_help(FILE *out, const char *argv0);
+/* JSON text of every option with secrets (passwords, URIs with credentials) redacted.
+ * Caller frees. */
+char *config_dump_redacted(const struct config *cfg);
+
+#endif

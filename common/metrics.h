@@ -1,0 +1,101 @@
+/* Process-wide metrics registry: fixed counters and histograms declared once in the X-macro tables
+ * below, so the enum, the names and the help text cannot drift apart. Counters only grow while the
+ * daemon runs. Rendered as a JSON snapshot (/v1/metrics) and as Prometheus text (/metrics).
+ * Thread-safe and lock-free: relaxed atomics; a render is a consistent-enough snapshot. */
+#ifndef AETHERIS_METRICS_H
+#define AETHERIS_METRICS_H
+#include "fmacros.h"
+#include <stdint.h>
+#include <jansson.h>
+#include "buf.h"
+
+/* X(ENUM, prometheus name, label set without braces, json key, help) */
+#define METRIC_COUNTERS(X)                                                                         \
+    X(MQTT_MESSAGES, "aetheris_mqtt_messages_total", "", "mqtt_messages",                          \
+      "MQTT messages received on the transactions topic")                                          \
+    X(MQTT_RECONNECTS, "aetheris_mqtt_reconnects_total", "", "mqtt_reconnects",                    \
+      "Successful MQTT reconnections")                                                             \
+    X(EVENTS_INGESTED, "aetheris_events_ingested_total", "", "ingested",                           \
+      "Valid, non-duplicate events accepted for scoring")                                          \
+    X(EVENTS_DUPLICATE, "aetheris_events_duplicate_total", "", "duplicates",                       \
+      "Events whose transactionId was already seen")                                               \
+    X(INVALID_BAD_JSON, "aetheris_events_invalid_total", "reason=\"bad_json\"",                    \
+      "invalid_bad_json", "Invalid event payloads by reason")                                      \
+    X(INVALID_NOT_OBJECT, "aetheris_events_invalid_total", "reason=\"not_object\"",                \
+      "invalid_not_object", "Invalid event payloads by reason")                                    \
+    X(INVALID_TXID, "aetheris_events_invalid_total", "reason=\"transaction_id\"",                  \
+      "invalid_transaction_id", "Invalid event payloads by reason")                                \
+    X(INVALID_ACCOUNT, "aetheris_events_invalid_total", "reason=\"account_origin\"",               \
+      "invalid_account_origin", "Invalid event payloads by reason")                                \
+    X(INVALID_AMOUNT, "aetheris_events_invalid_total", "reason=\"amount\"", "invalid_amount",      \
+      "Invalid event payloads by reason")                                                          \
+    X(INVALID_FIELD, "aetheris_events_invalid_total", "reason=\"field_type\"",                     \
+      "invalid_field_type", "Invalid event payloads by reason")                                    \
+    X(INVALID_TOO_LARGE, "aetheris_events_invalid_total", "reason=\"too_large\"",                 \
+      "invalid_too_large", "Invalid event payloads by reason")                                     \
+    X(EVENTS_SCORED, "aetheris_events_scored_total", "", "scored",                                 \
+      "Events scored by the edge workers")                                                         \
+    X(ANOMALIES_IMMEDIATE, "aetheris_anomalies_total", "priority=\"immediate\"",                   \
+      "anomalies_immediate", "Exceptions detected, by priority")                                   \
+    X(ANOMALIES_BATCH, "aetheris_anomalies_total", "priority=\"batch\"", "anomalies_batch",        \
+      "Exceptions detected, by priority")                                                          \
+    X(EXCEPTIONS_PUBLISHED, "aetheris_exceptions_published_total", "", "exceptions_published",     \
+      "Exceptions published on the exceptions topic")                                              \
+    X(STREAM_ADDED, "aetheris_stream_added_total", "", "stream_added",                             \
+      "Exceptions appended to the Redis priority streams")                                         \
+    X(STREAM_RECLAIMED, "aetheris_stream_reclaimed_total", "", "stream_reclaimed",                 \
+      "Stream entries reclaimed from dead consumers (XAUTOCLAIM)")                                 \
+    X(STREAM_DEADLETTERED, "aetheris_stream_deadlettered_total", "", "stream_deadlettered",        \
+      "Stream entries moved to the dead-letter stream")                                            \
+    X(DECISIONS_APPROVE, "aetheris_decisions_total", "action=\"APPROVE\"", "decisions_approve",    \
+      "Decisions made, by action")                                                                 \
+    X(DECISIONS_REVIEW, "aetheris_decisions_total", "action=\"REVIEW\"", "decisions_review",       \
+      "Decisions made, by action")                                                                 \
+    X(DECISIONS_BLOCK, "aetheris_decisions_total", "action=\"BLOCK\"", "decisions_block",          \
+      "Decisions made, by action")                                                                 \
+    X(DECISIONS_REPLAYED, "aetheris_decisions_replayed_total", "", "decisions_replayed",           \
+      "Exceptions processed again whose stored decision was republished")                          \
+    X(COMMANDS_PUBLISHED, "aetheris_commands_published_total", "", "commands_published",           \
+      "Commands published on the commands topic")                                                  \
+    X(ACCOUNT_LOCKS, "aetheris_account_locks_total", "", "account_locks",                          \
+      "Kill-switch account locks set after a BLOCK consensus")                                     \
+    X(STORE_ROWS, "aetheris_store_rows_total", "", "store_rows", "Rows written to the store")      \
+    X(STORE_ERRORS, "aetheris_store_errors_total", "", "store_errors", "Store write errors")       \
+    X(REDIS_ERRORS, "aetheris_redis_errors_total", "", "redis_errors",                             \
+      "Redis command failures (each followed by a reconnect)")                                     \
+    X(SNAPSHOTS, "aetheris_edge_snapshots_total", "", "snapshots",                                 \
+      "Edge state snapshots written")                                                              \
+    X(JOURNAL_REPLAYED, "aetheris_journal_replayed_total", "", "journal_replayed",                 \
+      "Journal records replayed at startup")                                                       \
+    X(HTTP_REQUESTS, "aetheris_http_requests_total", "", "http_requests", "HTTP requests served")
+
+/* X(ENUM, prometheus base name (no _seconds suffix), json key, help) */
+#define METRIC_HISTOGRAMS(X)                                                                       \
+    X(EVENT_TO_DECISION, "aetheris_event_to_decision", "event_to_decision",                        \
+      "Time from ingest to published decision")                                                    \
+    X(AGENT_BATCH, "aetheris_agent_batch", "agent_batch", "Time to decide one agent batch")        \
+    X(HTTP_REQUEST, "aetheris_http_request", "http_request", "HTTP request handling time")
+
+#define METRIC_ENUM_C(e, n, l, j, h) M_##e,
+enum metric_counter { METRIC_COUNTERS(METRIC_ENUM_C) M__COUNT };
+#undef METRIC_ENUM_C
+#define METRIC_ENUM_H(e, n, j, h) H_##e,
+enum metric_histogram { METRIC_HISTOGRAMS(METRIC_ENUM_H) H__COUNT };
+#undef METRIC_ENUM_H
+
+/* Adds n to a counter. */
+void metrics_add(enum metric_counter c, uint64_t n);
+#define metrics_inc(c) metrics_add((c), 1)
+/* Current value of a counter. */
+uint64_t metrics_get(enum metric_counter c);
+/* Records one observation, in seconds, into a histogram. */
+void metrics_observe(enum metric_histogram h, double seconds);
+/* Estimated quantile (0 < q < 1) in seconds from the histogram buckets; 0 when empty. */
+double metrics_quantile(enum metric_histogram h, double q);
+/* JSON snapshot: {"counters":{json key: n,...},"latency":{json key:{"count","p50","p95","p99"}}}.
+ * Caller owns the returned reference. */
+json_t *metrics_json(void);
+/* Appends the Prometheus text exposition of every counter and histogram; 0 or ERR_FULL. */
+int metrics_prometheus(struct buf *out);
+
+#endif

@@ -1,0 +1,47 @@
+/* MQTT client over paho MQTTClient (libpaho-mqtt3c) in asynchronous mode. Each mqttc owns one
+ * MQTTClient handle and a supervisor thread that connects, reconnects with exponential backoff
+ * (100 ms doubling to 5 s) after a lost connection or a broker restart, and re-subscribes.
+ * Thread-safe: publish/flush take an internal mutex (paho's MQTTClient is not thread-safe).
+ * Incoming messages are handed to on_message on paho's delivery thread; the callback must be quick
+ * and must not call into this mqttc. */
+#ifndef AETHERIS_MQTTC_H
+#define AETHERIS_MQTTC_H
+#include "fmacros.h"
+#include <stdbool.h>
+#include <stddef.h>
+
+struct mqttc;
+
+/* Called for each message; return 0 when handled (paho frees it, and for QoS 1 it is then
+ * removed from persistence), or < 0 to have paho deliver it again a moment later. */
+typedef int (*mqttc_message_fn)(void *ctx, const char *topic, const void *payload, size_t len);
+
+struct mqttc_options {
+    const char *url;         /* tcp://host:port */
+    const char *client_id;   /* must be stable across restarts for a persistent session */
+    const char *username;    /* NULL or "" = none */
+    const char *password;    /* NULL or "" = none */
+    const char *persist_dir; /* paho file persistence directory; NULL = in memory */
+    bool clean_session;
+    int keepalive_s;
+    const char *subscribe_topic; /* NULL = publish-only client */
+    int subscribe_qos;
+    mqttc_message_fn on_message;
+    void *ctx;
+};
+
+/* Creates the client and starts its supervisor (which connects in the background). The strings
+ * in opts are copied. NULL on a paho creation failure (logged). */
+struct mqttc *mqttc_new(const struct mqttc_options *opts);
+/* Disconnects (waiting up to timeout_ms for in-flight QoS 1 to complete) and frees. NULL no-op. */
+void mqttc_free(struct mqttc *m, int timeout_ms);
+/* Waits until connected (and subscribed, for a subscriber): 0 or ERR_TIMEOUT. */
+int mqttc_wait_connected(struct mqttc *m, int timeout_ms);
+bool mqttc_is_connected(struct mqttc *m);
+/* Publishes without waiting for the acknowledgement: 0, ERR_CONN when disconnected, ERR_IO. */
+int mqttc_publish(struct mqttc *m, const char *topic, const void *payload, size_t len, int qos);
+/* Waits until every QoS 1 publish made since the last flush is acknowledged by the broker.
+ * 0, ERR_TIMEOUT, or ERR_CONN if the connection dropped (those publishes must be retried). */
+int mqttc_flush(struct mqttc *m, int timeout_ms);
+
+#endif

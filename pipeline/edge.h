@@ -1,0 +1,31 @@
+/* One edge shard: the table of accounts an edge worker owns (open addressing on the account key,
+ * each account a zwin whose ring is allocated once, when the account is first seen: no allocation
+ * per event). Not thread-safe: a shard belongs to exactly one worker thread. */
+#ifndef AETHERIS_EDGE_H
+#define AETHERIS_EDGE_H
+#include "fmacros.h"
+#include <stddef.h>
+#include "zscore.h"
+
+struct edge_shard;
+
+/* Creates an empty shard with its own copy of the scoring parameters. */
+struct edge_shard *edge_shard_new(const struct zscore_params *params);
+void edge_shard_free(struct edge_shard *s); /* NULL is a no-op */
+/* Scores amount for account (NUL-terminated, <= EVENT_ACCOUNT_MAX bytes), creating the account on
+ * first sight. */
+void edge_shard_score(struct edge_shard *s, const char *account, double amount,
+                      struct zscore_result *out);
+/* Number of accounts held. */
+size_t edge_shard_accounts(const struct edge_shard *s);
+/* Finds an account's window; NULL when unknown. Borrowed until the next call on the shard. */
+const struct zwin *edge_shard_find(const struct edge_shard *s, const char *account);
+/* Visits every account: vals is the window oldest first (borrowed for the call). */
+typedef void (*edge_account_fn)(void *ctx, const char *account, const double *vals, uint32_t n,
+                                double last_z);
+void edge_shard_foreach(const struct edge_shard *s, edge_account_fn fn, void *ctx);
+/* Installs a restored account window (replacing any existing one). */
+void edge_shard_restore(struct edge_shard *s, const char *account, const double *vals, uint32_t n,
+                        double last_z);
+
+#endif
