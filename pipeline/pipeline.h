@@ -19,7 +19,7 @@ struct pipeline_health {
     bool mqtt_up;    /* subscriber connected and subscribed */
     bool redis_up;   /* last Redis call of the sink/decider succeeded */
     bool store_up;   /* store answers */
-    size_t queued;   /* events waiting in the edge queues */
+    size_t queued;   /* batches (<= 32 events each) waiting between pipeline stages */
     size_t accounts; /* accounts tracked by the edge */
 };
 
@@ -29,12 +29,6 @@ struct submit_counts { /* outcome of one payload */
     int invalid;
 };
 
-struct account_stats { /* an account's edge window */
-    uint32_t n;
-    double mean;
-    double std;
-    double last_z;
-};
 
 /* Builds every component (nothing is started; no network yet). The store is borrowed and must
  * outlive the pipeline. NULL on error with err filled. */

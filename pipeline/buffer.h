@@ -1,0 +1,65 @@
+/* The Redis Streams priority buffer (DESIGN.md 3.4): two lanes, `<prefix>stream:immediate` and
+ * `<prefix>stream:batch`, read by the consumer group through XREADGROUP, acknowledged with XACK,
+ * recovered with XAUTOCLAIM when a consumer dies, and `<prefix>stream:deadletter` for entries that
+ * failed too often or cannot be parsed. Entry fields: `payload` (exception JSON), `suspicion`.
+ * Stateless helpers over a caller-owned rconn: thread-safety is the rconn's (one per thread). */
+#ifndef AETHERIS_BUFFER_H
+#define AETHERIS_BUFFER_H
+#include "fmacros.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "rconn.h"
+
+#define BUFFER_ID_MAX 48 /* "<ms>-<seq>" stream ids fit comfortably */
+
+enum lane { LANE_IMMEDIATE = 0, LANE_BATCH = 1, LANE__COUNT = 2 };
+
+struct buffer_keys {
+    char stream[LANE__COUNT][192];
+    char deadletter[192];
+    char lock_prefix[192]; /* + account = kill-switch key */
+    char group[128];
+    char consumer[64];
+};
+
+struct stream_entry {
+    enum lane lane;
+    char id[BUFFER_ID_MAX];
+    char *payload; /* owned, NUL-terminated */
+    size_t len;
+    int64_t deliveries; /* from XPENDING where known (reclaimed entries), else 1 */
+};
+
+/* Lane name: "immediate" | "batch". */
+const char *lane_name(enum lane lane);
+/* Fills the key names from the configuration (prefix, group, node id as consumer name). */
+void buffer_keys_init(const struct config *cfg, struct buffer_keys *k);
+/* XGROUP CREATE <stream> <group> 0 MKSTREAM for both lanes; an existing group is fine.
+ * 0 or ERR_CONN / ERR_PROTO. */
+int buffer_ensure_groups(struct rconn *rc, const struct buffer_keys *k);
+/* XADDs n exceptions, each to its lane, in one pipeline. 0 or ERR_CONN / ERR_PROTO. */
+int buffer_add(struct rconn *rc, const struct buffer_keys *k, size_t n, const char *const *payloads,
+               const size_t *lens, const enum lane *lanes, const double *suspicion);
+/* XREADGROUP COUNT count [BLOCK block_ms] over the given lanes (">" = new entries, "0" = this
+ * consumer's own pending ones). Appends up to max entries to out; returns the number read or a
+ * negative enum err. ERR_NOTFOUND when a group is missing (call buffer_ensure_groups). */
+int buffer_read(struct rconn *rc, const struct buffer_keys *k, const enum lane *lanes,
+                size_t nlanes, const char *start_id, int count, int block_ms,
+                struct stream_entry *out, size_t max);
+/* XACKs ids of one lane. 0 or a negative enum err. */
+int buffer_ack(struct rconn *rc, const struct buffer_keys *k, enum lane lane,
+               const char *const *ids, size_t n);
+/* XAUTOCLAIMs up to max entries idle for >= min_idle_ms in a lane to this consumer, filling
+ * deliveries from XPENDING. *cursor (BUFFER_ID_MAX bytes, start "0-0") advances between calls.
+ * Returns the number claimed or a negative enum err. */
+int buffer_autoclaim(struct rconn *rc, const struct buffer_keys *k, enum lane lane,
+                     int64_t min_idle_ms, char *cursor, struct stream_entry *out, size_t max);
+/* Moves an entry to the dead-letter stream (XADD with lane, id, reason, payload) and XACKs it. */
+int buffer_deadletter(struct rconn *rc, const struct buffer_keys *k, const struct stream_entry *e,
+                      const char *reason);
+/* Frees the payloads of n entries. */
+void stream_entries_cleanup(struct stream_entry *e, size_t n);
+
+#endif

@@ -1,0 +1,583 @@
+/* The decider thread (decide.h).
+ *
+ * Loop: reclaim idle pending entries now and then; top up each lane's accumulator without
+ * blocking; decide the immediate lane when it is full or its oldest entry has waited its max
+ * wait, then the batch lane likewise; when there is nothing to decide, block in XREADGROUP on both
+ * lanes until the nearest lane deadline (at most DECIDE_IDLE_BLOCK_MS).
+ *
+ * Exactly-once decisions rest on the store: the decision row is written (INSERT OR IGNORE) before
+ * the command is published and before XACK. A crash anywhere leaves the entry pending; whoever
+ * processes it again finds the stored decision and republishes that same command. */
+#include "decide.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "agents.h"
+#include "buffer.h"
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "metrics.h"
+#include "mqttc.h"
+#include "rconn.h"
+#include "vote.h"
+#include "xmalloc.h"
+
+#define DECIDE_ACC_MAX 1024        /* entries held per lane before deciding */
+#define DECIDE_IDLE_BLOCK_MS 100   /* longest XREADGROUP block: bounds stop latency */
+#define DECIDE_HISTORY_ROWS 100    /* the Auditor looks at the newest 100 stored transactions */
+#define DECIDE_MQTT_FLUSH_MS 5000
+#define DECIDE_BACKOFF_MAX_MS 1000
+
+struct lane_acc {
+    struct stream_entry e[DECIDE_ACC_MAX];
+    size_t n;
+    int64_t first_ms; /* monotonic arrival of the oldest entry */
+};
+
+struct decider {
+    const struct config *cfg;
+    struct store *store;
+    struct agent_thresholds thresholds;
+    struct buffer_keys keys;
+    struct rconn *rc;
+    struct mqttc *pub;
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+    atomic_bool redis_up;
+    struct lane_acc acc[LANE__COUNT];
+    int batch_size[LANE__COUNT];
+    int max_wait_ms[LANE__COUNT];
+    char reclaim_cursor[LANE__COUNT][BUFFER_ID_MAX];
+    int64_t next_reclaim_ms;
+};
+
+/* One exception being decided. */
+struct item {
+    struct stream_entry *entry;
+    json_t *exc;          /* parsed payload */
+    uint64_t txid;
+    const char *account;  /* borrowed from exc */
+    double amount, z, mean, std, suspicion;
+    int64_t detected_ms;
+    bool immediate;
+    json_t *stored;       /* existing decision doc, if any */
+    json_t *doc;          /* new decision doc */
+    char *doc_text;
+    enum action action;
+    bool inserted;
+};
+
+struct decider *decider_new(const struct config *cfg, struct store *store)
+{
+    struct decider *d = xcalloc(1, sizeof *d);
+    d->cfg = cfg;
+    d->store = store;
+    agents_thresholds_from_config(cfg, &d->thresholds);
+    buffer_keys_init(cfg, &d->keys);
+    atomic_init(&d->stop, false);
+    atomic_init(&d->redis_up, false);
+    d->batch_size[LANE_IMMEDIATE] = cfg->immediate_batch_size;
+    d->batch_size[LANE_BATCH] = cfg->batch_size;
+    d->max_wait_ms[LANE_IMMEDIATE] = cfg->immediate_batch_max_wait_ms;
+    d->max_wait_ms[LANE_BATCH] = cfg->batch_max_wait_ms;
+    for (int l = 0; l < LANE__COUNT; l++)
+        snprintf(d->reclaim_cursor[l], BUFFER_ID_MAX, "0-0");
+    return d;
+}
+
+static void set_redis(struct decider *d, int rv)
+{
+    atomic_store(&d->redis_up, rv != ERR_CONN);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Parsing and voting                                                                           */
+
+static bool num_field(json_t *o, const char *name, double *out)
+{
+    json_t *v = json_object_get(o, name);
+    if (!json_is_number(v))
+        return false;
+    *out = json_number_value(v);
+    return true;
+}
+
+/* Parses an entry's exception payload; false for a poison entry. */
+static bool item_parse(struct item *it)
+{
+    json_error_t jerr;
+    it->exc = json_loadb(it->entry->payload, it->entry->len, 0, &jerr);
+    if (!json_is_object(it->exc))
+        return false;
+    json_t *txid = json_object_get(it->exc, "transactionId");
+    json_t *acct = json_object_get(it->exc, "accountOrigin");
+    json_t *ts = json_object_get(it->exc, "timestamp");
+    if (!json_is_integer(txid) || json_integer_value(txid) < 0 || !json_is_string(acct) ||
+        !json_is_integer(ts))
+        return false;
+    it->txid = (uint64_t)json_integer_value(txid);
+    it->account = json_string_value(acct);
+    it->detected_ms = json_integer_value(ts);
+    const char *prio = json_string_value(json_object_get(it->exc, "priority"));
+    it->immediate = prio && strcmp(prio, "immediate") == 0;
+    return num_field(it->exc, "amount", &it->amount) && num_field(it->exc, "zScore", &it->z) &&
+           num_field(it->exc, "mean", &it->mean) && num_field(it->exc, "std", &it->std) &&
+           num_field(it->exc, "suspicion", &it->suspicion);
+}
+
+/* The seed-compatible command (DESIGN.md 3.6) as a new JSON object. */
+static json_t *command_json(const struct item *it, const struct vote votes[ROLE__COUNT],
+                            enum action action, int64_t now_ms)
+{
+    char reason[128];
+    json_t *jv = json_array();
+    for (int r = 0; r < ROLE__COUNT; r++)
+        json_array_append_new(jv, json_pack("{s:s, s:s, s:s, s:s}", "agent",
+                                            role_name(votes[r].role), "decision",
+                                            action_name(votes[r].decision), "reason",
+                                            votes[r].reason, "source", votes[r].source));
+    vote_reason(votes, action, reason, sizeof reason);
+    return json_pack("{s:s, s:I, s:s, s:o, s:s, s:I}", "account_origin", it->account,
+                     "transaction_id", (json_int_t)it->txid, "action", action_name(action),
+                     "votes", jv, "reason", reason, "timestamp", (json_int_t)now_ms);
+}
+
+/* The command part of a stored decision doc, as text to publish. Caller frees. */
+static char *command_text(json_t *doc)
+{
+    json_t *cmd = json_deep_copy(doc);
+    json_object_del(cmd, "exception");
+    json_object_del(cmd, "latency_ms");
+    char *text = json_dumps(cmd, JSON_COMPACT);
+    json_decref(cmd);
+    return text;
+}
+
+static int publish_command(struct decider *d, json_t *doc)
+{
+    char *text = command_text(doc);
+    int rv = mqttc_publish(d->pub, d->cfg->commands_topic, text, strlen(text), 1);
+    free(text);
+    return rv;
+}
+
+/* Runs the three agents for one new item and builds its decision doc. */
+static void item_decide(struct decider *d, struct item *it, bool locked, struct store_audit *audit,
+                        char **audit_text)
+{
+    struct agent_input in = {.txid = it->txid,
+                             .account = it->account,
+                             .amount = it->amount,
+                             .z = it->z,
+                             .mean = it->mean,
+                             .std = it->std,
+                             .suspicion = it->suspicion,
+                             .immediate = it->immediate,
+                             .account_locked = locked};
+    in.history_ok =
+        store_account_history(d->store, it->account, DECIDE_HISTORY_ROWS, &in.history) == 0;
+    int64_t now = clock_wall_ms();
+    json_t *aj = json_pack("{s:s, s:s, s:b, s:I, s:f, s:f}", "agent", "Auditor", "account",
+                           it->account, "ok", in.history_ok, "rows", (json_int_t)in.history.count,
+                           "mean", in.history.mean, "max", in.history.max);
+    *audit_text = json_dumps(aj, JSON_COMPACT);
+    json_decref(aj);
+    *audit = (struct store_audit){it->txid, it->account, "history_lookup", now, *audit_text};
+
+    struct vote votes[ROLE__COUNT];
+    for (int r = 0; r < ROLE__COUNT; r++)
+        agents_rules_vote((enum agent_role)r, &d->thresholds, &in, &votes[r]);
+    it->action = vote_consensus(votes);
+    it->doc = command_json(it, votes, it->action, now);
+    json_object_set(it->doc, "exception", it->exc);
+    json_object_set_new(it->doc, "latency_ms",
+                        json_pack("{s:I}", "detect_to_decision",
+                                  (json_int_t)(now - it->detected_ms)));
+    it->doc_text = json_dumps(it->doc, JSON_COMPACT);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Batch processing                                                                             */
+
+/* GETs the kill-switch keys of the new items in one pipeline. ERR_CONN when Redis is down. */
+static int fetch_locks(struct decider *d, struct item *items, size_t n, bool *locked)
+{
+    struct rcmd *cmds = xcalloc(n, sizeof *cmds);
+    redisReply **rep = xcalloc(n, sizeof *rep);
+    char (*keys)[256] = xcalloc(n, sizeof *keys);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof keys[i], "%s%s", d->keys.lock_prefix, items[i].account);
+        rcmd_add(&cmds[i], "EXISTS");
+        rcmd_add(&cmds[i], keys[i]);
+    }
+    int rv = rconn_pipeline(d->rc, n, cmds, rep);
+    for (size_t i = 0; i < n && rv == 0; i++)
+        locked[i] = rep[i]->type == REDIS_REPLY_INTEGER && rep[i]->integer > 0;
+    for (size_t i = 0; i < n && rv == 0; i++)
+        freeReplyObject(rep[i]);
+    free(cmds);
+    free(rep);
+    free(keys);
+    set_redis(d, rv);
+    return rv;
+}
+
+/* Sets the kill-switch lock for every newly inserted BLOCK decision. */
+static int set_locks(struct decider *d, struct item *items, size_t n)
+{
+    struct rcmd *cmds = xcalloc(n, sizeof *cmds);
+    redisReply **rep = xcalloc(n, sizeof *rep);
+    char (*keys)[256] = xcalloc(n, sizeof *keys);
+    char (*vals)[24] = xcalloc(n, sizeof *vals);
+    char ttl[16];
+    size_t k = 0;
+    snprintf(ttl, sizeof ttl, "%d", d->cfg->lock_ttl_s);
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i].inserted || items[i].action != ACTION_BLOCK)
+            continue;
+        snprintf(keys[k], sizeof keys[k], "%s%s", d->keys.lock_prefix, items[i].account);
+        snprintf(vals[k], sizeof vals[k], "%llu", (unsigned long long)items[i].txid);
+        rcmd_add(&cmds[k], "SET");
+        rcmd_add(&cmds[k], keys[k]);
+        rcmd_add(&cmds[k], vals[k]);
+        rcmd_add(&cmds[k], "EX");
+        rcmd_add(&cmds[k], ttl);
+        k++;
+    }
+    int rv = k ? rconn_pipeline(d->rc, k, cmds, rep) : 0;
+    for (size_t i = 0; i < k && rv == 0; i++)
+        freeReplyObject(rep[i]);
+    if (rv == 0)
+        metrics_add(M_ACCOUNT_LOCKS, k);
+    free(cmds);
+    free(rep);
+    free(keys);
+    free(vals);
+    set_redis(d, rv);
+    return rv;
+}
+
+static void items_cleanup(struct item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(items[i].exc);
+        json_decref(items[i].stored);
+        json_decref(items[i].doc);
+        free(items[i].doc_text);
+    }
+}
+
+/* Moves an unparseable entry to the dead letters (stream and store). */
+static void poison(struct decider *d, struct stream_entry *e)
+{
+    log_warn("decide.poison", "stream entry %s in lane %s is not a valid exception: dead-lettered",
+             e->id, lane_name(e->lane));
+    struct store_deadletter dl = {"decision", "unparseable_exception", clock_wall_ms(),
+                                  e->payload, e->len < 1024 ? e->len : 1024};
+    store_put_deadletters(d->store, &dl, 1, d->cfg->deadletter_keep);
+    set_redis(d, buffer_deadletter(d->rc, &d->keys, e, "unparseable exception payload"));
+}
+
+/* Decides, stores, publishes and acknowledges a batch of one lane. Entries whose processing
+ * fails stay pending in Redis and come back through XAUTOCLAIM. */
+static void decide_batch(struct decider *d, enum lane lane, struct stream_entry *entries, size_t n)
+{
+    int64_t t0 = clock_mono_ns();
+    struct item *items = xcalloc(n, sizeof *items);
+    struct item *fresh = xcalloc(n, sizeof *fresh);
+    struct store_decision *rows = xcalloc(n, sizeof *rows);
+    struct store_audit *audit = xcalloc(n, sizeof *audit);
+    char **audit_text = xcalloc(n, sizeof *audit_text);
+    bool *locked = xcalloc(n, sizeof *locked);
+    bool *inserted = xcalloc(n, sizeof *inserted);
+    const char **ack = xcalloc(n, sizeof *ack);
+    size_t nitems = 0, nfresh = 0, nack = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        struct item it = {.entry = &entries[i]};
+        if (!item_parse(&it)) {
+            json_decref(it.exc);
+            poison(d, &entries[i]);
+            continue;
+        }
+        if (store_get_decision(d->store, it.txid, &it.stored) != 0)
+            it.stored = NULL;
+        items[nitems++] = it;
+    }
+    for (size_t i = 0; i < nitems; i++)
+        if (items[i].stored == NULL)
+            fresh[nfresh++] = items[i];
+    if (nfresh > 0 && fetch_locks(d, fresh, nfresh, locked) != 0)
+        goto out;
+    for (size_t i = 0; i < nfresh; i++) {
+        item_decide(d, &fresh[i], locked[i], &audit[i], &audit_text[i]);
+        rows[i] = (struct store_decision){fresh[i].txid, fresh[i].account,
+                                          action_name(fresh[i].action), clock_wall_ms(),
+                                          fresh[i].doc_text};
+    }
+    if (nfresh > 0 && (store_put_audit(d->store, audit, nfresh) != 0 ||
+                       store_put_decisions(d->store, rows, nfresh, inserted) != 0)) {
+        log_error("decide.store_failed", "storing %zu decisions failed; entries stay pending",
+                  nfresh);
+        goto out;
+    }
+    for (size_t i = 0; i < nfresh; i++) {
+        fresh[i].inserted = inserted[i];
+        if (!inserted[i] && store_get_decision(d->store, fresh[i].txid, &fresh[i].stored) != 0)
+            goto out;
+    }
+    if (set_locks(d, fresh, nfresh) != 0)
+        goto out;
+
+    /* Publish: the stored command where one existed (replays, races), the new one otherwise. */
+    int rv = 0;
+    size_t published = 0;
+    for (size_t i = 0; i < nitems && rv == 0; i++) {
+        if (items[i].stored == NULL)
+            continue;
+        rv = publish_command(d, items[i].stored);
+        published++;
+    }
+    for (size_t i = 0; i < nfresh && rv == 0; i++) {
+        rv = publish_command(d, fresh[i].stored ? fresh[i].stored : fresh[i].doc);
+        published++;
+    }
+    if (rv == 0 && published > 0)
+        rv = mqttc_flush(d->pub, DECIDE_MQTT_FLUSH_MS);
+    if (rv != 0) {
+        log_warn("decide.publish_failed", "publishing %zu commands failed (%s); entries stay "
+                                          "pending and will be retried",
+                 published, err_str(rv));
+        goto out;
+    }
+    metrics_add(M_COMMANDS_PUBLISHED, published);
+
+    for (size_t i = 0; i < nitems; i++)
+        ack[nack++] = items[i].entry->id;
+    set_redis(d, buffer_ack(d->rc, &d->keys, lane, ack, nack));
+
+    int64_t now = clock_wall_ms();
+    for (size_t i = 0; i < nitems; i++)
+        if (items[i].stored && items[i].doc == NULL)
+            metrics_inc(M_DECISIONS_REPLAYED);
+    for (size_t i = 0; i < nfresh; i++) {
+        if (!fresh[i].inserted)
+            continue;
+        metrics_inc(fresh[i].action == ACTION_BLOCK    ? M_DECISIONS_BLOCK
+                    : fresh[i].action == ACTION_REVIEW ? M_DECISIONS_REVIEW
+                                                       : M_DECISIONS_APPROVE);
+        metrics_observe(H_EVENT_TO_DECISION, (double)(now - fresh[i].detected_ms) / 1000.0);
+    }
+    metrics_observe(H_AGENT_BATCH, (double)(clock_mono_ns() - t0) / 1e9);
+out:
+    /* fresh[] holds copies of items[] members: free each owned pointer exactly once. */
+    for (size_t i = 0, f = 0; i < nitems; i++) {
+        if (items[i].stored == NULL && f < nfresh) {
+            items[i].stored = fresh[f].stored;
+            items[i].doc = fresh[f].doc;
+            items[i].doc_text = fresh[f].doc_text;
+            f++;
+        }
+    }
+    items_cleanup(items, nitems);
+    for (size_t i = 0; i < n; i++)
+        free(audit_text[i]);
+    free(items);
+    free(fresh);
+    free(rows);
+    free(audit);
+    free(audit_text);
+    free(locked);
+    free(inserted);
+    free(ack);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lanes                                                                                        */
+
+static void acc_add(struct decider *d, struct stream_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct lane_acc *a = &d->acc[e[i].lane];
+        if (a->n == DECIDE_ACC_MAX) { /* full: leave it pending; reclaim brings it back */
+            free(e[i].payload);
+            continue;
+        }
+        if (a->n == 0)
+            a->first_ms = clock_mono_ms();
+        a->e[a->n++] = e[i];
+    }
+}
+
+/* Decides the first `count` entries of a lane and shifts the rest down. */
+static void acc_decide(struct decider *d, enum lane lane, size_t count)
+{
+    struct lane_acc *a = &d->acc[lane];
+    decide_batch(d, lane, a->e, count);
+    stream_entries_cleanup(a->e, count);
+    memmove(a->e, a->e + count, (a->n - count) * sizeof a->e[0]);
+    a->n -= count;
+    a->first_ms = clock_mono_ms();
+}
+
+static bool lane_ready(struct decider *d, enum lane lane, int64_t now)
+{
+    struct lane_acc *a = &d->acc[lane];
+    return a->n >= (size_t)d->batch_size[lane] ||
+           (a->n > 0 && now - a->first_ms >= d->max_wait_ms[lane]);
+}
+
+/* Reclaims entries idle past reclaim_idle_ms; dead-letters those delivered too often. */
+static void reclaim(struct decider *d)
+{
+    struct stream_entry got[64];
+    for (int l = 0; l < LANE__COUNT; l++) {
+        int n = buffer_autoclaim(d->rc, &d->keys, (enum lane)l, d->cfg->reclaim_idle_ms,
+                                 d->reclaim_cursor[l], got, 64);
+        set_redis(d, n < 0 ? n : 0);
+        if (n == ERR_NOTFOUND)
+            set_redis(d, buffer_ensure_groups(d->rc, &d->keys));
+        for (int i = 0; i < n; i++) {
+            if (got[i].deliveries > d->cfg->max_deliveries) {
+                log_warn("decide.deadletter", "entry %s delivered %lld times: dead-lettered",
+                         got[i].id, (long long)got[i].deliveries);
+                buffer_deadletter(d->rc, &d->keys, &got[i], "max deliveries exceeded");
+                free(got[i].payload);
+            } else {
+                acc_add(d, &got[i], 1);
+            }
+        }
+    }
+}
+
+/* Reads new entries: without blocking when block_ms is 0. */
+static void top_up(struct decider *d, int block_ms)
+{
+    static const enum lane both[LANE__COUNT] = {LANE_IMMEDIATE, LANE_BATCH};
+    struct stream_entry got[256];
+    int want = d->batch_size[LANE_BATCH] > d->batch_size[LANE_IMMEDIATE]
+                   ? d->batch_size[LANE_BATCH]
+                   : d->batch_size[LANE_IMMEDIATE];
+    int n = buffer_read(d->rc, &d->keys, both, LANE__COUNT, ">", want, block_ms, got, 256);
+    set_redis(d, n < 0 ? n : 0);
+    if (n == ERR_NOTFOUND) {
+        set_redis(d, buffer_ensure_groups(d->rc, &d->keys));
+        return;
+    }
+    if (n == ERR_CONN)
+        clock_sleep_ms(DECIDE_IDLE_BLOCK_MS); /* Redis down: rconn backs off; do not spin */
+    if (n > 0)
+        acc_add(d, got, (size_t)n);
+}
+
+static int block_time(struct decider *d, int64_t now)
+{
+    int64_t t = DECIDE_IDLE_BLOCK_MS;
+    for (int l = 0; l < LANE__COUNT; l++) {
+        if (d->acc[l].n == 0)
+            continue;
+        int64_t left = d->acc[l].first_ms + d->max_wait_ms[l] - now;
+        if (left < t)
+            t = left;
+    }
+    return t < 1 ? 1 : (int)t;
+}
+
+static void *decider_main(void *arg)
+{
+    struct decider *d = arg;
+    static const enum lane both[LANE__COUNT] = {LANE_IMMEDIATE, LANE_BATCH};
+    int backoff = 50;
+    while (!atomic_load(&d->stop) && buffer_ensure_groups(d->rc, &d->keys) != 0) {
+        clock_sleep_ms(backoff);
+        backoff = backoff * 2 > DECIDE_BACKOFF_MAX_MS ? DECIDE_BACKOFF_MAX_MS : backoff * 2;
+    }
+    atomic_store(&d->redis_up, true);
+    /* Our own pending entries from a previous run of this node come first. */
+    struct stream_entry own[256];
+    int n = buffer_read(d->rc, &d->keys, both, LANE__COUNT, "0", 256, 0, own, 256);
+    if (n > 0)
+        acc_add(d, own, (size_t)n);
+
+    while (!atomic_load(&d->stop)) {
+        int64_t now = clock_mono_ms();
+        if (now >= d->next_reclaim_ms) {
+            reclaim(d);
+            int64_t every = d->cfg->reclaim_idle_ms / 2;
+            d->next_reclaim_ms = now + (every < 1000 ? 1000 : every);
+        }
+        top_up(d, 0);
+        now = clock_mono_ms();
+        bool worked = false;
+        for (int l = 0; l < LANE__COUNT && !worked; l++) {
+            if (lane_ready(d, (enum lane)l, now)) {
+                size_t count = d->acc[l].n < (size_t)d->batch_size[l] ? d->acc[l].n
+                                                                      : (size_t)d->batch_size[l];
+                acc_decide(d, (enum lane)l, count);
+                worked = true; /* re-check the immediate lane before the next batch */
+            }
+        }
+        if (!worked)
+            top_up(d, block_time(d, now));
+    }
+    return NULL;
+}
+
+int decider_start(struct decider *d)
+{
+    char err[256], client_id[128];
+    d->rc = rconn_new(d->cfg->redis_url, d->cfg->redis_timeout_ms, err, sizeof err);
+    if (d->rc == NULL) {
+        log_error("decide.redis_url", "%s", err);
+        return ERR_INVAL;
+    }
+    snprintf(client_id, sizeof client_id, "%s-commands", d->cfg->node_id);
+    struct mqttc_options mo = {.url = d->cfg->mqtt_url,
+                               .client_id = client_id,
+                               .username = d->cfg->mqtt_username,
+                               .password = d->cfg->mqtt_password,
+                               .clean_session = true,
+                               .keepalive_s = d->cfg->mqtt_keepalive_s};
+    d->pub = mqttc_new(&mo);
+    if (d->pub == NULL)
+        return ERR_INTERNAL;
+    if (pthread_create(&d->thread, NULL, decider_main, d) != 0)
+        return ERR_INTERNAL;
+    d->started = true;
+    return 0;
+}
+
+void decider_stop(struct decider *d)
+{
+    atomic_store(&d->stop, true);
+    if (d->started)
+        pthread_join(d->thread, NULL);
+    d->started = false;
+}
+
+void decider_free(struct decider *d)
+{
+    if (d == NULL)
+        return;
+    decider_stop(d);
+    for (int l = 0; l < LANE__COUNT; l++)
+        stream_entries_cleanup(d->acc[l].e, d->acc[l].n);
+    mqttc_free(d->pub, 2000);
+    rconn_free(d->rc);
+    free(d);
+}
+
+bool decider_redis_up(const struct decider *d)
+{
+    return atomic_load(&((struct decider *)d)->redis_up);
+}
+
+bool decider_mqtt_up(const struct decider *d)
+{
+    return d->pub != NULL && mqttc_is_connected(d->pub);
+}

@@ -1,0 +1,640 @@
+/* Transaction events (event.h, DESIGN.md 3.1): payload parsing, validation, JSON and binary forms.
+ *
+ * Parsing. A payload is untrusted bytes off MQTT or HTTP. Before jansson sees it, one linear scan
+ * counts the nesting of '[' and '{' outside strings and rejects anything deeper than
+ * EVENT_DEPTH_MAX, so a payload like 10000 '[' can never exhaust the stack or cost a large tree.
+ * jansson then parses with JSON_DECODE_ANY (so a top-level number or string is reported as
+ * "not an object" rather than "bad JSON") and JSON_REJECT_DUPLICATES: a transaction with two
+ * "amount" keys is ambiguous (which one did the publisher mean, which one would another consumer
+ * read?), so the whole payload is refused as bad JSON instead of silently picking one. jansson
+ * also refuses invalid UTF-8, "\u0000" inside strings, integers outside int64 and reals that
+ * overflow a double (1e400), so those arrive here as EVI_BAD_JSON.
+ *
+ * Validation is per item: one bad object in an array is reported and the others are still
+ * delivered. JSON null for an optional field means "absent". Numbers keep their JSON type:
+ * transactionId, type and branch must be JSON integers (3.0 is refused) or digit strings, while
+ * amount may be integer or real. Limits are in bytes and never depend on the input size except
+ * description, which is cut at a UTF-8 character boundary rather than refused.
+ *
+ * Binary form (journal), little-endian, version EVENT_CODEC_VERSION:
+ *   u8 version | u64 txid | u64 amount IEEE-754 bits | i64 ingested_ms | u8 flags (bit0 has_type,
+ *   bit1 has_branch, other bits 0) | i64 type | i64 branch | then account, account_dest, date,
+ *   description, each as u8 length + bytes (every limit is < 256).
+ * Decoding checks each length against the remaining input and the field's limit, refuses NUL
+ * bytes inside strings, an empty account, a non-finite or negative amount and trailing bytes, so
+ * a torn or corrupted journal record is rejected instead of poisoning a window. */
+#include "event.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "err.h"
+
+/* An event needs 2 levels (array, object); 32 leaves room for nested unknown fields while
+ * bounding jansson's recursion far below any stack limit. */
+#define EVENT_DEPTH_MAX 32
+#define EVENT_DETAIL_MAX 256  /* longest human detail text handed to on_invalid */
+#define EVENT_CODEC_VERSION 1 /* first byte of event_encode() output */
+#define EVENT_FLAG_TYPE 0x01u
+#define EVENT_FLAG_BRANCH 0x02u
+#define EVENT_FIXED_BYTES (1 + 8 + 8 + 8 + 1 + 8 + 8) /* everything before the strings */
+
+_Static_assert(EVENT_ACCOUNT_MAX <= 255 && EVENT_DATE_MAX <= 255 && EVENT_DESC_MAX <= 255,
+               "string lengths are encoded as one byte");
+_Static_assert(EVENT_FIXED_BYTES + 4 + 2 * EVENT_ACCOUNT_MAX + EVENT_DATE_MAX + EVENT_DESC_MAX <=
+                   EVENT_ENCODED_MAX,
+               "EVENT_ENCODED_MAX bounds the encoding");
+
+/* ---------------------------------------------------------------------------------------------
+ * Reason names
+ * ------------------------------------------------------------------------------------------- */
+
+/* Stable snake_case name of a reason, equal to the metrics label; "unknown" outside the enum. */
+const char *event_invalid_name(enum event_invalid reason)
+{
+    switch (reason) {
+    case EVI_BAD_JSON:
+        return "bad_json";
+    case EVI_NOT_OBJECT:
+        return "not_object";
+    case EVI_TXID:
+        return "transaction_id";
+    case EVI_ACCOUNT:
+        return "account_origin";
+    case EVI_AMOUNT:
+        return "amount";
+    case EVI_FIELD:
+        return "field_type";
+    case EVI_TOO_LARGE:
+        return "too_large";
+    case EVI__COUNT:
+        break;
+    }
+    return "unknown";
+}
+
+/* The M_INVALID_* counter of a reason; M_INVALID_BAD_JSON for a value outside the enum. */
+enum metric_counter event_invalid_metric(enum event_invalid reason)
+{
+    switch (reason) {
+    case EVI_BAD_JSON:
+        return M_INVALID_BAD_JSON;
+    case EVI_NOT_OBJECT:
+        return M_INVALID_NOT_OBJECT;
+    case EVI_TXID:
+        return M_INVALID_TXID;
+    case EVI_ACCOUNT:
+        return M_INVALID_ACCOUNT;
+    case EVI_AMOUNT:
+        return M_INVALID_AMOUNT;
+    case EVI_FIELD:
+        return M_INVALID_FIELD;
+    case EVI_TOO_LARGE:
+        return M_INVALID_TOO_LARGE;
+    case EVI__COUNT:
+        break;
+    }
+    return M_INVALID_BAD_JSON;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Field validation
+ * ------------------------------------------------------------------------------------------- */
+
+/* Parses 1..20 ASCII digits (nothing else: no sign, space or dot) into *out when the value is
+ * <= max. Returns 0, ERR_INVAL for a non-digit form, ERR_RANGE for overflow. */
+static int parse_digits(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (len == 0)
+        return ERR_INVAL;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return ERR_INVAL;
+    }
+    if (len > 20) /* 2^64-1 has 20 digits; longer is out of range even with leading zeros */
+        return ERR_RANGE;
+    for (size_t i = 0; i < len; i++) {
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (max - d) / 10)
+            return ERR_RANGE;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static bool has_control_char(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+static int get_txid(const json_t *v, uint64_t *out, char *detail, size_t dlen)
+{
+    int rc;
+
+    if (v == NULL) {
+        snprintf(detail, dlen, "transactionId is required");
+        return ERR_INVAL;
+    }
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < 0) {
+            snprintf(detail, dlen, "transactionId must be >= 0");
+            return ERR_INVAL;
+        }
+        *out = (uint64_t)i;
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        snprintf(detail, dlen, "transactionId must be an integer >= 0 or a string of digits");
+        return ERR_INVAL;
+    }
+    rc = parse_digits(json_string_value(v), json_string_length(v), UINT64_MAX, out);
+    if (rc == ERR_RANGE)
+        snprintf(detail, dlen, "transactionId must be <= 18446744073709551615");
+    else if (rc < 0)
+        snprintf(detail, dlen, "transactionId string must be 1-20 ASCII digits");
+    return rc;
+}
+
+/* Shared by accountOrigin and accountDestination: a non-empty string of at most
+ * EVENT_ACCOUNT_MAX bytes without control characters, or an integer >= 0 as decimal text. */
+static int get_account(const json_t *v, const char *name, char out[EVENT_ACCOUNT_MAX + 1],
+                       char *detail, size_t dlen)
+{
+    const char *s;
+    size_t len;
+
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < 0) {
+            snprintf(detail, dlen, "%s must be >= 0 when given as an integer", name);
+            return ERR_INVAL;
+        }
+        snprintf(out, EVENT_ACCOUNT_MAX + 1, "%lld", (long long)i);
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        snprintf(detail, dlen, "%s must be a non-empty string or an integer >= 0", name);
+        return ERR_INVAL;
+    }
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if (len == 0) {
+        snprintf(detail, dlen, "%s must not be empty", name);
+        return ERR_INVAL;
+    }
+    if (len > EVENT_ACCOUNT_MAX) {
+        snprintf(detail, dlen, "%s must be at most %d bytes", name, EVENT_ACCOUNT_MAX);
+        return ERR_INVAL;
+    }
+    if (has_control_char(s, len)) {
+        snprintf(detail, dlen, "%s must not contain control characters", name);
+        return ERR_INVAL;
+    }
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return 0;
+}
+
+static int get_amount(const json_t *v, double *out, char *detail, size_t dlen)
+{
+    double a;
+
+    if (v == NULL) {
+        snprintf(detail, dlen, "amount is required");
+        return ERR_INVAL;
+    }
+    if (!json_is_number(v)) {
+        snprintf(detail, dlen, "amount must be a finite number >= 0");
+        return ERR_INVAL;
+    }
+    a = json_number_value(v);
+    if (!isfinite(a) || a < 0) {
+        snprintf(detail, dlen, "amount must be a finite number >= 0");
+        return ERR_INVAL;
+    }
+    *out = a == 0 ? 0.0 : a; /* folds -0.0 into 0.0 */
+    return 0;
+}
+
+/* Optional integer field (type, branch): a JSON integer, or a string of digits <= INT64_MAX. */
+static int get_opt_int(const json_t *v, const char *name, int64_t *out, bool *has, char *detail,
+                       size_t dlen)
+{
+    uint64_t u;
+
+    *has = false;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+        *has = true;
+        return 0;
+    }
+    if (json_is_string(v) &&
+        parse_digits(json_string_value(v), json_string_length(v), (uint64_t)INT64_MAX, &u) == 0) {
+        *out = (int64_t)u;
+        *has = true;
+        return 0;
+    }
+    snprintf(detail, dlen, "%s must be an integer or a string of digits", name);
+    return ERR_INVAL;
+}
+
+/* Copies at most max bytes of the valid UTF-8 string s[0..len), never splitting a character. */
+static void copy_utf8_truncated(char *out, size_t max, const char *s, size_t len)
+{
+    size_t n = len;
+
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) /* s[n] continues a character */
+            n--;
+    }
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+static void set_reason(enum event_invalid *reason, enum event_invalid r)
+{
+    if (reason != NULL)
+        *reason = r;
+}
+
+/* Validates one JSON object into *out. Returns 0, or ERR_INVAL with *reason (may be NULL) and
+ * detail (detail_len bytes, may be 0) describing the first problem found. *out is fully
+ * overwritten on success and unspecified on error. */
+int event_from_json(const json_t *obj, struct event *out, enum event_invalid *reason, char *detail,
+                    size_t detail_len)
+{
+    char scratch[EVENT_DETAIL_MAX];
+    const json_t *v;
+
+    /* detail may be absent; write into scratch then so every path can snprintf freely */
+    if (detail == NULL || detail_len == 0) {
+        detail = scratch;
+        detail_len = sizeof(scratch);
+    }
+    detail[0] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(obj)) {
+        set_reason(reason, EVI_NOT_OBJECT);
+        snprintf(detail, detail_len, "event must be a JSON object");
+        return ERR_INVAL;
+    }
+    if (get_txid(json_object_get(obj, "transactionId"), &out->txid, detail, detail_len) < 0) {
+        set_reason(reason, EVI_TXID);
+        return ERR_INVAL;
+    }
+    v = json_object_get(obj, "accountOrigin");
+    if (v == NULL) {
+        set_reason(reason, EVI_ACCOUNT);
+        snprintf(detail, detail_len, "accountOrigin is required");
+        return ERR_INVAL;
+    }
+    if (get_account(v, "accountOrigin", out->account, detail, detail_len) < 0) {
+        set_reason(reason, EVI_ACCOUNT);
+        return ERR_INVAL;
+    }
+    if (get_amount(json_object_get(obj, "amount"), &out->amount, detail, detail_len) < 0) {
+        set_reason(reason, EVI_AMOUNT);
+        return ERR_INVAL;
+    }
+
+    v = json_object_get(obj, "accountDestination");
+    if (v != NULL && !json_is_null(v) &&
+        get_account(v, "accountDestination", out->account_dest, detail, detail_len) < 0)
+        goto field;
+    if (get_opt_int(json_object_get(obj, "type"), "type", &out->type, &out->has_type, detail,
+                    detail_len) < 0)
+        goto field;
+    if (get_opt_int(json_object_get(obj, "branch"), "branch", &out->branch, &out->has_branch,
+                    detail, detail_len) < 0)
+        goto field;
+    v = json_object_get(obj, "date");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_string(v) || json_string_length(v) > EVENT_DATE_MAX) {
+            snprintf(detail, detail_len, "date must be a string of at most %d bytes",
+                     EVENT_DATE_MAX);
+            goto field;
+        }
+        memcpy(out->date, json_string_value(v), json_string_length(v) + 1);
+    }
+    v = json_object_get(obj, "description");
+    if (v != NULL && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            snprintf(detail, detail_len, "description must be a string");
+            goto field;
+        }
+        copy_utf8_truncated(out->description, EVENT_DESC_MAX, json_string_value(v),
+                            json_string_length(v));
+    }
+    return 0;
+
+field:
+    set_reason(reason, EVI_FIELD);
+    return ERR_INVAL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Payloads
+ * ------------------------------------------------------------------------------------------- */
+
+/* true when the bracket nesting outside strings stays <= EVENT_DEPTH_MAX. Malformed input (an
+ * unterminated string, unbalanced brackets) passes here and is refused by jansson. */
+static bool depth_ok(const char *data, size_t len)
+{
+    size_t depth = 0;
+    bool in_string = false;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        if (in_string) {
+            if (c == '\\')
+                i++; /* the escaped byte cannot end the string */
+            else if (c == '"')
+                in_string = false;
+            continue;
+        }
+        if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > EVENT_DEPTH_MAX)
+                return false;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return true;
+}
+
+static void report(event_invalid_fn on_invalid, void *ctx, enum event_invalid reason,
+                   const char *detail, const char *text, size_t text_len)
+{
+    if (on_invalid != NULL)
+        on_invalid(ctx, reason, detail, text, text_len);
+}
+
+/* Reports one invalid JSON value, re-serialized compactly as the offending text. */
+static void report_item(event_invalid_fn on_invalid, void *ctx, enum event_invalid reason,
+                        const char *detail, const json_t *item)
+{
+    char *text;
+
+    if (on_invalid == NULL)
+        return;
+    text = json_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text == NULL) { /* only on allocation failure inside jansson */
+        on_invalid(ctx, reason, detail, "", 0);
+        return;
+    }
+    on_invalid(ctx, reason, detail, text, strlen(text));
+    free(text);
+}
+
+/* Validates one item and hands it to the right callback; returns 1 if it was valid. */
+static int deliver_item(const json_t *item, event_valid_fn on_valid, event_invalid_fn on_invalid,
+                        void *ctx)
+{
+    struct event ev;
+    enum event_invalid reason = EVI_BAD_JSON;
+    char detail[EVENT_DETAIL_MAX];
+
+    if (event_from_json(item, &ev, &reason, detail, sizeof(detail)) < 0) {
+        report_item(on_invalid, ctx, reason, detail, item);
+        return 0;
+    }
+    if (on_valid != NULL)
+        on_valid(ctx, &ev);
+    return 1;
+}
+
+/* Parses and validates a payload of len bytes (see event.h). Either callback may be NULL. The
+ * detail and text passed to on_invalid are borrowed for the call. Returns the number of valid
+ * events delivered (>= 0). */
+int event_parse_payload(const char *data, size_t len, size_t max_batch, event_valid_fn on_valid,
+                        event_invalid_fn on_invalid, void *ctx)
+{
+    char detail[EVENT_DETAIL_MAX];
+    json_error_t jerr;
+    json_t *root = NULL;
+    int delivered = 0;
+
+    if (data == NULL)
+        len = 0;
+    if (data == NULL || !depth_ok(data, len)) {
+        if (data == NULL)
+            snprintf(detail, sizeof(detail), "invalid JSON: empty payload");
+        else
+            snprintf(detail, sizeof(detail), "invalid JSON: nesting deeper than %d levels",
+                     EVENT_DEPTH_MAX);
+        report(on_invalid, ctx, EVI_BAD_JSON, detail, data == NULL ? "" : data, len);
+        goto out;
+    }
+    root = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        snprintf(detail, sizeof(detail), "invalid JSON at line %d column %d: %s", jerr.line,
+                 jerr.column, jerr.text);
+        report(on_invalid, ctx, EVI_BAD_JSON, detail, data, len);
+        goto out;
+    }
+    if (json_is_object(root)) {
+        delivered = deliver_item(root, on_valid, on_invalid, ctx);
+        goto out;
+    }
+    if (!json_is_array(root)) {
+        report_item(on_invalid, ctx, EVI_NOT_OBJECT,
+                    "payload must be a JSON object or an array of objects", root);
+        goto out;
+    }
+    if (json_array_size(root) > max_batch) {
+        snprintf(detail, sizeof(detail), "batch of %zu events is over the limit of %zu",
+                 json_array_size(root), max_batch);
+        report(on_invalid, ctx, EVI_TOO_LARGE, detail, data, len);
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(root); i++)
+        delivered += deliver_item(json_array_get(root, i), on_valid, on_invalid, ctx);
+
+out:
+    json_decref(root);
+    return delivered;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * JSON form
+ * ------------------------------------------------------------------------------------------- */
+
+/* The event with its original camelCase field names. transactionId is a JSON integer, or a digit
+ * string above INT64_MAX (which jansson integers cannot hold; event_from_json accepts both).
+ * amount is always a JSON real. Caller owns the reference. */
+json_t *event_to_json(const struct event *ev)
+{
+    json_t *o = json_object();
+    char txt[24];
+
+    if (ev->txid > (uint64_t)INT64_MAX) {
+        snprintf(txt, sizeof(txt), "%llu", (unsigned long long)ev->txid);
+        json_object_set_new(o, "transactionId", json_string(txt));
+    } else {
+        json_object_set_new(o, "transactionId", json_integer((json_int_t)ev->txid));
+    }
+    json_object_set_new(o, "accountOrigin", json_string(ev->account));
+    if (ev->account_dest[0] != '\0')
+        json_object_set_new(o, "accountDestination", json_string(ev->account_dest));
+    json_object_set_new(o, "amount", json_real(ev->amount));
+    if (ev->has_type)
+        json_object_set_new(o, "type", json_integer((json_int_t)ev->type));
+    if (ev->has_branch)
+        json_object_set_new(o, "branch", json_integer((json_int_t)ev->branch));
+    if (ev->date[0] != '\0')
+        json_object_set_new(o, "date", json_string(ev->date));
+    if (ev->description[0] != '\0')
+        json_object_set_new(o, "description", json_string(ev->description));
+    return o;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Binary form
+ * ------------------------------------------------------------------------------------------- */
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t double_bits(double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof(u));
+    return u;
+}
+
+static double bits_double(uint64_t u)
+{
+    double d;
+    memcpy(&d, &u, sizeof(d));
+    return d;
+}
+
+/* Appends a u8 length and the bytes of s (at most max bytes, NUL-terminated within max + 1). */
+static int put_str(uint8_t *out, size_t cap, size_t *pos, const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+
+    if (n > max)
+        return ERR_INVAL;
+    if (cap - *pos < 1 + n)
+        return ERR_FULL;
+    out[(*pos)++] = (uint8_t)n;
+    memcpy(out + *pos, s, n);
+    *pos += n;
+    return 0;
+}
+
+/* Encodes ev into out (cap bytes). Returns the byte count (<= EVENT_ENCODED_MAX), ERR_FULL when
+ * cap is too small, or ERR_INVAL for an event that violates its own invariants (empty account,
+ * an unterminated string, amount not finite and >= 0), which event_decode would refuse. */
+int event_encode(const struct event *ev, uint8_t *out, size_t cap)
+{
+    size_t pos = 0;
+    int rc;
+
+    if (ev->account[0] == '\0' || !isfinite(ev->amount) || ev->amount < 0)
+        return ERR_INVAL;
+    if (cap < EVENT_FIXED_BYTES)
+        return ERR_FULL;
+    out[pos++] = EVENT_CODEC_VERSION;
+    put_u64(out + pos, ev->txid);
+    pos += 8;
+    put_u64(out + pos, double_bits(ev->amount));
+    pos += 8;
+    put_u64(out + pos, (uint64_t)ev->ingested_ms);
+    pos += 8;
+    out[pos++] =
+        (uint8_t)((ev->has_type ? EVENT_FLAG_TYPE : 0) | (ev->has_branch ? EVENT_FLAG_BRANCH : 0));
+    put_u64(out + pos, (uint64_t)ev->type);
+    pos += 8;
+    put_u64(out + pos, (uint64_t)ev->branch);
+    pos += 8;
+    rc = put_str(out, cap, &pos, ev->account, EVENT_ACCOUNT_MAX);
+    if (rc == 0)
+        rc = put_str(out, cap, &pos, ev->account_dest, EVENT_ACCOUNT_MAX);
+    if (rc == 0)
+        rc = put_str(out, cap, &pos, ev->date, EVENT_DATE_MAX);
+    if (rc == 0)
+        rc = put_str(out, cap, &pos, ev->description, EVENT_DESC_MAX);
+    return rc < 0 ? rc : (int)pos;
+}
+
+/* Reads a u8 length and that many bytes into dst (room for max + 1), NUL-terminated. */
+static int get_str(const uint8_t *in, size_t len, size_t *pos, char *dst, size_t max)
+{
+    size_t n;
+
+    if (len - *pos < 1)
+        return ERR_INVAL;
+    n = in[(*pos)++];
+    if (n > max || len - *pos < n || memchr(in + *pos, '\0', n) != NULL)
+        return ERR_INVAL;
+    memcpy(dst, in + *pos, n);
+    dst[n] = '\0';
+    *pos += n;
+    return 0;
+}
+
+/* Decodes exactly len bytes produced by event_encode into *out. Returns 0, or ERR_INVAL for a
+ * truncated, over-long or malformed record (never reads past len; *out untouched then). */
+int event_decode(const uint8_t *in, size_t len, struct event *out)
+{
+    struct event ev;
+    size_t pos = 0;
+    uint8_t flags;
+
+    memset(&ev, 0, sizeof(ev));
+    if (len < EVENT_FIXED_BYTES || in[0] != EVENT_CODEC_VERSION)
+        return ERR_INVAL;
+    pos = 1;
+    ev.txid = get_u64(in + pos);
+    pos += 8;
+    ev.amount = bits_double(get_u64(in + pos));
+    pos += 8;
+    ev.ingested_ms = (int64_t)get_u64(in + pos);
+    pos += 8;
+    flags = in[pos++];
+    ev.type = (int64_t)get_u64(in + pos);
+    pos += 8;
+    ev.branch = (int64_t)get_u64(in + pos);
+    pos += 8;
+    if ((flags & ~(EVENT_FLAG_TYPE | EVENT_FLAG_BRANCH)) != 0 || !isfinite(ev.amount) ||
+        ev.amount < 0)
+        return ERR_INVAL;
+    ev.has_type = (flags & EVENT_FLAG_TYPE) != 0;
+    ev.has_branch = (flags & EVENT_FLAG_BRANCH) != 0;
+    if (get_str(in, len, &pos, ev.account, EVENT_ACCOUNT_MAX) < 0 ||
+        get_str(in, len, &pos, ev.account_dest, EVENT_ACCOUNT_MAX) < 0 ||
+        get_str(in, len, &pos, ev.date, EVENT_DATE_MAX) < 0 ||
+        get_str(in, len, &pos, ev.description, EVENT_DESC_MAX) < 0)
+        return ERR_INVAL;
+    if (pos != len || ev.account[0] == '\0')
+        return ERR_INVAL;
+    *out = ev;
+    return 0;
+}

@@ -1,0 +1,319 @@
+/* Ingest router (ingest.h). One mutex serializes validation results, duplicate detection, sequence
+ * numbers, the journal and the hand-off to the workers: the MQTT delivery thread is the main
+ * caller, HTTP workers are occasional ones, and the critical section is short (parse happens
+ * inside it only because the parser calls back per item; parsing a typical single event costs a
+ * few microseconds). Pushing into a full worker queue blocks inside the lock: that is the
+ * back-pressure that slows the broker's delivery instead of growing memory. */
+#include "ingest.h"
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "clock.h"
+#include "err.h"
+#include "event.h"
+#include "journal.h"
+#include "log.h"
+#include "metrics.h"
+#include "shard.h"
+#include "xmalloc.h"
+
+#define INGEST_MAX_DEADLETTERS 64 /* per payload; a 1000-item array of junk keeps the first 64 */
+
+struct ingest {
+    const struct config *cfg;
+    pthread_mutex_t mu;
+    struct bqueue **queues;
+    uint32_t nworkers;
+    struct evbatch_pool *pool;
+    struct dedupe *dedupe;
+    struct journal *journal;
+    uint64_t next_seq;
+    bool closed;
+    struct evbatch **pending; /* per worker: the batch being filled */
+    struct evbatch *dead[INGEST_MAX_DEADLETTERS];
+    size_t ndead;
+};
+
+/* Per-call context for the parser callbacks. */
+struct parse_ctx {
+    struct ingest *ing;
+    const char *source;
+    struct submit_counts *counts;
+    int64_t now_ms;
+};
+
+struct ingest *ingest_new(const struct config *cfg, struct bqueue **worker_queues,
+                          uint32_t nworkers, struct evbatch_pool *pool, struct dedupe *dedupe)
+{
+    struct ingest *ing = xcalloc(1, sizeof *ing);
+    ing->cfg = cfg;
+    pthread_mutex_init(&ing->mu, NULL);
+    ing->queues = worker_queues;
+    ing->nworkers = nworkers;
+    ing->pool = pool;
+    ing->dedupe = dedupe;
+    ing->next_seq = 1;
+    ing->pending = xcalloc(nworkers, sizeof *ing->pending);
+    return ing;
+}
+
+void ingest_free(struct ingest *ing)
+{
+    if (ing == NULL)
+        return;
+    for (uint32_t w = 0; w < ing->nworkers; w++)
+        evbatch_put(ing->pool, ing->pending[w]);
+    for (size_t i = 0; i < ing->ndead; i++)
+        evbatch_put(ing->pool, ing->dead[i]);
+    journal_close(ing->journal);
+    dedupe_free(ing->dedupe);
+    free(ing->pending);
+    pthread_mutex_destroy(&ing->mu);
+    free(ing);
+}
+
+/* Hands every filled batch to its worker (dead letters go to worker 0, in order with markers).
+ * Called with the lock held, after the journal is flushed. */
+static void push_pending(struct ingest *ing)
+{
+    for (uint32_t w = 0; w < ing->nworkers; w++) {
+        if (ing->pending[w] == NULL)
+            continue;
+        if (bqueue_push(ing->queues[w], ing->pending[w]) != 0)
+            evbatch_put(ing->pool, ing->pending[w]);
+        ing->pending[w] = NULL;
+    }
+    for (size_t i = 0; i < ing->ndead; i++)
+        if (bqueue_push(ing->queues[0], ing->dead[i]) != 0)
+            evbatch_put(ing->pool, ing->dead[i]);
+    ing->ndead = 0;
+}
+
+static void flush_and_push(struct ingest *ing)
+{
+    if (ing->journal && journal_flush(ing->journal) != 0)
+        log_error("journal.write_failed", "journal flush failed: events are processed but would "
+                                          "not survive a crash until the journal recovers");
+    push_pending(ing);
+}
+
+/* Adds an accepted event to its worker's pending batch. */
+static void route_event(struct ingest *ing, const struct event *ev)
+{
+    uint32_t w = shard_of(ev->account, ing->nworkers);
+    struct evbatch *b = ing->pending[w];
+    if (b == NULL) {
+        b = evbatch_get(ing->pool);
+        ing->pending[w] = b;
+    }
+    b->items[b->n++].ev = *ev;
+    if (b->n == EVBATCH_MAX)
+        flush_and_push(ing);
+}
+
+static void route_deadletter(struct ingest *ing, struct deadletter_item *dl)
+{
+    if (ing->ndead == INGEST_MAX_DEADLETTERS) {
+        free(dl);
+        return;
+    }
+    struct evbatch *b = evbatch_get(ing->pool);
+    b->kind = EVBATCH_DEADLETTER;
+    b->dl = dl;
+    ing->dead[ing->ndead++] = b;
+}
+
+/* Journal form of a dead letter: u8-prefixed source, reason, detail; u16-prefixed text. */
+static size_t deadletter_encode(const struct deadletter_item *dl, uint8_t *out)
+{
+    size_t pos = 0;
+    const char *strs[3] = {dl->source, dl->reason, dl->detail};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(strs[i]);
+        out[pos++] = (uint8_t)n;
+        memcpy(out + pos, strs[i], n);
+        pos += n;
+    }
+    out[pos++] = (uint8_t)(dl->len & 0xff);
+    out[pos++] = (uint8_t)(dl->len >> 8);
+    memcpy(out + pos, dl->text, dl->len);
+    pos += dl->len;
+    memcpy(out + pos, &dl->ts_ms, sizeof dl->ts_ms);
+    return pos + sizeof dl->ts_ms;
+}
+
+static int deadletter_decode(const uint8_t *in, size_t len, struct deadletter_item *dl)
+{
+    size_t pos = 0;
+    char *dsts[3] = {dl->source, dl->reason, dl->detail};
+    size_t caps[3] = {sizeof dl->source, sizeof dl->reason, sizeof dl->detail};
+    for (int i = 0; i < 3; i++) {
+        if (pos >= len || in[pos] >= caps[i] || len - pos - 1 < in[pos])
+            return ERR_INVAL;
+        size_t n = in[pos++];
+        memcpy(dsts[i], in + pos, n);
+        dsts[i][n] = '\0';
+        pos += n;
+    }
+    if (len - pos < 2)
+        return ERR_INVAL;
+    size_t tl = (size_t)in[pos] | ((size_t)in[pos + 1] << 8);
+    pos += 2;
+    if (tl > DEADLETTER_TEXT_MAX || len - pos != tl + sizeof dl->ts_ms)
+        return ERR_INVAL;
+    memcpy(dl->text, in + pos, tl);
+    dl->len = tl;
+    memcpy(&dl->ts_ms, in + pos + tl, sizeof dl->ts_ms);
+    return 0;
+}
+
+static void on_valid(void *vctx, const struct event *parsed)
+{
+    struct parse_ctx *ctx = vctx;
+    struct ingest *ing = ctx->ing;
+    if (dedupe_check_insert(ing->dedupe, parsed->txid)) {
+        metrics_inc(M_EVENTS_DUPLICATE);
+        if (ctx->counts)
+            ctx->counts->duplicates++;
+        return;
+    }
+    struct event ev = *parsed;
+    ev.ingested_ms = ctx->now_ms;
+    uint8_t rec[EVENT_ENCODED_MAX];
+    int n = event_encode(&ev, rec, sizeof rec);
+    if (ing->journal && n > 0)
+        journal_append(ing->journal, ing->next_seq, INGEST_REC_EVENT, rec, (size_t)n);
+    ing->next_seq++;
+    metrics_inc(M_EVENTS_INGESTED);
+    if (ctx->counts)
+        ctx->counts->accepted++;
+    route_event(ing, &ev);
+}
+
+static void on_invalid(void *vctx, enum event_invalid reason, const char *detail, const char *text,
+                       size_t text_len)
+{
+    struct parse_ctx *ctx = vctx;
+    struct ingest *ing = ctx->ing;
+    metrics_inc(event_invalid_metric(reason));
+    if (ctx->counts)
+        ctx->counts->invalid++;
+    struct deadletter_item *dl = xcalloc(1, sizeof *dl);
+    snprintf(dl->source, sizeof dl->source, "%s", ctx->source);
+    snprintf(dl->reason, sizeof dl->reason, "%s", event_invalid_name(reason));
+    snprintf(dl->detail, sizeof dl->detail, "%s", detail ? detail : "");
+    dl->len = text_len < DEADLETTER_TEXT_MAX ? text_len : DEADLETTER_TEXT_MAX;
+    memcpy(dl->text, text, dl->len);
+    dl->ts_ms = ctx->now_ms;
+    uint8_t rec[DEADLETTER_TEXT_MAX + 256];
+    size_t n = deadletter_encode(dl, rec);
+    if (ing->journal)
+        journal_append(ing->journal, ing->next_seq, INGEST_REC_DEADLETTER, rec, n);
+    ing->next_seq++;
+    route_deadletter(ing, dl);
+}
+
+int ingest_payload(struct ingest *ing, const char *data, size_t len, const char *source,
+                   struct submit_counts *counts)
+{
+    struct parse_ctx ctx = {ing, source, counts, clock_wall_ms()};
+    pthread_mutex_lock(&ing->mu);
+    if (ing->closed) {
+        pthread_mutex_unlock(&ing->mu);
+        return ERR_CLOSED;
+    }
+    if (len > (size_t)ing->cfg->mqtt_max_payload)
+        on_invalid(&ctx, EVI_TOO_LARGE, "payload exceeds mqtt_max_payload", data, len);
+    else
+        event_parse_payload(data, len, (size_t)ing->cfg->mqtt_max_batch, on_valid, on_invalid,
+                            &ctx);
+    flush_and_push(ing);
+    pthread_mutex_unlock(&ing->mu);
+    return 0;
+}
+
+static int on_replay_record(void *vctx, uint64_t seq, uint8_t type, const void *data, size_t len)
+{
+    struct ingest *ing = vctx;
+    if (type == INGEST_REC_EVENT) {
+        struct event ev;
+        if (event_decode(data, len, &ev) != 0) {
+            log_warn("journal.bad_record", "undecodable event record at seq %llu skipped",
+                     (unsigned long long)seq);
+            return 0;
+        }
+        if (dedupe_check_insert(ing->dedupe, ev.txid))
+            return 0;
+        route_event(ing, &ev);
+    } else if (type == INGEST_REC_DEADLETTER) {
+        struct deadletter_item *dl = xcalloc(1, sizeof *dl);
+        if (deadletter_decode(data, len, dl) != 0) {
+            free(dl);
+            return 0;
+        }
+        route_deadletter(ing, dl);
+        if (ing->ndead == INGEST_MAX_DEADLETTERS)
+            push_pending(ing);
+    }
+    metrics_inc(M_JOURNAL_REPLAYED);
+    return 0;
+}
+
+int64_t ingest_recover(struct ingest *ing, uint64_t from_seq, char *err, size_t errlen)
+{
+    char dir[CONFIG_STR_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/journal", ing->cfg->data_dir);
+    uint64_t next = from_seq;
+    pthread_mutex_lock(&ing->mu);
+    int64_t n = journal_replay(dir, from_seq, on_replay_record, ing, &next);
+    push_pending(ing);
+    if (n < 0) {
+        snprintf(err, errlen, "journal replay in %s failed: %s", dir, err_str((int)n));
+        goto out;
+    }
+    ing->next_seq = next > from_seq ? next : from_seq;
+    if (ing->next_seq == 0)
+        ing->next_seq = 1;
+    ing->journal = journal_open(dir, ing->next_seq, err, errlen);
+    if (ing->journal == NULL)
+        n = ERR_IO;
+out:
+    pthread_mutex_unlock(&ing->mu);
+    return n;
+}
+
+int64_t ingest_marker(struct ingest *ing)
+{
+    pthread_mutex_lock(&ing->mu);
+    push_pending(ing);
+    uint64_t seq = ing->next_seq;
+    if (ing->journal && journal_rotate(ing->journal, seq) != 0) {
+        pthread_mutex_unlock(&ing->mu);
+        return ERR_IO;
+    }
+    for (uint32_t w = 0; w < ing->nworkers; w++) {
+        struct evbatch *b = evbatch_get(ing->pool);
+        b->kind = EVBATCH_MARKER;
+        b->marker_seq = seq;
+        b->worker = w;
+        if (w == 0) {
+            b->nids = dedupe_count(ing->dedupe);
+            b->ids = xmalloc((b->nids ? b->nids : 1) * sizeof *b->ids);
+            dedupe_export(ing->dedupe, b->ids);
+        }
+        if (bqueue_push(ing->queues[w], b) != 0) {
+            evbatch_put(ing->pool, b);
+            pthread_mutex_unlock(&ing->mu);
+            return ERR_CLOSED;
+        }
+    }
+    pthread_mutex_unlock(&ing->mu);
+    return (int64_t)seq;
+}
+
+void ingest_close(struct ingest *ing)
+{
+    pthread_mutex_lock(&ing->mu);
+    ing->closed = true;
+    pthread_mutex_unlock(&ing->mu);
+}

@@ -1,0 +1,43 @@
+/* The ingest router: every payload, from MQTT or HTTP, goes through ingest_payload(), which under
+ * one lock validates it (event.h), drops duplicate transactionIds (dedupe.h), writes each accepted
+ * event and each rejected item to the journal (journal.h) with a sequence number, flushes the
+ * journal with one write, and only then hands the events, in order, to the edge worker owning
+ * their account (shard.h). Because the journal is written before the MQTT callback returns (and so
+ * before paho forgets the message), a crash loses nothing acknowledged: start-up replays the
+ * journal after the last snapshot. Snapshot markers are inserted here, under the same lock, so a
+ * marker splits the event stream at one sequence number for every worker.
+ * Thread-safe: all functions may be called from any thread. */
+#ifndef AETHERIS_INGEST_H
+#define AETHERIS_INGEST_H
+#include "fmacros.h"
+#include <stdint.h>
+#include "batch.h"
+#include "bqueue.h"
+#include "config.h"
+#include "dedupe.h"
+#include "pipeline.h"
+
+enum ingest_record_type { INGEST_REC_EVENT = 1, INGEST_REC_DEADLETTER = 2 };
+
+struct ingest;
+
+/* Creates the router over the workers' input queues (borrowed) and the batch pool (borrowed).
+ * Takes ownership of `dedupe`. The journal is not open yet. */
+struct ingest *ingest_new(const struct config *cfg, struct bqueue **worker_queues,
+                          uint32_t nworkers, struct evbatch_pool *pool, struct dedupe *dedupe);
+void ingest_free(struct ingest *ing); /* NULL no-op */
+/* Replays the journal records with seq >= from_seq into the workers (no re-journaling), then opens
+ * a new journal segment after the last replayed sequence. Returns the number of records replayed
+ * or a negative enum err (err filled). */
+int64_t ingest_recover(struct ingest *ing, uint64_t from_seq, char *err, size_t errlen);
+/* Ingests one payload from `source` ("mqtt" | "http"); counts may be NULL.
+ * 0, or ERR_CLOSED after ingest_close(). */
+int ingest_payload(struct ingest *ing, const char *data, size_t len, const char *source,
+                   struct submit_counts *counts);
+/* Inserts a snapshot marker into every worker queue and starts a new journal segment; returns the
+ * marker's sequence number (> 0) or a negative enum err. */
+int64_t ingest_marker(struct ingest *ing);
+/* Refuses further payloads (ERR_CLOSED). Markers are still accepted. Idempotent. */
+void ingest_close(struct ingest *ing);
+
+#endif

@@ -1,0 +1,414 @@
+/* The sink thread (sink.h). It pops many batches at once and stages them, so one store
+ * transaction, one Redis pipeline and one MQTT flush cover everything that arrived together:
+ * under load the per-event cost of durability falls as the batches grow. A marker forces the
+ * staged work to be flushed first, which is what makes the snapshot consistent: when every
+ * worker's part of marker S is here, every effect of every event before S has been written. */
+#include "sink.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "buffer.h"
+#include "clock.h"
+#include "err.h"
+#include "journal.h"
+#include "log.h"
+#include "metrics.h"
+#include "mqttc.h"
+#include "rconn.h"
+#include "snapshot.h"
+#include "xmalloc.h"
+
+#define SINK_POP_MAX 64        /* batches staged per flush: up to 2,048 events */
+#define SINK_MAX_ASSEMBLIES 4  /* snapshot markers in flight at once */
+#define SINK_BACKOFF_MAX_MS 1000
+#define SINK_MQTT_FLUSH_MS 5000 /* QoS 1 acknowledgements for one flush */
+
+struct assembly { /* the parts of one snapshot marker */
+    uint64_t seq;
+    uint32_t parts;
+    struct evbatch **part; /* per worker */
+};
+
+struct sink {
+    const struct config *cfg;
+    struct store *store;
+    struct evbatch_pool *pool;
+    uint32_t nworkers;
+    struct bqueue *in;
+    pthread_t thread;
+    bool started;
+    atomic_bool aborted;
+    atomic_bool redis_up;
+    _Atomic uint64_t snapshot_seq;
+    struct rconn *rc;
+    struct mqttc *pub;
+    struct buffer_keys keys;
+    struct assembly asm_[SINK_MAX_ASSEMBLIES];
+    /* staging of one flush */
+    struct evbatch *staged[SINK_POP_MAX];
+    size_t nstaged;
+};
+
+struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
+                      uint32_t nworkers, struct bqueue *in)
+{
+    struct sink *s = xcalloc(1, sizeof *s);
+    s->cfg = cfg;
+    s->store = store;
+    s->pool = pool;
+    s->nworkers = nworkers;
+    s->in = in;
+    atomic_init(&s->aborted, false);
+    atomic_init(&s->redis_up, true);
+    atomic_init(&s->snapshot_seq, 0);
+    buffer_keys_init(cfg, &s->keys);
+    for (int i = 0; i < SINK_MAX_ASSEMBLIES; i++)
+        s->asm_[i].part = xcalloc(nworkers, sizeof *s->asm_[i].part);
+    return s;
+}
+
+/* Sleeps for the current backoff and doubles it; false once aborted. */
+static bool backoff_wait(struct sink *s, int *backoff_ms)
+{
+    if (atomic_load(&s->aborted))
+        return false;
+    clock_sleep_ms(*backoff_ms);
+    *backoff_ms = *backoff_ms * 2 > SINK_BACKOFF_MAX_MS ? SINK_BACKOFF_MAX_MS : *backoff_ms * 2;
+    return !atomic_load(&s->aborted);
+}
+
+/* The exception payload of DESIGN.md 3.3. Caller owns the reference. */
+static json_t *exception_json(const struct config *cfg, const struct scored_event *se)
+{
+    json_t *o = event_to_json(&se->ev);
+    json_object_set_new(o, "zScore", json_real(se->r.z));
+    json_object_set_new(o, "mean", json_real(se->r.mean));
+    json_object_set_new(o, "std", json_real(se->r.std));
+    json_object_set_new(o, "accountHistoryLength", json_integer(se->r.history_len));
+    json_object_set_new(o, "suspicion", json_real(se->r.suspicion));
+    json_object_set_new(o, "priority", json_string(se->r.immediate ? "immediate" : "batch"));
+    json_object_set_new(o, "timestamp", json_integer(se->detected_ms));
+    json_object_set_new(o, "detectedBy", json_string(cfg->node_id));
+    return o;
+}
+
+/* Staged rows of one flush, with the JSON texts they point to. */
+struct flush_rows {
+    struct store_txn *txn;
+    char **txn_doc;
+    size_t ntxn;
+    struct store_exception *exc;
+    char **exc_doc;
+    size_t *exc_len;
+    enum lane *lanes;
+    double *suspicion;
+    size_t nexc;
+    struct store_deadletter *dl;
+    size_t ndl;
+};
+
+static void rows_build(struct sink *s, struct flush_rows *fr)
+{
+    size_t nev = 0;
+    for (size_t i = 0; i < s->nstaged; i++)
+        nev += s->staged[i]->kind == EVBATCH_EVENTS ? s->staged[i]->n : 1;
+    fr->txn = xcalloc(nev, sizeof *fr->txn);
+    fr->txn_doc = xcalloc(nev, sizeof *fr->txn_doc);
+    fr->exc = xcalloc(nev, sizeof *fr->exc);
+    fr->exc_doc = xcalloc(nev, sizeof *fr->exc_doc);
+    fr->exc_len = xcalloc(nev, sizeof *fr->exc_len);
+    fr->lanes = xcalloc(nev, sizeof *fr->lanes);
+    fr->suspicion = xcalloc(nev, sizeof *fr->suspicion);
+    fr->dl = xcalloc(nev, sizeof *fr->dl);
+    for (size_t i = 0; i < s->nstaged; i++) {
+        struct evbatch *b = s->staged[i];
+        if (b->kind == EVBATCH_DEADLETTER) {
+            struct deadletter_item *d = b->dl;
+            fr->dl[fr->ndl++] = (struct store_deadletter){d->source, d->reason, d->ts_ms, d->text,
+                                                          d->len};
+            continue;
+        }
+        for (uint32_t j = 0; j < b->n; j++) {
+            const struct scored_event *se = &b->items[j];
+            json_t *doc = event_to_json(&se->ev);
+            fr->txn_doc[fr->ntxn] = json_dumps(doc, JSON_COMPACT);
+            json_decref(doc);
+            fr->txn[fr->ntxn] = (struct store_txn){se->ev.txid, se->ev.account, se->ev.amount,
+                                                   se->ev.ingested_ms, fr->txn_doc[fr->ntxn]};
+            fr->ntxn++;
+            if (!se->r.exception)
+                continue;
+            json_t *ex = exception_json(s->cfg, se);
+            char *text = json_dumps(ex, JSON_COMPACT);
+            json_decref(ex);
+            size_t k = fr->nexc++;
+            fr->exc_doc[k] = text;
+            fr->exc_len[k] = strlen(text);
+            fr->lanes[k] = se->r.immediate ? LANE_IMMEDIATE : LANE_BATCH;
+            fr->suspicion[k] = se->r.suspicion;
+            fr->exc[k] = (struct store_exception){se->ev.txid,
+                                                  se->ev.account,
+                                                  se->r.immediate ? "immediate" : "batch",
+                                                  se->r.suspicion,
+                                                  se->r.z,
+                                                  se->detected_ms,
+                                                  text};
+        }
+    }
+}
+
+static void rows_cleanup(struct flush_rows *fr)
+{
+    for (size_t i = 0; i < fr->ntxn; i++)
+        free(fr->txn_doc[i]);
+    for (size_t i = 0; i < fr->nexc; i++)
+        free(fr->exc_doc[i]);
+    free(fr->txn);
+    free(fr->txn_doc);
+    free(fr->exc);
+    free(fr->exc_doc);
+    free(fr->exc_len);
+    free(fr->lanes);
+    free(fr->suspicion);
+    free(fr->dl);
+}
+
+/* Writes the store rows, retrying until they are in. false when aborted. */
+static bool flush_store(struct sink *s, const struct flush_rows *fr)
+{
+    int backoff = 50;
+    bool logged = false;
+    for (;;) {
+        int rv = store_put_transactions(s->store, fr->txn, fr->ntxn);
+        if (rv == 0)
+            rv = store_put_exceptions(s->store, fr->exc, fr->nexc);
+        if (rv == 0 && fr->ndl > 0)
+            rv = store_put_deadletters(s->store, fr->dl, fr->ndl, s->cfg->deadletter_keep);
+        if (rv == 0) {
+            if (logged)
+                log_info("sink.store_recovered", "store writes resumed");
+            metrics_add(M_STORE_ROWS, fr->ntxn + fr->nexc + fr->ndl);
+            return true;
+        }
+        metrics_inc(M_STORE_ERRORS);
+        if (!logged)
+            log_error("sink.store_failed", "store write failed (%s); retrying until it recovers",
+                      err_str(rv));
+        logged = true;
+        if (!backoff_wait(s, &backoff))
+            return false;
+    }
+}
+
+static bool flush_streams(struct sink *s, const struct flush_rows *fr)
+{
+    int backoff = 50;
+    while (fr->nexc > 0) {
+        int rv = buffer_add(s->rc, &s->keys, fr->nexc, (const char *const *)fr->exc_doc,
+                            fr->exc_len, fr->lanes, fr->suspicion);
+        atomic_store(&s->redis_up, rv == 0);
+        if (rv == 0)
+            return true;
+        if (!backoff_wait(s, &backoff))
+            return false;
+    }
+    return true;
+}
+
+static bool flush_mqtt(struct sink *s, const struct flush_rows *fr)
+{
+    int backoff = 50;
+    while (fr->nexc > 0) {
+        int rv = 0;
+        for (size_t i = 0; i < fr->nexc && rv == 0; i++)
+            rv = mqttc_publish(s->pub, s->cfg->exceptions_topic, fr->exc_doc[i], fr->exc_len[i],
+                               1);
+        if (rv == 0)
+            rv = mqttc_flush(s->pub, SINK_MQTT_FLUSH_MS);
+        if (rv == 0) {
+            metrics_add(M_EXCEPTIONS_PUBLISHED, fr->nexc);
+            return true;
+        }
+        if (!backoff_wait(s, &backoff))
+            return false;
+    }
+    return true;
+}
+
+static void count_anomalies(const struct flush_rows *fr)
+{
+    for (size_t i = 0; i < fr->nexc; i++)
+        metrics_inc(fr->lanes[i] == LANE_IMMEDIATE ? M_ANOMALIES_IMMEDIATE : M_ANOMALIES_BATCH);
+}
+
+/* Writes everything staged, in the order store -> streams -> topic, then recycles the batches. */
+static void flush_staged(struct sink *s)
+{
+    if (s->nstaged == 0)
+        return;
+    struct flush_rows fr = {0};
+    rows_build(s, &fr);
+    if (flush_store(s, &fr) && flush_streams(s, &fr) && flush_mqtt(s, &fr))
+        count_anomalies(&fr);
+    rows_cleanup(&fr);
+    for (size_t i = 0; i < s->nstaged; i++)
+        evbatch_put(s->pool, s->staged[i]);
+    s->nstaged = 0;
+}
+
+static void write_snapshot(struct sink *s, struct assembly *a)
+{
+    char path[CONFIG_STR_MAX + 16], jdir[CONFIG_STR_MAX + 16], err[256];
+    if (atomic_load(&s->aborted))
+        return; /* staged work may have been dropped: the snapshot would claim too much */
+    snprintf(path, sizeof path, "%s/edge.snap", s->cfg->data_dir);
+    snprintf(jdir, sizeof jdir, "%s/journal", s->cfg->data_dir);
+    struct snapshot_writer *w =
+        snapshot_begin(path, a->seq, (uint32_t)s->cfg->window_size, err, sizeof err);
+    if (w == NULL) {
+        log_error("snapshot.failed", "cannot start snapshot %s: %s", path, err);
+        return;
+    }
+    int rv = snapshot_put_ids(w, a->part[0]->ids, a->part[0]->nids);
+    for (uint32_t i = 0; i < s->nworkers && rv == 0; i++)
+        rv = snapshot_put_encoded(w, a->part[i]->snap.data, a->part[i]->snap.len);
+    if (rv != 0) {
+        snapshot_abort(w);
+        log_error("snapshot.failed", "writing snapshot %s failed: %s", path, err_str(rv));
+        return;
+    }
+    if (snapshot_commit(w) != 0) {
+        log_error("snapshot.failed", "committing snapshot %s failed", path);
+        return;
+    }
+    atomic_store(&s->snapshot_seq, a->seq);
+    metrics_inc(M_SNAPSHOTS);
+    int deleted = journal_truncate_before(jdir, a->seq);
+    log_debug("snapshot.written", "snapshot at seq %llu, %d journal segment(s) deleted",
+              (unsigned long long)a->seq, deleted);
+}
+
+static void assembly_release(struct sink *s, struct assembly *a)
+{
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        evbatch_put(s->pool, a->part[i]);
+        a->part[i] = NULL;
+    }
+    a->seq = 0;
+    a->parts = 0;
+}
+
+/* Files one worker's marker part; writes the snapshot once all parts are in. */
+static void on_marker(struct sink *s, struct evbatch *b)
+{
+    struct assembly *a = NULL, *oldest = &s->asm_[0];
+    for (int i = 0; i < SINK_MAX_ASSEMBLIES && a == NULL; i++)
+        if (s->asm_[i].seq == b->marker_seq)
+            a = &s->asm_[i];
+    for (int i = 0; i < SINK_MAX_ASSEMBLIES && a == NULL; i++)
+        if (s->asm_[i].seq == 0)
+            a = &s->asm_[i];
+    if (a == NULL) {
+        for (int i = 1; i < SINK_MAX_ASSEMBLIES; i++)
+            if (s->asm_[i].seq < oldest->seq)
+                oldest = &s->asm_[i];
+        assembly_release(s, oldest);
+        a = oldest;
+    }
+    a->seq = b->marker_seq;
+    if (b->worker >= s->nworkers || a->part[b->worker] != NULL) {
+        evbatch_put(s->pool, b);
+        return;
+    }
+    a->part[b->worker] = b;
+    if (++a->parts < s->nworkers)
+        return;
+    write_snapshot(s, a);
+    assembly_release(s, a);
+}
+
+static void *sink_main(void *arg)
+{
+    struct sink *s = arg;
+    void *items[SINK_POP_MAX];
+    for (;;) {
+        int n = bqueue_pop_many(s->in, items, SINK_POP_MAX, -1);
+        if (n < 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            struct evbatch *b = items[i];
+            if (b->kind == EVBATCH_MARKER) {
+                flush_staged(s);
+                on_marker(s, b);
+            } else {
+                s->staged[s->nstaged++] = b;
+            }
+        }
+        flush_staged(s);
+    }
+    return NULL;
+}
+
+int sink_start(struct sink *s)
+{
+    char err[256], client_id[128];
+    s->rc = rconn_new(s->cfg->redis_url, s->cfg->redis_timeout_ms, err, sizeof err);
+    if (s->rc == NULL) {
+        log_error("sink.redis_url", "%s", err);
+        return ERR_INVAL;
+    }
+    snprintf(client_id, sizeof client_id, "%s-sink", s->cfg->node_id);
+    struct mqttc_options mo = {.url = s->cfg->mqtt_url,
+                               .client_id = client_id,
+                               .username = s->cfg->mqtt_username,
+                               .password = s->cfg->mqtt_password,
+                               .clean_session = true,
+                               .keepalive_s = s->cfg->mqtt_keepalive_s};
+    s->pub = mqttc_new(&mo);
+    if (s->pub == NULL)
+        return ERR_INTERNAL;
+    if (pthread_create(&s->thread, NULL, sink_main, s) != 0)
+        return ERR_INTERNAL;
+    s->started = true;
+    return 0;
+}
+
+void sink_abort(struct sink *s)
+{
+    atomic_store(&s->aborted, true);
+}
+
+void sink_join(struct sink *s)
+{
+    if (s->started)
+        pthread_join(s->thread, NULL);
+    s->started = false;
+}
+
+void sink_free(struct sink *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < SINK_MAX_ASSEMBLIES; i++) {
+        assembly_release(s, &s->asm_[i]);
+        free(s->asm_[i].part);
+    }
+    for (size_t i = 0; i < s->nstaged; i++)
+        evbatch_put(s->pool, s->staged[i]);
+    mqttc_free(s->pub, 2000);
+    rconn_free(s->rc);
+    free(s);
+}
+
+uint64_t sink_snapshot_seq(const struct sink *s)
+{
+    return atomic_load(&((struct sink *)s)->snapshot_seq);
+}
+
+bool sink_redis_up(const struct sink *s)
+{
+    return atomic_load(&((struct sink *)s)->redis_up);
+}

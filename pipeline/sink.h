@@ -1,0 +1,37 @@
+/* The sink: the one thread after the edge workers. For each scored batch it writes the
+ * transactions and exceptions to the store, XADDs the exceptions to their priority streams, and
+ * publishes them on the exceptions topic (QoS 1); it stores dead letters; and it completes
+ * snapshots: when the marker of sequence S has arrived from every worker, everything before S is
+ * durable, so it writes the snapshot (atomic rename) and deletes the journal segments before S.
+ * Each stage is retried until it succeeds (a dead Redis or broker stalls the sink, which
+ * back-pressures ingest, instead of dropping anything); sink_abort() ends the retrying at shutdown
+ * (the journal still holds whatever was not written). Thread-safety: the status getters may be
+ * called from any thread; everything else belongs to the pipeline's control thread. */
+#ifndef AETHERIS_SINK_H
+#define AETHERIS_SINK_H
+#include "fmacros.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include "batch.h"
+#include "bqueue.h"
+#include "config.h"
+#include "store.h"
+
+struct sink;
+
+/* Creates the sink reading `in` (borrowed), returning batches to `pool` (borrowed). */
+struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
+                      uint32_t nworkers, struct bqueue *in);
+/* Starts the thread: 0 or ERR_INTERNAL. */
+int sink_start(struct sink *s);
+/* Stops retrying failed stages: pending work is dropped (it is still in the journal). */
+void sink_abort(struct sink *s);
+/* Waits for the thread, which exits once `in` is closed and drained. */
+void sink_join(struct sink *s);
+void sink_free(struct sink *s); /* NULL no-op; the thread must be joined */
+/* Sequence number of the last committed snapshot (0 = none yet this run). */
+uint64_t sink_snapshot_seq(const struct sink *s);
+/* Whether the last Redis call succeeded. */
+bool sink_redis_up(const struct sink *s);
+
+#endif
