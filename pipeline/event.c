@@ -367,7 +367,8 @@ static bool depth_ok(const char *data, size_t len)
         if (c == '"') {
             in_string = true;
         } else if (c == '[' || c == '{') {
-            if (++depth > EVENT_DEPTH_MAX)
+            depth++;
+            if (depth > EVENT_DEPTH_MAX)
                 return false;
         } else if ((c == ']' || c == '}') && depth > 0) {
             depth--;

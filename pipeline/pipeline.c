@@ -65,7 +65,8 @@ struct pipeline {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stopping;
-    bool started;
+    bool started;      /* some thread runs: pipeline_stop has work to do */
+    bool sink_started; /* a final snapshot can be written */
     bool stopped;
 };
 
@@ -284,12 +285,13 @@ int pipeline_start(struct pipeline *p, char *err, size_t errlen)
             return ERR_INTERNAL;
         }
         p->workers[w].started = true;
+        p->started = true;
     }
     if (sink_start(p->sink) != 0) {
         snprintf(err, errlen, "cannot start the sink (see log)");
         return ERR_INTERNAL;
     }
-    p->started = true;
+    p->sink_started = true;
     int64_t replayed = ingest_recover(p->ingest, seq, err, errlen);
     if (replayed < 0)
         return (int)replayed;
@@ -341,13 +343,15 @@ void pipeline_stop(struct pipeline *p)
     if (p->timer_started)
         pthread_join(p->timer, NULL);
 
-    int64_t seq = ingest_marker(p->ingest);
+    int64_t seq = p->sink_started ? ingest_marker(p->ingest) : ERR_CLOSED;
     if (seq <= 0 || !wait_snapshot(p, (uint64_t)seq, p->cfg->drain_timeout_ms)) {
         log_warn("pipeline.drain_timeout", "final snapshot not written within %d ms; the journal "
                                            "keeps the rest for the next start",
                  p->cfg->drain_timeout_ms);
         sink_abort(p->sink);
     }
+    if (!p->sink_started)
+        bqueue_close(p->sink_queue); /* nobody drains it: let the workers' pushes fail */
     for (uint32_t w = 0; w < p->nworkers; w++)
         bqueue_close(p->worker_queues[w]);
     for (uint32_t w = 0; w < p->nworkers; w++)

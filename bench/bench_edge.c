@@ -1,0 +1,79 @@
+/* Edge scoring benchmark: ns per event through edge_shard_score() for a given number of accounts,
+ * after a warm-up that fills every account's window, and the heap bytes per account measured as
+ * the RSS growth while the accounts are created. Prints one JSON object.
+ * Usage: bench_edge [accounts (default 1000)] [events (default 5000000)] [window (default 100)] */
+#include "fmacros.h"
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "clock.h"
+#include "edge.h"
+
+/* Resident set size in bytes from /proc/self/statm (0 if unavailable). */
+static long long rss_bytes(void)
+{
+    long long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%lld %lld", &pages, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * 4096;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static long long parse_arg(int argc, char **argv, int i, long long def)
+{
+    if (argc <= i)
+        return def;
+    char *end = NULL;
+    long long v = strtoll(argv[i], &end, 10);
+    if (end == argv[i] || *end != '\0' || v <= 0) {
+        fprintf(stderr, "bench_edge: argument %d must be a positive integer\n", i);
+        exit(2);
+    }
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    long long accounts = parse_arg(argc, argv, 1, 1000);
+    long long events = parse_arg(argc, argv, 2, 5000000);
+    long long window = parse_arg(argc, argv, 3, 100);
+    struct zscore_params p = {(uint32_t)window, 5, 2.5, 5000.0, 0.9};
+    struct edge_shard *s = edge_shard_new(&p);
+    char (*keys)[24] = malloc((size_t)accounts * sizeof *keys);
+    for (long long a = 0; a < accounts; a++)
+        snprintf(keys[a], sizeof keys[a], "%lld", 200000 + a);
+    uint64_t rng = 88172645463325252ULL;
+    struct zscore_result r;
+    long long rss0 = rss_bytes();
+    for (long long i = 0; i < accounts * window; i++) /* fill every window */
+        edge_shard_score(s, keys[i % accounts], (double)(xorshift(&rng) % 500000) / 100.0, &r);
+    long long rss1 = rss_bytes();
+    long long exceptions = 0;
+    int64_t t0 = clock_mono_ns();
+    for (long long i = 0; i < events; i++) {
+        uint64_t x = xorshift(&rng);
+        edge_shard_score(s, keys[x % (uint64_t)accounts], (double)((x >> 20) % 500000) / 100.0, &r);
+        exceptions += r.exception;
+    }
+    int64_t t1 = clock_mono_ns();
+    printf("{\"benchmark\":\"edge_scoring\",\"accounts\":%lld,\"window\":%lld,\"events\":%lld,"
+           "\"ns_per_event\":%.2f,\"bytes_per_account\":%.1f,\"exceptions\":%lld}\n",
+           accounts, window, events, (double)(t1 - t0) / (double)events,
+           (double)(rss1 - rss0) / (double)accounts, exceptions);
+    edge_shard_free(s);
+    free(keys);
+    return 0;
+}

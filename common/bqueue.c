@@ -1,0 +1,139 @@
+/* Bounded MPMC queue (bqueue.h): a ring of pointers under one mutex with two condition variables
+ * (not empty / not full) on CLOCK_MONOTONIC, so timeouts are immune to wall-clock jumps. pop_many
+ * takes everything available up to `max` in one lock round, which is what lets consumers batch. */
+#include "bqueue.h"
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+#include "err.h"
+#include "xmalloc.h"
+
+struct bqueue {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty;
+    pthread_cond_t not_full;
+    void **ring;
+    size_t cap;
+    size_t head; /* next pop */
+    size_t len;
+    bool closed;
+};
+
+struct bqueue *bqueue_new(size_t capacity)
+{
+    struct bqueue *q = xcalloc(1, sizeof *q);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->not_empty, &attr);
+    pthread_cond_init(&q->not_full, &attr);
+    pthread_condattr_destroy(&attr);
+    q->cap = capacity ? capacity : 1;
+    q->ring = xcalloc(q->cap, sizeof *q->ring);
+    return q;
+}
+
+void bqueue_free(struct bqueue *q)
+{
+    if (q == NULL)
+        return;
+    pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->not_full);
+    pthread_mutex_destroy(&q->mu);
+    free(q->ring);
+    free(q);
+}
+
+static void put_locked(struct bqueue *q, void *item)
+{
+    q->ring[(q->head + q->len) % q->cap] = item;
+    q->len++;
+    pthread_cond_signal(&q->not_empty);
+}
+
+int bqueue_push(struct bqueue *q, void *item)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->len == q->cap && !q->closed)
+        pthread_cond_wait(&q->not_full, &q->mu);
+    int rv = ERR_CLOSED;
+    if (!q->closed) {
+        put_locked(q, item);
+        rv = 0;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rv;
+}
+
+int bqueue_try_push(struct bqueue *q, void *item)
+{
+    pthread_mutex_lock(&q->mu);
+    int rv = q->closed ? ERR_CLOSED : q->len == q->cap ? ERR_FULL : 0;
+    if (rv == 0)
+        put_locked(q, item);
+    pthread_mutex_unlock(&q->mu);
+    return rv;
+}
+
+/* Absolute CLOCK_MONOTONIC deadline timeout_ms from now. */
+static struct timespec deadline_after(int timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+int bqueue_pop_many(struct bqueue *q, void **items, size_t max, int timeout_ms)
+{
+    struct timespec deadline = deadline_after(timeout_ms > 0 ? timeout_ms : 0);
+    pthread_mutex_lock(&q->mu);
+    while (q->len == 0 && !q->closed && timeout_ms != 0) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&q->not_empty, &q->mu);
+        } else if (pthread_cond_timedwait(&q->not_empty, &q->mu, &deadline) != 0) {
+            break;
+        }
+    }
+    int rv;
+    if (q->len == 0) {
+        rv = q->closed ? ERR_CLOSED : ERR_TIMEOUT;
+    } else {
+        size_t n = q->len < max ? q->len : max;
+        for (size_t i = 0; i < n; i++) {
+            items[i] = q->ring[q->head];
+            q->head = (q->head + 1) % q->cap;
+        }
+        q->len -= n;
+        pthread_cond_broadcast(&q->not_full);
+        if (q->len > 0)
+            pthread_cond_signal(&q->not_empty);
+        rv = (int)n;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rv;
+}
+
+void bqueue_close(struct bqueue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->closed = true;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_cond_broadcast(&q->not_full);
+    pthread_mutex_unlock(&q->mu);
+}
+
+size_t bqueue_len(struct bqueue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    size_t n = q->len;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
