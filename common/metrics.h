@@ -92,7 +92,8 @@ uint64_t metrics_get(enum metric_counter c);
 void metrics_observe(enum metric_histogram h, double seconds);
 /* Estimated quantile (0 < q < 1) in seconds from the histogram buckets; 0 when empty. */
 double metrics_quantile(enum metric_histogram h, double q);
-/* JSON snapshot: {"counters":{json key: n,...},"latency":{json key:{"count","p50","p95","p99"}}}.
+/* JSON snapshot: {"counters":{json key: n,...},"latency_seconds":{json key:{"count","p50","p95",
+ * "p99"}}}.
  * Caller owns the returned reference. */
 json_t *metrics_json(void);
 /* Appends the Prometheus text exposition of every counter and histogram; 0 or ERR_FULL. */

@@ -1,7 +1,8 @@
 /* Persistence interface (DESIGN.md 3.7): transactions (history for the Auditor), exceptions,
  * decisions (first decision wins), tool audit, dead letters. Rows carry their key columns plus the
  * full JSON document, so a document store (MongoDB) and SQLite implement the same contract.
- * Backends: SQLite (store_sqlite.c, WAL mode) now; MongoDB later behind the same functions.
+ * Backend: SQLite (store_sqlite.c, WAL mode) implements these functions; the MongoDB backend of a
+ * later release will sit behind the same functions, selected by mongodb_uri.
  * Thread-safe: every function may be called from any thread (the backend serializes writes and
  * keeps per-thread or pooled read connections). Strings in rows are borrowed for the call. */
 #ifndef AETHERIS_STORE_H

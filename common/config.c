@@ -1,0 +1,549 @@
+/* Configuration (config.h): one declarative table drives defaults, the file, the environment, the
+ * command line, --help, validation and the redacted dump, so an option cannot exist in one place
+ * and be missing in another. Each entry names its struct field by offset; strings are bounded by
+ * their field size; numbers by min/max. The loader core takes the environment as a function so
+ * tests can inject one; getenv() appears only here. */
+#include "config.h"
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <jansson.h>
+#include "err.h"
+#include "xmalloc.h"
+
+enum opt_type { OPT_STR, OPT_SECRET, OPT_URL_SECRET, OPT_INT, OPT_DOUBLE, OPT_BOOL, OPT_ENUM };
+
+struct option_def {
+    const char *name;    /* also the file key; flag is --name with '_' -> '-' */
+    const char *section;
+    enum opt_type type;
+    size_t offset;
+    size_t size;         /* string fields: buffer size */
+    const char *def;     /* default, as text */
+    double min, max;     /* numbers */
+    const char *choices; /* OPT_ENUM: '|'-separated */
+    const char *env2;    /* original Aetheris variable name, or NULL */
+    const char *env3;
+    const char *help;
+};
+
+#define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
+#define STR(name, sec, def, env2, help) {#name, sec, OPT_STR, F(name), def, 0, 0, NULL, env2, NULL, help}
+#define INT(name, sec, def, lo, hi, env2, help)                                                    \
+    {#name, sec, OPT_INT, F(name), def, lo, hi, NULL, env2, NULL, help}
+#define DBL(name, sec, def, lo, hi, env2, help)                                                    \
+    {#name, sec, OPT_DOUBLE, F(name), def, lo, hi, NULL, env2, NULL, help}
+#define BOOL(name, sec, def, env2, help)                                                           \
+    {#name, sec, OPT_BOOL, F(name), def, 0, 1, NULL, env2, NULL, help}
+
+static const struct option_def options[] = {
+    STR(node_id, "process", "aetheris-1", NULL,
+        "this daemon's id: MQTT client id, consumer name, detectedBy"),
+    {"log_level", "process", OPT_ENUM, F(log_level), "info", 0, 0, "debug|info|warn|error", NULL,
+     NULL, "minimum log level"},
+    STR(data_dir, "process", "var", NULL, "directory for the journal, edge snapshot, MQTT state"),
+    BOOL(fail_fast_healthcheck, "process", "false", "FAIL_FAST_HEALTHCHECK",
+         "exit at start-up if the broker, Redis or the store is unreachable"),
+    INT(startup_timeout_ms, "process", "10000", 100, 600000, NULL,
+        "how long start-up checks wait for each dependency (ms)"),
+    INT(drain_timeout_ms, "process", "10000", 100, 600000, NULL,
+        "upper bound on draining the pipeline at shutdown (ms)"),
+
+    STR(http_host, "http", "127.0.0.1", NULL, "address the REST API listens on"),
+    INT(http_port, "http", "8080", 0, 65535, NULL, "REST API port (0 = any free port)"),
+    INT(http_threads, "http", "4", 1, 256, NULL, "HTTP worker threads"),
+    INT(http_max_connections, "http", "1024", 1, 1000000, NULL, "concurrent HTTP connections"),
+    INT(http_timeout_s, "http", "30", 1, 3600, NULL, "idle HTTP connection timeout (s)"),
+    INT(http_max_body, "http", "1048576", 1024, 67108864, NULL, "largest request body (bytes)"),
+    INT(page_max, "http", "500", 1, 10000, NULL, "largest ?limit= for list endpoints"),
+
+    STR(mqtt_url, "mqtt", "tcp://127.0.0.1:1883", NULL,
+        "broker URL (MQTT_BROKER + MQTT_PORT also accepted)"),
+    STR(mqtt_username, "mqtt", "", NULL, "broker user name"),
+    {"mqtt_password", "mqtt", OPT_SECRET, F(mqtt_password), "", 0, 0, NULL, NULL, NULL,
+     "broker password"},
+    STR(mqtt_topic, "mqtt", "aetheris/transactions/#", NULL, "subscription for transactions"),
+    STR(exceptions_topic, "mqtt", "aetheris/exceptions", "EXCEPTIONS_TOPIC",
+        "topic exceptions are published on"),
+    STR(commands_topic, "mqtt", "aetheris/commands", "COMMANDS_TOPIC",
+        "topic commands are published on"),
+    INT(mqtt_qos, "mqtt", "1", 0, 1, NULL, "subscription QoS (0 or 1)"),
+    BOOL(mqtt_clean_session, "mqtt", "false", NULL,
+         "start a clean session (false keeps messages queued while the daemon is away)"),
+    INT(mqtt_keepalive_s, "mqtt", "30", 5, 3600, NULL, "MQTT keep-alive (s)"),
+    INT(mqtt_max_payload, "mqtt", "1048576", 256, 67108864, NULL,
+        "largest accepted payload (bytes); larger ones are dead-lettered"),
+    INT(mqtt_max_batch, "mqtt", "1000", 1, 100000, NULL, "most events in one JSON array payload"),
+
+    {"redis_url", "redis", OPT_URL_SECRET, F(redis_url), "redis://127.0.0.1:6379/0", 0, 0, NULL,
+     "REDIS_URL", NULL, "Redis URL redis://[:password@]host:port[/db]"},
+    STR(redis_prefix, "redis", "aetheris:", NULL, "prefix of every Redis key"),
+    STR(consumer_group, "redis", "aetheris-agents", "REDIS_CONSUMER_GROUP",
+        "stream consumer group"),
+    INT(redis_timeout_ms, "redis", "2000", 10, 60000, NULL, "Redis connect/command timeout (ms)"),
+
+    STR(sqlite_path, "store", "var/aetheris.db", NULL, "SQLite database file"),
+    {"mongodb_uri", "store", OPT_URL_SECRET, F(mongodb_uri), "", 0, 0, NULL, "MONGODB_URI", NULL,
+     "MongoDB URI; empty = SQLite (MongoDB comes in a later release)"},
+    STR(mongodb_database, "store", "aetheris", "MONGODB_DATABASE", "MongoDB database"),
+    STR(mongodb_transactions_collection, "store", "transactions",
+        "MONGODB_TRANSACTIONS_COLLECTION", "MongoDB transactions collection"),
+    STR(mongodb_exceptions_collection, "store", "exceptions", "MONGODB_EXCEPTIONS_COLLECTION",
+        "MongoDB exceptions collection"),
+    STR(mongodb_commands_collection, "store", "commands", "MONGODB_COMMANDS_COLLECTION",
+        "MongoDB commands (decisions) collection"),
+    STR(mongodb_tool_audit_collection, "store", "tool_audit", "MONGODB_TOOL_AUDIT_COLLECTION",
+        "MongoDB tool audit collection"),
+    {"audit_ttl_days", "store", OPT_INT, F(audit_ttl_days), "30", 1, 3650, NULL,
+     "MONGODB_AUDIT_TTL_DAYS", NULL, "days tool-audit rows are kept"},
+    INT(store_batch_max, "store", "1000", 1, 100000, NULL, "rows per store write transaction"),
+    INT(deadletter_keep, "store", "10000", 10, 10000000, NULL, "newest dead letters kept"),
+
+    INT(edge_workers, "edge", "2", 1, 64, NULL, "edge worker threads (accounts are sharded)"),
+    INT(window_size, "edge", "100", 2, 100000, NULL, "amounts per account window (W)"),
+    INT(min_points, "edge", "5", 1, 100000, NULL, "amounts needed before z is computed"),
+    DBL(z_threshold, "edge", "2.5", 0, 1000, NULL, "exception when |z| is above this"),
+    DBL(amount_scale, "edge", "5000", 1e-9, 1e15, NULL, "amount at which suspicion saturates"),
+    DBL(immediate_threshold, "edge", "0.9", 0, 1, "IMMEDIATE_SCORE_THRESHOLD",
+        "suspicion at or above this goes to the immediate lane"),
+    INT(dedupe_capacity, "edge", "1000000", 1, 100000000, NULL,
+        "recent transactionIds remembered for duplicate detection"),
+    INT(snapshot_interval_ms, "edge", "5000", 100, 3600000, NULL, "edge snapshot period (ms)"),
+    INT(queue_capacity, "edge", "4096", 16, 1000000, NULL, "batches queued into the sink"),
+
+    {"agent_backend", "agents", OPT_ENUM, F(agent_backend), "rules", 0, 0, "rules", NULL, NULL,
+     "agent implementation (rules; llm in a later release)"},
+    INT(immediate_batch_size, "agents", "5", 1, 1000, "IMMEDIATE_BATCH_SIZE",
+        "exceptions per immediate-lane batch"),
+    INT(batch_size, "agents", "10", 1, 1000, "BATCH_SIZE", "exceptions per batch-lane batch"),
+    INT(immediate_batch_max_wait_ms, "agents", "150", 0, 60000, "IMMEDIATE_BATCH_MAX_WAIT_MS",
+        "longest wait to fill an immediate batch (ms)"),
+    INT(batch_max_wait_ms, "agents", "300", 0, 600000, "BATCH_MAX_WAIT_MS",
+        "longest wait to fill a batch-lane batch (ms)"),
+    INT(reclaim_idle_ms, "agents", "30000", 100, 86400000, NULL,
+        "pending stream entries idle this long are reclaimed (ms)"),
+    INT(max_deliveries, "agents", "5", 1, 1000, NULL,
+        "deliveries after which a stream entry is dead-lettered"),
+    INT(lock_ttl_s, "agents", "3600", 1, 31536000, NULL, "kill-switch lock lifetime after BLOCK (s)"),
+    DBL(analyst_block_z, "agents", "4.0", 0, 1000, NULL, "Analyst: BLOCK when z >= this"),
+    DBL(analyst_review_z, "agents", "3.0", 0, 1000, NULL, "Analyst: REVIEW when |z| >= this"),
+    DBL(auditor_block_ratio, "agents", "3.0", 0, 1e9, NULL,
+        "Auditor: BLOCK when amount / history mean >= this"),
+    DBL(auditor_review_ratio, "agents", "1.5", 0, 1e9, NULL,
+        "Auditor: REVIEW when amount / history mean >= this"),
+    INT(auditor_min_history, "agents", "10", 0, 100000, NULL,
+        "Auditor: REVIEW with fewer stored transactions than this"),
+    DBL(strategist_block_loss, "agents", "2500", 0, 1e15, NULL,
+        "Strategist: BLOCK when suspicion x amount >= this"),
+    DBL(strategist_review_loss, "agents", "1000", 0, 1e15, NULL,
+        "Strategist: REVIEW when suspicion x amount >= this"),
+};
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+typedef const char *(*env_fn)(const char *name);
+
+static const struct option_def *find_option(const char *name)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (strcmp(options[i].name, name) == 0)
+            return &options[i];
+    return NULL;
+}
+
+/* AETHERIS_<NAME> for an option. */
+static void env_name(const struct option_def *o, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "AETHERIS_");
+    for (const char *p = o->name; *p && (size_t)n + 1 < outlen; p++)
+        out[n++] = (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return ERR_INVAL;
+}
+
+static bool enum_allows(const char *choices, const char *v)
+{
+    size_t len = strlen(v);
+    for (const char *p = choices; *p;) {
+        size_t n = strcspn(p, "|");
+        if (n == len && strncmp(p, v, n) == 0)
+            return true;
+        p += n + (p[n] == '|');
+    }
+    return false;
+}
+
+/* Parses value into the option's field; err names the option and `origin`. */
+static int set_option(struct config *cfg, const struct option_def *o, const char *value,
+                      const char *origin, char *err, size_t errlen)
+{
+    char *field = (char *)cfg + o->offset;
+    char *end = NULL;
+    switch (o->type) {
+    case OPT_STR:
+    case OPT_SECRET:
+    case OPT_URL_SECRET:
+    case OPT_ENUM:
+        if (strlen(value) >= o->size) {
+            snprintf(err, errlen, "%s: value is longer than %zu bytes (%s)", o->name, o->size - 1,
+                     origin);
+            return ERR_RANGE;
+        }
+        if (o->type == OPT_ENUM && !enum_allows(o->choices, value)) {
+            snprintf(err, errlen, "%s: '%s' is not one of %s (%s)", o->name, value, o->choices,
+                     origin);
+            return ERR_INVAL;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case OPT_INT: {
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (value[0] == '\0' || *end != '\0' || errno != 0) {
+            snprintf(err, errlen, "%s: '%s' is not an integer (%s)", o->name, value, origin);
+            return ERR_INVAL;
+        }
+        if ((double)v < o->min || (double)v > o->max) {
+            snprintf(err, errlen, "%s: %lld is outside %.0f..%.0f (%s)", o->name, v, o->min,
+                     o->max, origin);
+            return ERR_RANGE;
+        }
+        *(int *)(void *)field = (int)v;
+        return 0;
+    }
+    case OPT_DOUBLE: {
+        errno = 0;
+        double v = strtod(value, &end);
+        if (value[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(v)) {
+            snprintf(err, errlen, "%s: '%s' is not a finite number (%s)", o->name, value, origin);
+            return ERR_INVAL;
+        }
+        if (v < o->min || v > o->max) {
+            snprintf(err, errlen, "%s: %g is outside %g..%g (%s)", o->name, v, o->min, o->max,
+                     origin);
+            return ERR_RANGE;
+        }
+        *(double *)(void *)field = v;
+        return 0;
+    }
+    case OPT_BOOL:
+        if (parse_bool(value, (bool *)(void *)field) != 0) {
+            snprintf(err, errlen, "%s: '%s' is not a boolean (true/false/1/0/yes/no/on/off) (%s)",
+                     o->name, value, origin);
+            return ERR_INVAL;
+        }
+        return 0;
+    }
+    return ERR_INTERNAL;
+}
+
+void config_defaults(struct config *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NOPTIONS; i++)
+        set_option(cfg, &options[i], options[i].def, "default", err, sizeof err);
+}
+
+int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen)
+{
+    const struct option_def *o = find_option(name);
+    if (o == NULL) {
+        snprintf(err, errlen, "%s: unknown option", name);
+        return ERR_INVAL;
+    }
+    return set_option(cfg, o, value, "set", err, errlen);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static int load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "--config: cannot open %s: %s", path, strerror(errno));
+        return ERR_IO;
+    }
+    char line[2048], origin[1100];
+    int lineno = 0, rv = 0;
+    while (rv == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        snprintf(origin, sizeof origin, "%s:%d", path, lineno);
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            snprintf(err, errlen, "%s: expected 'name = value'", origin);
+            rv = ERR_INVAL;
+            break;
+        }
+        *eq = '\0';
+        const char *name = trim(s);
+        const struct option_def *o = find_option(name);
+        if (o == NULL) {
+            snprintf(err, errlen, "%s: unknown option '%s'", origin, name);
+            rv = ERR_INVAL;
+            break;
+        }
+        rv = set_option(cfg, o, trim(eq + 1), origin, err, errlen);
+    }
+    fclose(f);
+    return rv;
+}
+
+static int load_env(struct config *cfg, env_fn getenv_fn, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const struct option_def *o = &options[i];
+        char name[128];
+        env_name(o, name, sizeof name);
+        const char *names[3] = {o->env2, o->env3, name}; /* the AETHERIS_ name wins */
+        for (int k = 0; k < 3; k++) {
+            const char *v = names[k] ? getenv_fn(names[k]) : NULL;
+            char origin[160];
+            snprintf(origin, sizeof origin, "env %s", names[k] ? names[k] : "");
+            if (v && set_option(cfg, o, v, origin, err, errlen) != 0)
+                return ERR_INVAL;
+        }
+    }
+    /* The original services named the broker by host and port. */
+    const char *host = getenv_fn("MQTT_BROKER"), *port = getenv_fn("MQTT_PORT");
+    if ((host || port) && getenv_fn("AETHERIS_MQTT_URL") == NULL) {
+        char url[CONFIG_STR_MAX];
+        int n = snprintf(url, sizeof url, "tcp://%s:%s", host ? host : "127.0.0.1",
+                         port ? port : "1883");
+        if (n < 0 || (size_t)n >= sizeof url)
+            return ERR_RANGE;
+        memcpy(cfg->mqtt_url, url, (size_t)n + 1);
+    }
+    return 0;
+}
+
+static int validate(const struct config *cfg, char *err, size_t errlen)
+{
+    if (cfg->min_points > cfg->window_size)
+        snprintf(err, errlen, "min_points: %d is larger than window_size %d", cfg->min_points,
+                 cfg->window_size);
+    else if (cfg->analyst_review_z > cfg->analyst_block_z)
+        snprintf(err, errlen, "analyst_review_z: must not exceed analyst_block_z");
+    else if (cfg->auditor_review_ratio > cfg->auditor_block_ratio)
+        snprintf(err, errlen, "auditor_review_ratio: must not exceed auditor_block_ratio");
+    else if (cfg->strategist_review_loss > cfg->strategist_block_loss)
+        snprintf(err, errlen, "strategist_review_loss: must not exceed strategist_block_loss");
+    else if (strncmp(cfg->mqtt_url, "tcp://", 6) != 0 && strncmp(cfg->mqtt_url, "ssl://", 6) != 0)
+        snprintf(err, errlen, "mqtt_url: '%s' must start with tcp:// or ssl://", cfg->mqtt_url);
+    else if (strncmp(cfg->redis_url, "redis://", 8) != 0)
+        snprintf(err, errlen, "redis_url: must start with redis://");
+    else if (cfg->node_id[0] == '\0')
+        snprintf(err, errlen, "node_id: must not be empty");
+    else
+        return 0;
+    return ERR_INVAL;
+}
+
+static const char *real_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+/* The loader with an injectable environment (tests include this file to reach it). */
+static enum config_result config_load_env(struct config *cfg, int argc, char **argv,
+                                          env_fn getenv_fn, bool *check_only, char *err,
+                                          size_t errlen)
+{
+    config_defaults(cfg);
+    if (check_only)
+        *check_only = false;
+    for (int i = 1; i < argc; i++) { /* --help/--version first, whatever else is wrong */
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            config_print_help(stdout, argv[0]);
+            return CONFIG_EXIT_0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("aetherisd %s\n", AETHERIS_VERSION);
+            return CONFIG_EXIT_0;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *file = NULL;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            file = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            file = argv[i] + 9;
+        if (file && load_file(cfg, file, err, errlen) != 0)
+            return CONFIG_ERROR;
+    }
+    if (load_env(cfg, getenv_fn, err, errlen) != 0)
+        return CONFIG_ERROR;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--check-config") == 0) {
+            if (check_only)
+                *check_only = true;
+            continue;
+        }
+        if (strcmp(arg, "--config") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(arg, "--config=", 9) == 0)
+            continue;
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "%s: unexpected argument", arg);
+            return CONFIG_ERROR;
+        }
+        char name[128];
+        const char *eq = strchr(arg, '=');
+        size_t n = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        if (n >= sizeof name) {
+            snprintf(err, errlen, "%s: unknown option", arg);
+            return CONFIG_ERROR;
+        }
+        for (size_t k = 0; k < n; k++)
+            name[k] = arg[2 + k] == '-' ? '_' : arg[2 + k];
+        name[n] = '\0';
+        const struct option_def *o = find_option(name);
+        if (o == NULL) {
+            snprintf(err, errlen, "%s: unknown option (see --help)", arg);
+            return CONFIG_ERROR;
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (value == NULL && o->type == OPT_BOOL)
+            value = "true";
+        if (value == NULL) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "%s: missing value", arg);
+                return CONFIG_ERROR;
+            }
+            value = argv[++i];
+        }
+        if (set_option(cfg, o, value, "command line", err, errlen) != 0)
+            return CONFIG_ERROR;
+    }
+    return validate(cfg, err, errlen) == 0 ? CONFIG_OK : CONFIG_ERROR;
+}
+
+enum config_result config_load(struct config *cfg, int argc, char **argv, bool *check_only,
+                               char *err, size_t errlen)
+{
+    return config_load_env(cfg, argc, argv, real_getenv, check_only, err, errlen);
+}
+
+void config_print_help(FILE *out, const char *argv0)
+{
+    fprintf(out,
+            "Usage: %s [--config FILE] [--check-config] [--OPTION=VALUE ...]\n\n"
+            "aetherisd: real-time anomaly detection and decisions for payment streams.\n"
+            "Options are read from defaults, then --config FILE (lines 'name = value'), then the\n"
+            "environment, then the command line. Flags: --name-with-dashes=VALUE.\n\n"
+            "  --config FILE     read options from FILE\n"
+            "  --check-config    validate the configuration, print it (secrets redacted), exit\n"
+            "  --help, -h        this help\n"
+            "  --version         print the version\n",
+            argv0);
+    const char *section = "";
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const struct option_def *o = &options[i];
+        if (strcmp(section, o->section) != 0) {
+            section = o->section;
+            fprintf(out, "\n[%s]\n", section);
+        }
+        char flag[128], env[128];
+        snprintf(flag, sizeof flag, "--%s", o->name);
+        for (char *p = flag; *p; p++)
+            *p = *p == '_' ? '-' : *p;
+        env_name(o, env, sizeof env);
+        fprintf(out, "  %s\n      %s\n      env %s%s%s; default '%s'", flag, o->help, env,
+                o->env2 ? ", " : "", o->env2 ? o->env2 : "", o->def);
+        if (o->type == OPT_INT)
+            fprintf(out, "; %.0f..%.0f", o->min, o->max);
+        else if (o->type == OPT_DOUBLE)
+            fprintf(out, "; %g..%g", o->min, o->max);
+        else if (o->type == OPT_ENUM)
+            fprintf(out, "; one of %s", o->choices);
+        fprintf(out, "\n");
+    }
+}
+
+/* url with any password replaced by "***". */
+static void redact_url(const char *url, char *out, size_t outlen)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strrchr(scheme + 3, '@') : NULL;
+    if (at == NULL) {
+        snprintf(out, outlen, "%s", url);
+        return;
+    }
+    const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+    if (colon == NULL) {
+        snprintf(out, outlen, "%s", url);
+        return;
+    }
+    snprintf(out, outlen, "%.*s***%s", (int)(colon + 1 - url), url, at);
+}
+
+char *config_dump_redacted(const struct config *cfg)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const struct option_def *d = &options[i];
+        const char *field = (const char *)cfg + d->offset;
+        char red[CONFIG_STR_MAX + 8];
+        json_t *v = NULL;
+        switch (d->type) {
+        case OPT_STR:
+        case OPT_ENUM:
+            v = json_string(field);
+            break;
+        case OPT_SECRET:
+            v = json_string(field[0] ? "***" : "");
+            break;
+        case OPT_URL_SECRET:
+            redact_url(field, red, sizeof red);
+            v = json_string(red);
+            break;
+        case OPT_INT:
+            v = json_integer(*(const int *)(const void *)field);
+            break;
+        case OPT_DOUBLE:
+            v = json_real(*(const double *)(const void *)field);
+            break;
+        case OPT_BOOL:
+            v = json_boolean(*(const bool *)(const void *)field);
+            break;
+        }
+        json_object_set_new(o, d->name, v ? v : json_null());
+    }
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    return text;
+}
