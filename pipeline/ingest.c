@@ -6,6 +6,7 @@
  * back-pressure that slows the broker's delivery instead of growing memory. */
 #include "ingest.h"
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "clock.h"
@@ -28,7 +29,7 @@ struct ingest {
     struct dedupe *dedupe;
     struct journal *journal;
     uint64_t next_seq;
-    bool closed;
+    atomic_bool closed; /* read without the lock: closing must not wait for a blocked push */
     struct evbatch **pending; /* per worker: the batch being filled */
     struct evbatch *dead[INGEST_MAX_DEADLETTERS];
     size_t ndead;
@@ -53,6 +54,7 @@ struct ingest *ingest_new(const struct config *cfg, struct bqueue **worker_queue
     ing->pool = pool;
     ing->dedupe = dedupe;
     ing->next_seq = 1;
+    atomic_init(&ing->closed, false);
     ing->pending = xcalloc(nworkers, sizeof *ing->pending);
     return ing;
 }
@@ -217,11 +219,9 @@ int ingest_payload(struct ingest *ing, const char *data, size_t len, const char 
                    struct submit_counts *counts)
 {
     struct parse_ctx ctx = {ing, source, counts, clock_wall_ms()};
-    pthread_mutex_lock(&ing->mu);
-    if (ing->closed) {
-        pthread_mutex_unlock(&ing->mu);
+    if (atomic_load(&ing->closed))
         return ERR_CLOSED;
-    }
+    pthread_mutex_lock(&ing->mu);
     if (len > (size_t)ing->cfg->mqtt_max_payload)
         on_invalid(&ctx, EVI_TOO_LARGE, "payload exceeds mqtt_max_payload", data, len);
     else
@@ -313,7 +313,5 @@ int64_t ingest_marker(struct ingest *ing)
 
 void ingest_close(struct ingest *ing)
 {
-    pthread_mutex_lock(&ing->mu);
-    ing->closed = true;
-    pthread_mutex_unlock(&ing->mu);
+    atomic_store(&ing->closed, true);
 }

@@ -37,7 +37,8 @@ int ingest_payload(struct ingest *ing, const char *data, size_t len, const char 
 /* Inserts a snapshot marker into every worker queue and starts a new journal segment; returns the
  * marker's sequence number (> 0) or a negative enum err. */
 int64_t ingest_marker(struct ingest *ing);
-/* Refuses further payloads (ERR_CLOSED). Markers are still accepted. Idempotent. */
+/* Refuses further payloads (ERR_CLOSED) without waiting for the lock, so it works while a
+ * payload is blocked on a full queue. Markers are still accepted. Idempotent. */
 void ingest_close(struct ingest *ing);
 
 #endif

@@ -6,9 +6,10 @@
  * sequence number) and one into the sink.
  *
  * Start: load the snapshot (windows, recent ids, sequence S), start workers and sink, replay the
- * journal from S, then start the decider and the subscriber. Stop: stop the subscriber, close
- * ingest, push a final marker and wait (bounded) for its snapshot, then close the queues in
- * pipeline order so every stage drains into the next before it exits. */
+ * journal from S, then start the decider and the subscriber. Stop: close ingest, let the queues
+ * drain, stop the subscriber, push a final marker and wait for its snapshot (all bounded by
+ * drain_timeout_ms), then close the queues in pipeline order so every stage drains into the next
+ * before it exits. */
 #include "pipeline.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -190,6 +191,21 @@ static int on_message(void *ctx, const char *topic, const void *payload, size_t 
     return ingest_payload(p->ingest, payload, len, "mqtt", NULL) == 0 ? 0 : -1;
 }
 
+/* Waits until every pipeline queue is empty, or the monotonic deadline passes. */
+static bool wait_drained(struct pipeline *p, int64_t deadline_ms)
+{
+    for (;;) {
+        size_t queued = bqueue_len(p->sink_queue);
+        for (uint32_t w = 0; w < p->nworkers; w++)
+            queued += bqueue_len(p->worker_queues[w]);
+        if (queued == 0)
+            return true;
+        if (clock_mono_ms() >= deadline_ms)
+            return false;
+        clock_sleep_ms(5);
+    }
+}
+
 /* Waits until the sink has committed the snapshot of marker seq, or timeout_ms passes. */
 static bool wait_snapshot(struct pipeline *p, uint64_t seq, int64_t timeout_ms)
 {
@@ -333,9 +349,21 @@ void pipeline_stop(struct pipeline *p)
     if (!p->started || p->stopped)
         return;
     p->stopped = true;
+    /* Close ingest first, and if the queues do not drain in time (a dependency is down), abort the
+     * sink so they do: a delivery callback blocked on a full queue would otherwise keep the
+     * subscriber's disconnect waiting forever. What is dropped is still in the journal. */
+    ingest_close(p->ingest);
+    int64_t deadline = clock_mono_ms() + p->cfg->drain_timeout_ms;
+    if (!p->sink_started || !wait_drained(p, deadline)) {
+        log_warn("pipeline.drain_timeout", "queues not drained within %d ms; the journal keeps "
+                                           "the rest for the next start",
+                 p->cfg->drain_timeout_ms);
+        sink_abort(p->sink);
+        if (!p->sink_started)
+            bqueue_close(p->sink_queue);
+    }
     mqttc_free(p->subscriber, 2000);
     p->subscriber = NULL;
-    ingest_close(p->ingest);
     pthread_mutex_lock(&p->mu);
     p->stopping = true;
     pthread_cond_broadcast(&p->cv);
@@ -344,14 +372,12 @@ void pipeline_stop(struct pipeline *p)
         pthread_join(p->timer, NULL);
 
     int64_t seq = p->sink_started ? ingest_marker(p->ingest) : ERR_CLOSED;
-    if (seq <= 0 || !wait_snapshot(p, (uint64_t)seq, p->cfg->drain_timeout_ms)) {
-        log_warn("pipeline.drain_timeout", "final snapshot not written within %d ms; the journal "
-                                           "keeps the rest for the next start",
-                 p->cfg->drain_timeout_ms);
+    int64_t left = deadline - clock_mono_ms();
+    if (seq <= 0 || !wait_snapshot(p, (uint64_t)seq, left > 1000 ? left : 1000)) {
+        log_warn("pipeline.snapshot_timeout", "final snapshot not written; the journal keeps "
+                                              "the rest for the next start");
         sink_abort(p->sink);
     }
-    if (!p->sink_started)
-        bqueue_close(p->sink_queue); /* nobody drains it: let the workers' pushes fail */
     for (uint32_t w = 0; w < p->nworkers; w++)
         bqueue_close(p->worker_queues[w]);
     for (uint32_t w = 0; w < p->nworkers; w++)
