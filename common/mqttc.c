@@ -1,12 +1,29 @@
-/* MQTT client (mqttc.h) over paho's MQTTClient in asynchronous mode.
+/* MQTT client (mqttc.h) over paho's MQTTClient in asynchronous mode (callbacks set).
  *
- * Two locks: `api` serializes every call into the MQTTClient handle made by our threads (paho's
- * MQTTClient is not thread-safe); `state` guards the connection flags the callbacks update. paho
- * forbids calling its API from its callbacks, so connectionLost only flips a flag and wakes the
- * supervisor thread, which reconnects with a doubling backoff and subscribes again. */
+ * paho's MQTTClient is not thread-safe and forbids calling its API from its callbacks, so:
+ *  - every MQTTClient_* call made by our threads (connect, subscribe, publish, waitForCompletion,
+ *    disconnect) runs under one mutex, `api`;
+ *  - the callbacks never call paho: connectionLost only clears `connected`, sets `lost` and wakes
+ *    the supervisor; deliveryComplete only drops the token from the pending list; messageArrived
+ *    hands the message to on_message and frees it (or keeps it for redelivery);
+ *  - a supervisor thread owns (re)connection: connect, subscribe, mark connected, then sleep on a
+ *    condition variable until the connection is lost or mqttc_free() asks it to stop. Failed
+ *    attempts back off from 100 ms doubling to 5 s.
+ *
+ * Lock order: api -> state, and paho's internal lock -> state (deliveryComplete runs with it
+ * held). Nobody calls paho or takes `api` while holding `state`, so there is no cycle.
+ *
+ * mqttc_flush() waits for acknowledgements with `api` held: while it waits, other publishers of
+ * the same handle block, and so does a reconnect attempt. Each producing thread owns its publisher
+ * handle (STYLE 3.3: separate subscriber and publisher handles), so nobody else waits in practice.
+ *
+ * A race handled explicitly: the connection can drop between MQTTClient_connect() returning and
+ * the supervisor marking the client connected. connectionLost then sets `lost`, and the
+ * supervisor treats that attempt as failed instead of believing a dead connection is up. */
 #include "mqttc.h"
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,9 +35,12 @@
 #include "metrics.h"
 #include "xmalloc.h"
 
-#define MQTTC_BACKOFF_MIN_MS 100
-#define MQTTC_BACKOFF_MAX_MS 5000
-#define MQTTC_CONNECT_TIMEOUT_S 2
+#define MQTTC_BACKOFF_MIN_MS 100     /* a broker restart is noticed quickly */
+#define MQTTC_BACKOFF_MAX_MS 5000    /* a dead broker is probed every 5 s at most */
+#define MQTTC_MAX_INFLIGHT 65535     /* MQTT packet ids are 16-bit; mqttc_flush bounds the window */
+#define MQTTC_CONNECT_TIMEOUT_S 2    /* bounds how long the supervisor holds `api` per attempt */
+#define MQTTC_DEFAULT_KEEPALIVE_S 30 /* when the caller passes 0: paho's own default is 60 */
+#define MQTTC_PENDING_INITIAL 64     /* one flush batch of typical size; grows by doubling */
 
 struct mqttc {
     MQTTClient client;
@@ -31,13 +51,14 @@ struct mqttc {
     mqttc_message_fn on_message;
     void *ctx;
     pthread_mutex_t api;   /* every MQTTClient_* call from our threads */
-    pthread_mutex_t state; /* the fields below */
-    pthread_cond_t cv;
-    bool connected;
+    pthread_mutex_t state; /* everything below */
+    pthread_cond_t cv;     /* CLOCK_MONOTONIC; signalled on connected/lost/stop */
+    bool connected;        /* connected and subscribed */
+    bool lost;             /* connectionLost fired since the last attempt began */
     bool stop;
-    bool ever_connected;
+    bool ever_connected; /* reconnects after the first connect are counted */
     pthread_t supervisor;
-    MQTTClient_deliveryToken *pending; /* QoS 1 publishes since the last flush (under api) */
+    MQTTClient_deliveryToken *pending; /* QoS >= 1 publishes not yet known complete */
     size_t npending, cappending;
 };
 
@@ -46,11 +67,12 @@ static char *dup_or_null(const char *s)
     return s && s[0] ? xstrdup(s) : NULL;
 }
 
+/* mkdir -p path (mode 0750). 0, ERR_INVAL (path too long) or ERR_IO. */
 static int mkdirs(const char *path)
 {
     char tmp[1024];
     size_t len = strlen(path);
-    if (len >= sizeof tmp)
+    if (len == 0 || len >= sizeof tmp)
         return ERR_INVAL;
     memcpy(tmp, path, len + 1);
     for (size_t i = 1; i <= len; i++) {
@@ -65,31 +87,112 @@ static int mkdirs(const char *path)
     return 0;
 }
 
+/* Absolute CLOCK_MONOTONIC deadline ms from now, for pthread_cond_timedwait on m->cv. */
+static struct timespec deadline_in(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ms < 0)
+        ms = 0;
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Removes one occurrence of token from the pending list. Caller holds m->state. */
+static void pending_remove(struct mqttc *m, MQTTClient_deliveryToken token)
+{
+    for (size_t i = 0; i < m->npending; i++) {
+        if (m->pending[i] == token) {
+            m->pending[i] = m->pending[--m->npending];
+            return;
+        }
+    }
+}
+
+/* Drops pending tokens paho no longer tracks: a PUBACK can be handled before mqttc_publish()
+ * records the token, leaving a stale entry that only a flush would clear. Keeps the list bounded
+ * for a publisher that rarely flushes. Caller holds m->api (this calls paho), not m->state. */
+static int cmp_token(const void *a, const void *b)
+{
+    MQTTClient_deliveryToken x = *(const MQTTClient_deliveryToken *)a;
+    MQTTClient_deliveryToken y = *(const MQTTClient_deliveryToken *)b;
+    return (x > y) - (x < y);
+}
+
+static void pending_prune(struct mqttc *m)
+{
+    MQTTClient_deliveryToken *live = NULL;
+    if (MQTTClient_getPendingDeliveryTokens(m->client, &live) != MQTTCLIENT_SUCCESS)
+        return;
+    size_t nlive = 0;
+    while (live != NULL && live[nlive] != -1)
+        nlive++;
+    if (nlive > 1)
+        qsort(live, nlive, sizeof *live, cmp_token);
+    pthread_mutex_lock(&m->state);
+    size_t kept = 0;
+    for (size_t i = 0; i < m->npending; i++)
+        if (nlive > 0 && bsearch(&m->pending[i], live, nlive, sizeof *live, cmp_token) != NULL)
+            m->pending[kept++] = m->pending[i];
+    m->npending = kept;
+    pthread_mutex_unlock(&m->state);
+    if (live)
+        MQTTClient_free(live);
+}
+
+/* ---------------------------------------------------------------- paho callbacks */
+
+/* paho: runs on a thread of its own while paho's lock is held elsewhere; must not call paho. */
 static void on_connection_lost(void *context, char *cause)
 {
     struct mqttc *m = context;
     pthread_mutex_lock(&m->state);
+    bool was = m->connected;
     m->connected = false;
+    m->lost = true;
     pthread_cond_broadcast(&m->cv);
     pthread_mutex_unlock(&m->state);
-    log_warn("mqtt.connection_lost", "%s lost its broker connection%s%s", m->client_id,
-             cause ? ": " : "", cause ? cause : "");
+    if (was)
+        log_warn("mqtt.connection_lost", "%s lost its connection to %s%s%s", m->client_id, m->url,
+                 cause ? ": " : "", cause ? cause : "");
 }
 
+/* paho: runs on paho's delivery thread. Returning 1 means handled (we free the message); 0 makes
+ * paho keep it at the head of its queue. paho 1.3 retries the head of the queue only when the next
+ * packet arrives for this client (another message, a PUBACK, or at the latest the keepalive
+ * PINGRESP), one delivery per packet: a refusal therefore delays redelivery by up to keepalive_s
+ * and leaves the queue one message behind until quieter traffic catches up. Refusing is meant for
+ * shutdown (the message stays in paho's persistence for the next run), not for flow control. */
 static int on_message_arrived(void *context, char *topic, int topic_len, MQTTClient_message *msg)
 {
     struct mqttc *m = context;
-    (void)topic_len;
-    if (m->on_message &&
+    (void)topic_len; /* topics are NUL-terminated: MQTT forbids NUL inside a topic name */
+    if (m->on_message != NULL &&
         m->on_message(m->ctx, topic, msg->payload, (size_t)msg->payloadlen) != 0)
-        return 0; /* paho keeps the message and delivers it again */
+        return 0;
     MQTTClient_freeMessage(&msg);
     MQTTClient_free(topic);
     return 1;
 }
 
-/* One connection attempt (with subscription): true on success. */
-static bool try_connect(struct mqttc *m)
+/* paho: runs with paho's internal lock held when a QoS 1/2 publish is acknowledged. */
+static void on_delivery_complete(void *context, MQTTClient_deliveryToken token)
+{
+    struct mqttc *m = context;
+    pthread_mutex_lock(&m->state);
+    pending_remove(m, token);
+    pthread_mutex_unlock(&m->state);
+}
+
+/* ---------------------------------------------------------------- supervisor */
+
+/* One connection attempt plus the subscription: the paho return code (MQTTCLIENT_SUCCESS = 0). */
+static int try_connect(struct mqttc *m)
 {
     MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer;
     opts.keepAliveInterval = m->keepalive_s;
@@ -97,6 +200,11 @@ static bool try_connect(struct mqttc *m)
     opts.username = m->username;
     opts.password = m->password;
     opts.connectTimeout = MQTTC_CONNECT_TIMEOUT_S;
+    /* paho's default of 10 in-flight QoS 1 messages makes MQTTClient_publish wait inside
+     * MQTTClient_yield, which competes with the background receive thread in asynchronous mode
+     * and was seen to stall for good; mqttc_flush bounds what is in flight instead. */
+    opts.maxInflightMessages = MQTTC_MAX_INFLIGHT;
+    opts.retryInterval = 0; /* MQTT 3.1.1: resend unacknowledged publishes only on reconnect */
     pthread_mutex_lock(&m->api);
     int rc = MQTTClient_connect(m->client, &opts);
     if (rc == MQTTCLIENT_SUCCESS && m->topic) {
@@ -105,7 +213,7 @@ static bool try_connect(struct mqttc *m)
             MQTTClient_disconnect(m->client, 0);
     }
     pthread_mutex_unlock(&m->api);
-    return rc == MQTTCLIENT_SUCCESS;
+    return rc;
 }
 
 static void *supervisor_main(void *arg)
@@ -119,10 +227,11 @@ static void *supervisor_main(void *arg)
             pthread_cond_wait(&m->cv, &m->state);
             continue;
         }
+        m->lost = false;
         pthread_mutex_unlock(&m->state);
-        bool ok = try_connect(m);
+        int rc = try_connect(m);
         pthread_mutex_lock(&m->state);
-        if (ok) {
+        if (rc == MQTTCLIENT_SUCCESS && !m->lost) {
             m->connected = true;
             if (m->ever_connected)
                 metrics_inc(M_MQTT_RECONNECTS);
@@ -135,22 +244,33 @@ static void *supervisor_main(void *arg)
             continue;
         }
         if (!logged_down)
-            log_warn("mqtt.connect_failed", "%s cannot reach %s; retrying with backoff",
-                     m->client_id, m->url);
+            log_warn("mqtt.connect_failed", "%s cannot connect to %s (paho code %d); retrying",
+                     m->client_id, m->url, rc);
         logged_down = true;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)backoff * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        if (!m->stop)
-            pthread_cond_timedwait(&m->cv, &m->state, &ts);
+        struct timespec ts = deadline_in(backoff);
+        while (!m->stop && pthread_cond_timedwait(&m->cv, &m->state, &ts) == 0)
+            ;
         backoff = backoff * 2 > MQTTC_BACKOFF_MAX_MS ? MQTTC_BACKOFF_MAX_MS : backoff * 2;
     }
     pthread_mutex_unlock(&m->state);
     return NULL;
 }
 
+/* ---------------------------------------------------------------- public API */
+
+static void free_strings(struct mqttc *m)
+{
+    free(m->url);
+    free(m->client_id);
+    free(m->username);
+    free(m->password);
+    free(m->topic);
+}
+
+/* Creates the paho handle (file persistence in opts->persist_dir, created if needed; in memory
+ * when NULL), sets the callbacks and starts the supervisor, which connects in the background.
+ * Strings in opts are copied. Returns NULL (one log line) if paho or the thread cannot be
+ * created. The caller owns the result (mqttc_free). */
 struct mqttc *mqttc_new(const struct mqttc_options *o)
 {
     struct mqttc *m = xcalloc(1, sizeof *m);
@@ -160,44 +280,53 @@ struct mqttc *mqttc_new(const struct mqttc_options *o)
     m->password = dup_or_null(o->password);
     m->topic = dup_or_null(o->subscribe_topic);
     m->clean_session = o->clean_session;
-    m->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : 30;
+    m->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : MQTTC_DEFAULT_KEEPALIVE_S;
     m->qos = o->subscribe_qos;
     m->on_message = o->on_message;
     m->ctx = o->ctx;
     pthread_mutex_init(&m->api, NULL);
     pthread_mutex_init(&m->state, NULL);
-    pthread_cond_init(&m->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->cv, &ca);
+    pthread_condattr_destroy(&ca);
     int ptype = MQTTCLIENT_PERSISTENCE_NONE;
+    void *pctx = NULL;
     if (o->persist_dir && o->persist_dir[0]) {
         if (mkdirs(o->persist_dir) != 0)
-            log_warn("mqtt.persistence", "cannot create %s", o->persist_dir);
+            log_warn("mqtt.persistence", "cannot create directory %s", o->persist_dir);
         ptype = MQTTCLIENT_PERSISTENCE_DEFAULT;
+        pctx = (void *)o->persist_dir; /* paho copies it */
     }
-    int rc = MQTTClient_create(&m->client, m->url, m->client_id, ptype,
-                               ptype == MQTTCLIENT_PERSISTENCE_DEFAULT ? (void *)o->persist_dir
-                                                                       : NULL);
+    int rc = MQTTClient_create(&m->client, m->url, m->client_id, ptype, pctx);
     if (rc == MQTTCLIENT_SUCCESS)
-        rc = MQTTClient_setCallbacks(m->client, m, on_connection_lost, on_message_arrived, NULL);
+        rc = MQTTClient_setCallbacks(m->client, m, on_connection_lost, on_message_arrived,
+                                     on_delivery_complete);
     if (rc != MQTTCLIENT_SUCCESS) {
-        log_error("mqtt.create", "cannot create MQTT client %s for %s (paho code %d)",
-                  m->client_id, m->url, rc);
+        log_error("mqtt.create", "cannot create MQTT client %s for %s (paho code %d)", m->client_id,
+                  m->url, rc);
         goto fail;
     }
-    if (pthread_create(&m->supervisor, NULL, supervisor_main, m) != 0)
+    if (pthread_create(&m->supervisor, NULL, supervisor_main, m) != 0) {
+        log_error("mqtt.create", "cannot start the supervisor thread for %s", m->client_id);
         goto fail;
+    }
     return m;
 fail:
     if (m->client)
         MQTTClient_destroy(&m->client);
-    free(m->url);
-    free(m->client_id);
-    free(m->username);
-    free(m->password);
-    free(m->topic);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->state);
+    pthread_mutex_destroy(&m->api);
+    free_strings(m);
     free(m);
     return NULL;
 }
 
+/* Stops the supervisor (waiting for an attempt in progress, at most the 2 s connect timeout),
+ * disconnects giving in-flight QoS 1 flows up to timeout_ms to finish, destroys the paho handle
+ * and frees m. No callback runs after it returns. NULL is a no-op. */
 void mqttc_free(struct mqttc *m, int timeout_ms)
 {
     if (m == NULL)
@@ -209,29 +338,22 @@ void mqttc_free(struct mqttc *m, int timeout_ms)
     pthread_join(m->supervisor, NULL);
     pthread_mutex_lock(&m->api);
     if (MQTTClient_isConnected(m->client))
-        MQTTClient_disconnect(m->client, timeout_ms);
+        MQTTClient_disconnect(m->client, timeout_ms > 0 ? timeout_ms : 0);
     MQTTClient_destroy(&m->client);
     pthread_mutex_unlock(&m->api);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->state);
     pthread_mutex_destroy(&m->api);
     free(m->pending);
-    free(m->url);
-    free(m->client_id);
-    free(m->username);
-    free(m->password);
-    free(m->topic);
+    free_strings(m);
     free(m);
 }
 
+/* Blocks until the supervisor reports connected (and subscribed): 0, or ERR_TIMEOUT after
+ * timeout_ms (or once mqttc_free has begun). */
 int mqttc_wait_connected(struct mqttc *m, int timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
+    struct timespec ts = deadline_in(timeout_ms);
     pthread_mutex_lock(&m->state);
     while (!m->connected && !m->stop)
         if (pthread_cond_timedwait(&m->cv, &m->state, &ts) != 0)
@@ -241,6 +363,7 @@ int mqttc_wait_connected(struct mqttc *m, int timeout_ms)
     return ok ? 0 : ERR_TIMEOUT;
 }
 
+/* True while connected (and subscribed, for a subscriber). */
 bool mqttc_is_connected(struct mqttc *m)
 {
     pthread_mutex_lock(&m->state);
@@ -249,42 +372,73 @@ bool mqttc_is_connected(struct mqttc *m)
     return c;
 }
 
+/* Publishes len bytes of payload (borrowed; paho copies) on topic, not retained, without waiting
+ * for the acknowledgement; QoS >= 1 tokens are remembered for mqttc_flush(). Returns 0, ERR_CONN
+ * at once while disconnected, ERR_INVAL for a bad size or QoS, ERR_IO on another paho error. */
 int mqttc_publish(struct mqttc *m, const char *topic, const void *payload, size_t len, int qos)
 {
+    if (len > (size_t)INT32_MAX || qos < 0 || qos > 2)
+        return ERR_INVAL;
     if (!mqttc_is_connected(m))
         return ERR_CONN;
-    if (len > (size_t)0x7fffffff)
-        return ERR_INVAL;
     MQTTClient_deliveryToken token = 0;
     pthread_mutex_lock(&m->api);
     int rc = MQTTClient_publish(m->client, topic, (int)len, payload, qos, 0, &token);
+    /* paho answers MQTTCLIENT_FAILURE, not DISCONNECTED, when the link drops while publish waits
+     * for the socket; either way the caller must retry after the reconnect. */
+    if (rc != MQTTCLIENT_SUCCESS && !MQTTClient_isConnected(m->client))
+        rc = MQTTCLIENT_DISCONNECTED;
     if (rc == MQTTCLIENT_SUCCESS && qos > 0) {
+        if (m->npending == m->cappending && m->cappending >= MQTTC_PENDING_INITIAL)
+            pending_prune(m);
+        pthread_mutex_lock(&m->state);
         if (m->npending == m->cappending) {
-            m->cappending = m->cappending ? m->cappending * 2 : 64;
+            m->cappending = m->cappending ? m->cappending * 2 : MQTTC_PENDING_INITIAL;
             m->pending = xrealloc(m->pending, m->cappending * sizeof *m->pending);
         }
         m->pending[m->npending++] = token;
+        pthread_mutex_unlock(&m->state);
     }
     pthread_mutex_unlock(&m->api);
     if (rc == MQTTCLIENT_SUCCESS)
         return 0;
-    return rc == MQTTCLIENT_DISCONNECTED ? ERR_CONN : ERR_IO;
+    if (rc == MQTTCLIENT_DISCONNECTED)
+        return ERR_CONN;
+    log_warn("mqtt.publish", "%s: publish on %s failed (paho code %d)", m->client_id, topic, rc);
+    return ERR_IO;
 }
 
+/* Waits until every QoS >= 1 publish since the last flush is acknowledged, up to timeout_ms in
+ * total, then forgets them all. 0, ERR_TIMEOUT, or ERR_CONN if the connection dropped (the caller
+ * must publish those messages again). Holds the api mutex while waiting: other publishers on this
+ * handle (and a reconnect attempt) wait meanwhile. */
 int mqttc_flush(struct mqttc *m, int timeout_ms)
 {
-    int64_t deadline = clock_mono_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int rv = 0;
     pthread_mutex_lock(&m->api);
-    for (size_t i = 0; i < m->npending && rv == 0; i++) {
+    for (;;) {
+        pthread_mutex_lock(&m->state);
+        bool empty = m->npending == 0;
+        MQTTClient_deliveryToken token = empty ? 0 : m->pending[m->npending - 1];
+        pthread_mutex_unlock(&m->state);
+        if (empty)
+            break;
         int64_t left = deadline - clock_mono_ms();
         if (left < 1)
-            left = 1;
-        int rc = MQTTClient_waitForCompletion(m->client, m->pending[i], (unsigned long)left);
-        if (rc != MQTTCLIENT_SUCCESS)
-            rv = MQTTClient_isConnected(m->client) ? ERR_TIMEOUT : ERR_CONN;
+            left = 1; /* one last look: the acknowledgement may already be in */
+        int rc = MQTTClient_waitForCompletion(m->client, token, (unsigned long)left);
+        if (rc != MQTTCLIENT_SUCCESS) {
+            rv = rc == MQTTCLIENT_DISCONNECTED ? ERR_CONN : ERR_TIMEOUT;
+            break;
+        }
+        pthread_mutex_lock(&m->state);
+        pending_remove(m, token);
+        pthread_mutex_unlock(&m->state);
     }
+    pthread_mutex_lock(&m->state);
     m->npending = 0;
+    pthread_mutex_unlock(&m->state);
     pthread_mutex_unlock(&m->api);
     return rv;
 }
