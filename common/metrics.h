@@ -41,6 +41,9 @@
       "Exceptions detected, by priority")                                                          \
     X(EXCEPTIONS_PUBLISHED, "aetheris_exceptions_published_total", "", "exceptions_published",     \
       "Exceptions published on the exceptions topic")                                              \
+    X(EXCEPTIONS_UNPUBLISHED, "aetheris_exceptions_unpublished_total", "",                         \
+      "exceptions_unpublished",                                                                    \
+      "Exceptions not published on the topic because the broker was unreachable")              \
     X(STREAM_ADDED, "aetheris_stream_added_total", "", "stream_added",                             \
       "Exceptions appended to the Redis priority streams")                                         \
     X(STREAM_RECLAIMED, "aetheris_stream_reclaimed_total", "", "stream_reclaimed",                 \

@@ -37,6 +37,7 @@
 
 #define MQTTC_BACKOFF_MIN_MS 100     /* a broker restart is noticed quickly */
 #define MQTTC_BACKOFF_MAX_MS 5000    /* a dead broker is probed every 5 s at most */
+#define MQTTC_FLUSH_RECHECK_MS 10 /* flush re-reads paho's in-flight list this often */
 #define MQTTC_MAX_INFLIGHT 65535     /* MQTT packet ids are 16-bit; mqttc_flush bounds the window */
 #define MQTTC_CONNECT_TIMEOUT_S 2    /* bounds how long the supervisor holds `api` per attempt */
 #define MQTTC_DEFAULT_KEEPALIVE_S 30 /* when the caller passes 0: paho's own default is 60 */
@@ -186,6 +187,8 @@ static void on_delivery_complete(void *context, MQTTClient_deliveryToken token)
     struct mqttc *m = context;
     pthread_mutex_lock(&m->state);
     pending_remove(m, token);
+    if (m->npending == 0)
+        pthread_cond_broadcast(&m->cv); /* wakes mqttc_flush */
     pthread_mutex_unlock(&m->state);
 }
 
@@ -414,29 +417,32 @@ int mqttc_publish(struct mqttc *m, const char *topic, const void *payload, size_
  * handle (and a reconnect attempt) wait meanwhile. */
 int mqttc_flush(struct mqttc *m, int timeout_ms)
 {
+    /* Waits on our own condition variable, woken by deliveryComplete, rather than in
+     * MQTTClient_waitForCompletion, whose polling added up to ~100 ms per flush. Every
+     * MQTTC_FLUSH_RECHECK_MS the list is pruned against paho's own, which catches a PUBACK handled
+     * before mqttc_publish() recorded its token. */
     int64_t deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int rv = 0;
     pthread_mutex_lock(&m->api);
-    for (;;) {
-        pthread_mutex_lock(&m->state);
-        bool empty = m->npending == 0;
-        MQTTClient_deliveryToken token = empty ? 0 : m->pending[m->npending - 1];
-        pthread_mutex_unlock(&m->state);
-        if (empty)
-            break;
-        int64_t left = deadline - clock_mono_ms();
-        if (left < 1)
-            left = 1; /* one last look: the acknowledgement may already be in */
-        int rc = MQTTClient_waitForCompletion(m->client, token, (unsigned long)left);
-        if (rc != MQTTCLIENT_SUCCESS) {
-            rv = rc == MQTTCLIENT_DISCONNECTED ? ERR_CONN : ERR_TIMEOUT;
+    pthread_mutex_lock(&m->state);
+    while (m->npending > 0) {
+        if (!m->connected) {
+            rv = ERR_CONN;
             break;
         }
-        pthread_mutex_lock(&m->state);
-        pending_remove(m, token);
-        pthread_mutex_unlock(&m->state);
+        int64_t left = deadline - clock_mono_ms();
+        if (left <= 0) {
+            rv = ERR_TIMEOUT;
+            break;
+        }
+        struct timespec ts = deadline_in(left < MQTTC_FLUSH_RECHECK_MS ? left
+                                                                       : MQTTC_FLUSH_RECHECK_MS);
+        if (pthread_cond_timedwait(&m->cv, &m->state, &ts) != 0) {
+            pthread_mutex_unlock(&m->state);
+            pending_prune(m);
+            pthread_mutex_lock(&m->state);
+        }
     }
-    pthread_mutex_lock(&m->state);
     m->npending = 0;
     pthread_mutex_unlock(&m->state);
     pthread_mutex_unlock(&m->api);

@@ -24,7 +24,6 @@
 #define SINK_POP_MAX 64        /* batches staged per flush: up to 2,048 events */
 #define SINK_MAX_ASSEMBLIES 4  /* snapshot markers in flight at once */
 #define SINK_BACKOFF_MAX_MS 1000
-#define SINK_MQTT_FLUSH_MS 5000 /* QoS 1 acknowledgements for one flush */
 
 struct assembly { /* the parts of one snapshot marker */
     uint64_t seq;
@@ -45,6 +44,7 @@ struct sink {
     _Atomic uint64_t snapshot_seq;
     struct rconn *rc;
     struct mqttc *pub;
+    bool publish_failing; /* the last publish of exceptions failed (logged once) */
     struct buffer_keys keys;
     struct assembly asm_[SINK_MAX_ASSEMBLIES];
     /* staging of one flush */
@@ -218,24 +218,25 @@ static bool flush_streams(struct sink *s, const struct flush_rows *fr)
     return true;
 }
 
-static bool flush_mqtt(struct sink *s, const struct flush_rows *fr)
+/* Publishes the exceptions on the exceptions topic (QoS 1) without waiting for the broker's
+ * acknowledgements. Waiting here would deadlock: paho delivers every client's acknowledgements on
+ * one thread, the same one that runs the subscriber's callback, which blocks on a full ingest
+ * queue when this sink is slow. The Redis stream is the durable path to the agents; the topic is a
+ * notification, so while the broker is unreachable it is skipped and counted, never retried. */
+static void publish_exceptions(struct sink *s, const struct flush_rows *fr)
 {
-    int backoff = 50;
-    while (fr->nexc > 0) {
-        int rv = 0;
-        for (size_t i = 0; i < fr->nexc && rv == 0; i++)
-            rv = mqttc_publish(s->pub, s->cfg->exceptions_topic, fr->exc_doc[i], fr->exc_len[i],
-                               1);
-        if (rv == 0)
-            rv = mqttc_flush(s->pub, SINK_MQTT_FLUSH_MS);
-        if (rv == 0) {
-            metrics_add(M_EXCEPTIONS_PUBLISHED, fr->nexc);
-            return true;
-        }
-        if (!backoff_wait(s, &backoff))
-            return false;
-    }
-    return true;
+    size_t failed = 0;
+    for (size_t i = 0; i < fr->nexc; i++)
+        if (mqttc_publish(s->pub, s->cfg->exceptions_topic, fr->exc_doc[i], fr->exc_len[i], 1) !=
+            0)
+            failed++;
+    metrics_add(M_EXCEPTIONS_PUBLISHED, fr->nexc - failed);
+    metrics_add(M_EXCEPTIONS_UNPUBLISHED, failed);
+    if (failed > 0 && !s->publish_failing)
+        log_warn("sink.publish_failed", "%zu exceptions not published on %s (broker unreachable); "
+                                        "they are in the stream and the store",
+                 failed, s->cfg->exceptions_topic);
+    s->publish_failing = failed > 0;
 }
 
 static void count_anomalies(const struct flush_rows *fr)
@@ -251,8 +252,10 @@ static void flush_staged(struct sink *s)
         return;
     struct flush_rows fr = {0};
     rows_build(s, &fr);
-    if (flush_store(s, &fr) && flush_streams(s, &fr) && flush_mqtt(s, &fr))
+    if (flush_store(s, &fr) && flush_streams(s, &fr)) {
+        publish_exceptions(s, &fr);
         count_anomalies(&fr);
+    }
     rows_cleanup(&fr);
     for (size_t i = 0; i < s->nstaged; i++)
         evbatch_put(s->pool, s->staged[i]);

@@ -1,9 +1,10 @@
 /* The sink: the one thread after the edge workers. For each scored batch it writes the
  * transactions and exceptions to the store, XADDs the exceptions to their priority streams, and
- * publishes them on the exceptions topic (QoS 1); it stores dead letters; and it completes
+ * publishes them on the exceptions topic (QoS 1, not awaited: a notification, see sink.c); it
+ * stores dead letters; and it completes
  * snapshots: when the marker of sequence S has arrived from every worker, everything before S is
  * durable, so it writes the snapshot (atomic rename) and deletes the journal segments before S.
- * Each stage is retried until it succeeds (a dead Redis or broker stalls the sink, which
+ * The store and stream stages are retried until they succeed (a dead Redis stalls the sink, which
  * back-pressures ingest, instead of dropping anything); sink_abort() ends the retrying at shutdown
  * (the journal still holds whatever was not written). Thread-safety: the status getters may be
  * called from any thread; everything else belongs to the pipeline's control thread. */
