@@ -505,6 +505,10 @@ static void *decider_main(void *arg)
         acc_add(d, own, (size_t)n);
 
     while (!atomic_load(&d->stop)) {
+        if (!mqttc_is_connected(d->pub)) { /* commands could not go out: leave entries unread */
+            mqttc_wait_connected(d->pub, DECIDE_IDLE_BLOCK_MS);
+            continue;
+        }
         int64_t now = clock_mono_ms();
         if (now >= d->next_reclaim_ms) {
             reclaim(d);

@@ -24,6 +24,7 @@
 #define SINK_POP_MAX 64        /* batches staged per flush: up to 2,048 events */
 #define SINK_MAX_ASSEMBLIES 4  /* snapshot markers in flight at once */
 #define SINK_BACKOFF_MAX_MS 1000
+#define SINK_CONNECT_WAIT_MS 2000 /* a just-started publisher gets this long to connect */
 
 struct assembly { /* the parts of one snapshot marker */
     uint64_t seq;
@@ -226,6 +227,8 @@ static bool flush_streams(struct sink *s, const struct flush_rows *fr)
 static void publish_exceptions(struct sink *s, const struct flush_rows *fr)
 {
     size_t failed = 0;
+    if (fr->nexc > 0 && !s->publish_failing && !mqttc_is_connected(s->pub))
+        mqttc_wait_connected(s->pub, SINK_CONNECT_WAIT_MS); /* e.g. right after start-up */
     for (size_t i = 0; i < fr->nexc; i++)
         if (mqttc_publish(s->pub, s->cfg->exceptions_topic, fr->exc_doc[i], fr->exc_len[i], 1) !=
             0)
