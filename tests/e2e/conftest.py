@@ -108,8 +108,12 @@ def start_mosquitto(workdir):
         # Persistence keeps the daemon's persistent-session queue across a broker restart;
         # max_queued_messages 0 (unlimited) lets that queue hold a whole replay while the daemon
         # is down (the default of 1000 would drop messages, which is what the tests must not see).
+        # Started as root, mosquitto would switch to user "mosquitto", which cannot write its
+        # database into the test's private directory; `user` keeps the invoking user (ignored
+        # when not root).
+        user = "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")
         f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                f"persistence_location {d}/\nmax_queued_messages 0\n")
+                f"persistence_location {d}/\nmax_queued_messages 0\nuser {user}\n")
     srv = Server("mosquitto", ["mosquitto", "-c", conf], port, workdir)
     srv.start()
     return srv
