@@ -1,20 +1,29 @@
 /* Exact rolling Z-score (zscore.h).
  *
  * The running statistics are Welford's mean and M2 (sum of squared deviations), updated in O(1)
- * when an amount is appended (window not yet full) or replaces the oldest one (window full). Such
- * updates drift by a few ulps per step, so every `window` pushes the statistics are recomputed
- * exactly from the ring (two passes, oldest first: amortized O(1)). The drift matters most when the
- * window is ill-conditioned, i.e. its std is tiny against |mean| (z then amplifies any error in the
- * mean by |mean|/std); below ILL_CONDITIONED the score uses an exact two-pass computation instead.
- * With drift bounded by W * eps * |mean| and the fallback below 1e-4, z agrees with a two-pass
- * reference to ~1e-11 relative, well inside the 1e-9 the contract promises.
+ * when an amount is appended (window not yet full) or replaces the oldest one (window full). Each
+ * update errs by a few ulps of the magnitudes involved, so between two exact re-summations (every
+ * `window` pushes: two passes over the ring, amortized O(1)) the absolute error of the mean is at
+ * most about W * eps * peak and that of M2 about 4 * W * eps * peak^2, where peak is the largest
+ * |amount| seen since the last re-summation. Relative to the std those errors stay below the 1e-9
+ * the contract promises as long as peak / std is below ratio_limit(W) (about 1000 for W = 100:
+ * a spike leaving the window, or a level far above the spread, exceeds it). When it is exceeded
+ * the statistics are recomputed exactly on the spot, so the score is always within bounds.
  * A window whose amounts are all equal has std exactly 0 (two-pass detects min == max), so z = 0
  * as the contract says, rather than a huge z from rounding noise in the mean. */
 #include "zscore.h"
 #include <math.h>
 #include <string.h>
 
-#define ILL_CONDITIONED 1e-4 /* std / |mean| below this: compute exactly for this score */
+#include <float.h>
+
+/* The largest peak/std for which the running statistics are trusted (see the header comment):
+ * min over the mean bound (1e-9 / (4 W eps)) and the M2 bound (1000, with a safety factor). */
+static double ratio_limit(uint32_t window)
+{
+    double mean_bound = 1e-9 / (4.0 * window * DBL_EPSILON);
+    return mean_bound < 1000.0 ? mean_bound : 1000.0;
+}
 
 void zwin_init(struct zwin *w, double *ring_storage)
 {
@@ -58,6 +67,18 @@ void zwin_exact_stats(const struct zwin *w, uint32_t window, double *mean, doubl
     *std = w->n ? sqrt(m2 / w->n) : 0;
 }
 
+/* Replaces the running statistics by exact ones and restarts the error accounting. */
+static void resum(struct zwin *w, uint32_t window)
+{
+    exact_m2(w, window, &w->mean, &w->m2);
+    w->pushes = 0;
+    w->peak = 0;
+    for (uint32_t i = 0; i < w->n; i++) {
+        double a = fabs(w->ring[(w->head + i) % window]);
+        w->peak = a > w->peak ? a : w->peak;
+    }
+}
+
 static void push(struct zwin *w, uint32_t window, double x)
 {
     if (w->n < window) {
@@ -77,10 +98,10 @@ static void push(struct zwin *w, uint32_t window, double x)
     }
     if (w->m2 < 0)
         w->m2 = 0;
-    if (++w->pushes >= window) {
-        exact_m2(w, window, &w->mean, &w->m2);
-        w->pushes = 0;
-    }
+    if (fabs(x) > w->peak)
+        w->peak = fabs(x);
+    if (++w->pushes >= window)
+        resum(w, window);
 }
 
 double zscore_suspicion(double z, double amount, double amount_scale)
@@ -96,10 +117,12 @@ void zscore_update(struct zwin *w, const struct zscore_params *p, double amount,
 {
     double mean = 0, std = 0;
     if (w->n > 0) {
-        mean = w->mean;
         std = sqrt(w->m2 / w->n);
-        if (!(std >= ILL_CONDITIONED * fabs(mean)))
-            zwin_exact_stats(w, p->window, &mean, &std);
+        if (!(std * ratio_limit(p->window) >= w->peak)) { /* also catches NaN */
+            resum(w, p->window);
+            std = sqrt(w->m2 / w->n);
+        }
+        mean = w->mean;
     }
     double z = (w->n < p->min_points || std == 0) ? 0 : (amount - mean) / std;
     out->z = z;
@@ -125,7 +148,6 @@ void zwin_load(struct zwin *w, uint32_t window, const double *vals, uint32_t n, 
     w->head = 0;
     w->n = n - skip;
     memcpy(w->ring, vals + skip, (size_t)w->n * sizeof *vals);
-    exact_m2(w, window, &w->mean, &w->m2);
-    w->pushes = 0;
+    resum(w, window);
     w->last_z = last_z;
 }

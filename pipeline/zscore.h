@@ -1,9 +1,10 @@
 /* Exact rolling Z-score per account (DESIGN.md 3.2). A zwin is a ring of the last W amounts with a
  * running mean and sum of squared deviations (Welford's sliding update), re-summed exactly from
- * the ring every W pushes and whenever the window is ill-conditioned (std tiny against |mean|),
- * so results agree with a two-pass computation to 1e-9 relative. The score of an amount is taken
- * against the window *before* the amount is pushed. Value type; not thread-safe (one account is
- * only ever touched by the edge worker that owns it). */
+ * the ring every W pushes and whenever the rounding error of the running values could exceed the
+ * contract (the largest amount seen is too large against the std: see zscore.c), so results agree
+ * with a two-pass computation to 1e-9 relative. The score of an amount is taken against the window
+ * *before* the amount is pushed. Value type; not thread-safe (one account is only ever touched by
+ * the edge worker that owns it). */
 #ifndef AETHERIS_ZSCORE_H
 #define AETHERIS_ZSCORE_H
 #include "fmacros.h"
@@ -25,6 +26,7 @@ struct zwin {
     uint32_t pushes;   /* private: pushes since the last exact re-summation */
     double mean;       /* private: running mean of the ring */
     double m2;         /* private: running sum of squared deviations */
+    double peak;       /* private: largest |amount| since the last exact re-summation */
     double last_z;     /* z of the most recent scored amount */
 };
 

@@ -1,0 +1,247 @@
+/* Scoring against an independent two-pass reference (DESIGN.md 3.2): random and adversarial
+ * windows, min_points and threshold boundaries, suspicion rounding and saturation, priority,
+ * window wrap-around, and snapshot round trips (zwin_values/zwin_load) continuing identically. */
+#include "zscore.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "edge.h"
+#include "tap.h"
+
+/* Reference: a plain array of the last W amounts, two-pass population mean/std. */
+struct ref {
+    double *v;
+    uint32_t n, w;
+};
+
+static void ref_score(struct ref *r, const struct zscore_params *p, double amount, double *z,
+                      double *mean, double *std)
+{
+    *z = *mean = *std = 0;
+    if (r->n > 0) {
+        double s = 0, lo = r->v[0], hi = r->v[0];
+        for (uint32_t i = 0; i < r->n; i++) {
+            s += r->v[i];
+            lo = fmin(lo, r->v[i]);
+            hi = fmax(hi, r->v[i]);
+        }
+        *mean = s / r->n;
+        double acc = 0;
+        for (uint32_t i = 0; i < r->n; i++)
+            acc += (r->v[i] - *mean) * (r->v[i] - *mean);
+        *std = lo == hi ? 0 : sqrt(acc / r->n);
+    }
+    if (r->n >= p->min_points && *std > 0)
+        *z = (amount - *mean) / *std;
+    if (r->n == r->w) {
+        memmove(r->v, r->v + 1, (r->w - 1) * sizeof *r->v);
+        r->n--;
+    }
+    r->v[r->n++] = amount;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static double uniform(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+/* Feeds gen(i) through both implementations; returns the number of disagreements. */
+static int run(uint32_t window, long steps, double (*gen)(long))
+{
+    struct zscore_params p = {window, 5, 2.5, 5000, 0.9};
+    double *ring = calloc(window, sizeof *ring);
+    struct ref r = {calloc(window, sizeof(double)), 0, window};
+    struct zwin w;
+    zwin_init(&w, ring);
+    int bad = 0;
+    for (long i = 0; i < steps; i++) {
+        double x = gen(i), z, mean, std;
+        struct zscore_result res;
+        zscore_update(&w, &p, x, &res);
+        ref_score(&r, &p, x, &z, &mean, &std);
+        double zs = fmax(1, fabs(z)), ms = fmax(1, fabs(mean)), ss = fmax(1, fabs(std));
+        if (fabs(res.z - z) > 1e-9 * zs || fabs(res.mean - mean) > 1e-9 * ms ||
+            fabs(res.std - std) > 1e-9 * ss || res.history_len != r.n) {
+            if (bad++ < 3)
+                printf("# step %ld x=%.17g: z %.17g vs %.17g, mean %.17g vs %.17g, std %.17g vs "
+                       "%.17g\n", i, x, res.z, z, res.mean, mean, res.std, std);
+        }
+    }
+    free(ring);
+    free(r.v);
+    return bad;
+}
+
+static double g_uniform(long i)
+{
+    (void)i;
+    return uniform() * 5000;
+}
+static double g_lognormal(long i)
+{
+    (void)i;
+    return exp(4 + 2 * (uniform() + uniform() + uniform() - 1.5));
+}
+static double g_huge(long i)
+{
+    (void)i;
+    return 1e12 + uniform() * 1e-2;
+}
+static double g_tiny(long i)
+{
+    (void)i;
+    return 1e-9 * uniform();
+}
+static double g_constant(long i)
+{
+    (void)i;
+    return 855.17;
+}
+static double g_alternating(long i)
+{
+    return (i % 2) ? 1e9 : 1e-3;
+}
+static double g_spike(long i)
+{
+    return i % 97 == 0 ? 1e7 : 100.0 + (i % 3);
+}
+static double g_levels(long i)
+{
+    return (double)((i / 500) % 4) * 1e6 + uniform(); /* level shifts: re-conditioning */
+}
+
+int main(void)
+{
+    static const uint32_t windows[] = {2, 5, 100, 1000};
+    for (size_t k = 0; k < 4; k++) {
+        uint32_t W = windows[k];
+        is_int(run(W, 200000, g_uniform), 0, "W=%u uniform amounts match two-pass", W);
+        is_int(run(W, 50000, g_lognormal), 0, "W=%u log-normal amounts match two-pass", W);
+        is_int(run(W, 50000, g_huge), 0, "W=%u huge magnitudes (1e12 + noise) match", W);
+        is_int(run(W, 50000, g_tiny), 0, "W=%u tiny magnitudes match", W);
+        is_int(run(W, 5000, g_constant), 0, "W=%u constant window (std 0) matches", W);
+        is_int(run(W, 50000, g_alternating), 0, "W=%u alternating extremes match", W);
+        is_int(run(W, 50000, g_spike), 0, "W=%u spikes after flat runs match", W);
+        is_int(run(W, 50000, g_levels), 0, "W=%u level shifts match", W);
+    }
+
+    /* Constant window: std exactly 0 so z exactly 0, however the mean rounds. */
+    struct zscore_params p = {100, 5, 2.5, 5000, 0.9};
+    double ring[100];
+    struct zwin w;
+    struct zscore_result r;
+    zwin_init(&w, ring);
+    for (int i = 0; i < 10; i++)
+        zscore_update(&w, &p, 0.1, &r);
+    zscore_update(&w, &p, 5000, &r);
+    ok(r.z == 0 && r.std == 0 && !r.exception, "constant window gives z = 0 (no exception)");
+
+    /* min_points boundary: with 4 amounts z = 0; with 5 it is computed. */
+    zwin_init(&w, ring);
+    double first[5] = {10, 12, 10, 12, 10};
+    for (int i = 0; i < 4; i++)
+        zscore_update(&w, &p, first[i], &r);
+    zscore_update(&w, &p, 1000, &r);
+    ok(r.z == 0 && r.history_len == 5, "fewer than min_points amounts: z = 0");
+    zwin_init(&w, ring);
+    for (int i = 0; i < 5; i++)
+        zscore_update(&w, &p, first[i], &r);
+    zscore_update(&w, &p, 1000, &r);
+    ok(r.z > 2.5 && r.exception, "min_points amounts: z computed (%.3f)", r.z);
+    is_int(r.history_len, 6, "history length counts the new amount");
+
+    /* Threshold equality is not an exception: window {0, 2} x 3: mean 1, std 1. */
+    zwin_init(&w, ring);
+    for (int i = 0; i < 6; i++)
+        zscore_update(&w, &p, i % 2 ? 2 : 0, &r);
+    zscore_update(&w, &p, 3.5, &r);
+    ok(r.z == 2.5 && !r.exception, "|z| exactly at the threshold is not an exception");
+    zwin_init(&w, ring);
+    for (int i = 0; i < 6; i++)
+        zscore_update(&w, &p, i % 2 ? 2 : 0, &r);
+    zscore_update(&w, &p, 3.5000001, &r);
+    ok(r.exception, "just above the threshold is an exception");
+    zwin_init(&w, ring);
+    for (int i = 0; i < 6; i++)
+        zscore_update(&w, &p, i % 2 ? 2 : 0, &r);
+    zscore_update(&w, &p, -1.6, &r);
+    ok(r.exception && r.z < 0, "a negative z beyond the threshold is an exception too");
+
+    /* Suspicion: formula, rounding to 4 decimals, saturation, priority boundary. */
+    is_near(zscore_suspicion(3, 2500, 5000), 0.5, 1e-15, "suspicion 0.7*0.5 + 0.3*0.5 = 0.5");
+    is_near(zscore_suspicion(-12, 1e9, 5000), 1.0, 1e-15, "suspicion saturates at 1");
+    is_near(zscore_suspicion(2.6, 1234.5678, 5000), 0.3774, 1e-15,
+            "suspicion rounds to 4 decimals (0.37740741 -> 0.3774)");
+    is_near(zscore_suspicion(6 * 0.5 / 0.7 * 0.12345, 0, 5000), 0.0617, 1e-15,
+            "suspicion rounds half-way values at the 4th decimal");
+    /* Immediate: suspicion >= 0.9. z = 6 and amount 3333.33 -> 0.7 + 0.2 = 0.9. */
+    zwin_init(&w, ring);
+    for (int i = 0; i < 6; i++)
+        zscore_update(&w, &p, i % 2 ? 3333.33 - 5 : 3333.33 - 7, &r); /* mean m, std 1 */
+    zscore_update(&w, &p, 3333.33 - 6 + 6, &r);
+    ok(r.exception && r.suspicion >= 0.9 && r.immediate, "suspicion >= 0.9 is immediate (%.4f)",
+       r.suspicion);
+    zwin_init(&w, ring);
+    for (int i = 0; i < 6; i++)
+        zscore_update(&w, &p, i % 2 ? 102 : 100, &r);
+    zscore_update(&w, &p, 104, &r); /* z = 3, amount tiny: suspicion 0.35 */
+    ok(r.exception && !r.immediate, "an exception below 0.9 is batch (%.4f)", r.suspicion);
+
+    /* Snapshot round trip: a restored window keeps scoring exactly like the original. */
+    double ra[100], rb[100], vals[100];
+    struct zwin a, b;
+    zwin_init(&a, ra);
+    zwin_init(&b, rb);
+    for (int i = 0; i < 1234; i++)
+        zscore_update(&a, &p, uniform() * 1000, &r);
+    zwin_values(&a, 100, vals);
+    zwin_load(&b, 100, vals, a.n, a.last_z);
+    int diff = 0;
+    for (int i = 0; i < 5000; i++) {
+        struct zscore_result x, y;
+        double amt = uniform() * 1000;
+        zscore_update(&a, &p, amt, &x);
+        zscore_update(&b, &p, amt, &y);
+        diff += fabs(x.z - y.z) > 1e-9 * fmax(1, fabs(x.z)) || x.exception != y.exception;
+    }
+    is_int(diff, 0, "a window restored from its values scores like the original");
+    zwin_load(&b, 100, vals, 100, 0); /* loading more than fits keeps the newest */
+    zwin_init(&a, ra);
+    double many[150];
+    for (int i = 0; i < 150; i++)
+        many[i] = i;
+    zwin_load(&a, 100, many, 150, 0);
+    zwin_values(&a, 100, vals);
+    ok(a.n == 100 && vals[0] == 50 && vals[99] == 149, "zwin_load keeps the newest W amounts");
+
+    /* Through an edge shard: many accounts, each matching its own reference. */
+    struct edge_shard *s = edge_shard_new(&p);
+    enum { ACCOUNTS = 3000 };
+    struct ref *refs = calloc(ACCOUNTS, sizeof *refs);
+    for (int i = 0; i < ACCOUNTS; i++)
+        refs[i] = (struct ref){calloc(100, sizeof(double)), 0, 100};
+    int bad = 0;
+    for (long i = 0; i < 300000; i++) {
+        int acct = (int)(uniform() * ACCOUNTS);
+        char key[16];
+        snprintf(key, sizeof key, "%d", 200000 + acct);
+        double x = uniform() * uniform() * 5000, z, mean, std;
+        edge_shard_score(s, key, x, &r);
+        ref_score(&refs[acct], &p, x, &z, &mean, &std);
+        bad += fabs(r.z - z) > 1e-9 * fmax(1, fabs(z));
+    }
+    is_int(bad, 0, "300k events over 3000 accounts in one shard match per-account references");
+    is_int((long long)edge_shard_accounts(s), ACCOUNTS, "every account tracked once");
+    ok(edge_shard_find(s, "200001") != NULL && edge_shard_find(s, "nope") == NULL,
+       "edge_shard_find finds known accounts only");
+    for (int i = 0; i < ACCOUNTS; i++)
+        free(refs[i].v);
+    free(refs);
+    edge_shard_free(s);
+    return done_testing();
+}
