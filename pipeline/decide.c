@@ -9,6 +9,7 @@
  * the command is published and before XACK. A crash anywhere leaves the entry pending; whoever
  * processes it again finds the stored decision and republishes that same command. */
 #include "decide.h"
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -117,10 +118,20 @@ static bool item_parse(struct item *it)
     json_t *txid = json_object_get(it->exc, "transactionId");
     json_t *acct = json_object_get(it->exc, "accountOrigin");
     json_t *ts = json_object_get(it->exc, "timestamp");
-    if (!json_is_integer(txid) || json_integer_value(txid) < 0 || !json_is_string(acct) ||
-        !json_is_integer(ts))
+    if (!json_is_string(acct) || !json_is_integer(ts))
         return false;
-    it->txid = (uint64_t)json_integer_value(txid);
+    if (json_is_integer(txid) && json_integer_value(txid) >= 0) {
+        it->txid = (uint64_t)json_integer_value(txid);
+    } else if (json_is_string(txid)) { /* ids above 2^63 travel as digit strings */
+        char *end = NULL;
+        const char *t = json_string_value(txid);
+        errno = 0;
+        it->txid = strtoull(t, &end, 10);
+        if (t[0] < '0' || t[0] > '9' || *end != '\0' || errno != 0)
+            return false;
+    } else {
+        return false;
+    }
     it->account = json_string_value(acct);
     it->detected_ms = json_integer_value(ts);
     const char *prio = json_string_value(json_object_get(it->exc, "priority"));
@@ -142,9 +153,12 @@ static json_t *command_json(const struct item *it, const struct vote votes[ROLE_
                                             action_name(votes[r].decision), "reason",
                                             votes[r].reason, "source", votes[r].source));
     vote_reason(votes, action, reason, sizeof reason);
-    return json_pack("{s:s, s:I, s:s, s:o, s:s, s:I}", "account_origin", it->account,
-                     "transaction_id", (json_int_t)it->txid, "action", action_name(action),
-                     "votes", jv, "reason", reason, "timestamp", (json_int_t)now_ms);
+    char digits[24];
+    snprintf(digits, sizeof digits, "%llu", (unsigned long long)it->txid);
+    json_t *id = it->txid > INT64_MAX ? json_string(digits) : json_integer((json_int_t)it->txid);
+    return json_pack("{s:s, s:o, s:s, s:o, s:s, s:I}", "account_origin", it->account,
+                     "transaction_id", id, "action", action_name(action), "votes", jv, "reason",
+                     reason, "timestamp", (json_int_t)now_ms);
 }
 
 /* The command part of a stored decision doc, as text to publish. Caller frees. */
