@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <jansson.h>
 #include "err.h"
+#include "fsutil.h"
 #include "xmalloc.h"
 
 enum opt_type { OPT_STR, OPT_SECRET, OPT_URL_SECRET, OPT_INT, OPT_DOUBLE, OPT_BOOL, OPT_ENUM };
@@ -181,18 +182,6 @@ static int parse_bool(const char *v, bool *out)
     return ERR_INVAL;
 }
 
-static bool enum_allows(const char *choices, const char *v)
-{
-    size_t len = strlen(v);
-    for (const char *p = choices; *p;) {
-        size_t n = strcspn(p, "|");
-        if (n == len && strncmp(p, v, n) == 0)
-            return true;
-        p += n + (p[n] == '|');
-    }
-    return false;
-}
-
 /* Parses value into the option's field; err names the option and `origin`. */
 static int set_option(struct config *cfg, const struct option_def *o, const char *value,
                       const char *origin, char *err, size_t errlen)
@@ -209,7 +198,7 @@ static int set_option(struct config *cfg, const struct option_def *o, const char
                      origin);
             return ERR_RANGE;
         }
-        if (o->type == OPT_ENUM && !enum_allows(o->choices, value)) {
+        if (o->type == OPT_ENUM && !strlist_has(o->choices, value)) {
             snprintf(err, errlen, "%s: '%s' is not one of %s (%s)", o->name, value, o->choices,
                      origin);
             return ERR_INVAL;

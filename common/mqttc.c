@@ -31,6 +31,7 @@
 #include <MQTTClient.h>
 #include "clock.h"
 #include "err.h"
+#include "fsutil.h"
 #include "log.h"
 #include "metrics.h"
 #include "xmalloc.h"
@@ -66,26 +67,6 @@ struct mqttc {
 static char *dup_or_null(const char *s)
 {
     return s && s[0] ? xstrdup(s) : NULL;
-}
-
-/* mkdir -p path (mode 0750). 0, ERR_INVAL (path too long) or ERR_IO. */
-static int mkdirs(const char *path)
-{
-    char tmp[1024];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof tmp)
-        return ERR_INVAL;
-    memcpy(tmp, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (tmp[i] != '/' && tmp[i] != '\0')
-            continue;
-        char saved = tmp[i];
-        tmp[i] = '\0';
-        if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-            return ERR_IO;
-        tmp[i] = saved;
-    }
-    return 0;
 }
 
 /* Absolute CLOCK_MONOTONIC deadline ms from now, for pthread_cond_timedwait on m->cv. */
@@ -297,7 +278,7 @@ struct mqttc *mqttc_new(const struct mqttc_options *o)
     int ptype = MQTTCLIENT_PERSISTENCE_NONE;
     void *pctx = NULL;
     if (o->persist_dir && o->persist_dir[0]) {
-        if (mkdirs(o->persist_dir) != 0)
+        if (fs_mkdirs(o->persist_dir) != 0)
             log_warn("mqtt.persistence", "cannot create directory %s", o->persist_dir);
         ptype = MQTTCLIENT_PERSISTENCE_DEFAULT;
         pctx = (void *)o->persist_dir; /* paho copies it */

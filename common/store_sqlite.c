@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 #include "clock.h"
 #include "err.h"
+#include "fsutil.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -85,21 +86,6 @@ static sqlite3 *open_conn(const char *path, bool readonly, char *err, size_t err
     return db;
 }
 
-static int make_parent_dir(const char *path)
-{
-    char dir[STORE_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-            return ERR_IO;
-        *p = '/';
-    }
-    return 0;
-}
-
 struct store *store_open(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->mongodb_uri[0] != '\0') {
@@ -107,7 +93,7 @@ struct store *store_open(const struct config *cfg, char *err, size_t errlen)
                               "release; unset it to use SQLite (%s)", cfg->sqlite_path);
         return NULL;
     }
-    if (strlen(cfg->sqlite_path) >= STORE_PATH_MAX || make_parent_dir(cfg->sqlite_path) != 0) {
+    if (strlen(cfg->sqlite_path) >= STORE_PATH_MAX || fs_mkdirs_parent(cfg->sqlite_path) != 0) {
         snprintf(err, errlen, "cannot create the directory of %s", cfg->sqlite_path);
         return NULL;
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "err.h"
+#include "fsutil.h"
 
 #define API_LIMIT_DEFAULT 50
 #define API_ACCOUNT_MAX 64
@@ -97,18 +98,6 @@ static bool bad_param(struct http_response *resp, const struct http_request *req
     return false;
 }
 
-static bool one_of(const char *choices, const char *v)
-{
-    size_t len = strlen(v);
-    for (const char *p = choices; *p;) {
-        size_t n = strcspn(p, "|");
-        if (n == len && strncmp(p, v, n) == 0)
-            return true;
-        p += n + (p[n] == '|');
-    }
-    return false;
-}
-
 bool api_parse_query(const struct http_request *req, struct http_response *resp,
                      const char *kind_param, const char *kinds, struct store_query *q)
 {
@@ -131,7 +120,7 @@ bool api_parse_query(const struct http_request *req, struct http_response *resp,
         return bad_param(resp, req, "account must be 1 to 64 bytes");
     if (kind_param) {
         q->kind = http_query(req, kind_param);
-        if (q->kind && !one_of(kinds, q->kind)) {
+        if (q->kind && !strlist_has(kinds, q->kind)) {
             snprintf(detail, sizeof detail, "%s must be one of %s", kind_param, kinds);
             return bad_param(resp, req, detail);
         }

@@ -6,31 +6,18 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "err.h"
+#include "fsutil.h"
 #include "log.h"
 #include "mqttc.h"
 #include "rconn.h"
 
 int preflight_mkdirs(const char *path, char *err, size_t errlen)
 {
-    char tmp[CONFIG_STR_MAX];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof tmp) {
-        snprintf(err, errlen, "directory path '%s' is empty or too long", path);
-        return ERR_INVAL;
-    }
-    memcpy(tmp, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (tmp[i] != '/' && tmp[i] != '\0')
-            continue;
-        char saved = tmp[i];
-        tmp[i] = '\0';
-        if (mkdir(tmp, 0750) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "cannot create directory %s: %s", tmp, strerror(errno));
-            return ERR_IO;
-        }
-        tmp[i] = saved;
-    }
-    return 0;
+    int rv = fs_mkdirs(path);
+    if (rv != 0)
+        snprintf(err, errlen, "cannot create directory %s: %s", path,
+                 rv == ERR_IO ? strerror(errno) : "empty or too long");
+    return rv;
 }
 
 static int check_redis(const struct config *cfg, char *err, size_t errlen)
