@@ -57,6 +57,7 @@ struct mqttc {
     pthread_cond_t cv;     /* CLOCK_MONOTONIC; signalled on connected/lost/stop */
     bool connected;        /* connected and subscribed */
     bool lost;             /* connectionLost fired since the last attempt began */
+    uint64_t losses;       /* connectionLost count: a flush spanning one cannot vouch for delivery */
     bool stop;
     bool ever_connected; /* reconnects after the first connect are counted */
     pthread_t supervisor;
@@ -137,6 +138,7 @@ static void on_connection_lost(void *context, char *cause)
     bool was = m->connected;
     m->connected = false;
     m->lost = true;
+    m->losses++;
     pthread_cond_broadcast(&m->cv);
     pthread_mutex_unlock(&m->state);
     if (was)
@@ -406,6 +408,7 @@ int mqttc_flush(struct mqttc *m, int timeout_ms)
     int rv = 0;
     pthread_mutex_lock(&m->api);
     pthread_mutex_lock(&m->state);
+    uint64_t losses = m->losses;
     while (m->npending > 0) {
         if (!m->connected) {
             rv = ERR_CONN;
@@ -424,8 +427,14 @@ int mqttc_flush(struct mqttc *m, int timeout_ms)
             pthread_mutex_lock(&m->state);
         }
     }
+    /* paho forgets a clean session's in-flight messages when the link drops, which pruning
+     * would mistake for delivery: any loss during the flush means "not known delivered". */
+    if (rv == 0 && m->losses != losses)
+        rv = ERR_CONN;
     m->npending = 0;
     pthread_mutex_unlock(&m->state);
+    if (rv == 0 && !MQTTClient_isConnected(m->client)) /* dropped, callback not yet run */
+        rv = ERR_CONN;
     pthread_mutex_unlock(&m->api);
     return rv;
 }
