@@ -8,7 +8,7 @@ BUILD_DIR ?= build
 SAN_DIR ?= build-asan
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build build-asan test unit e2e run bench clean format
+.PHONY: all deps lint build build-asan test unit e2e run bench clean format
 
 all: build
 
@@ -31,7 +31,11 @@ unit: build build-asan
 e2e: build build-asan
 	@AETHERIS_BIN_DIR=$(CURDIR)/$(SAN_DIR) scripts/e2e.sh
 
+lint:
+	@scripts/lint.sh
+
 test: deps
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
 

@@ -457,7 +457,9 @@ void config_print_help(FILE *out, const char *argv0)
             "  --config FILE     read options from FILE\n"
             "  --check-config    validate the configuration, print it (secrets redacted), exit\n"
             "  --help, -h        this help\n"
-            "  --version         print the version\n",
+            "  --version         print the version\n\n"
+            "SIGTERM or SIGINT drains the pipeline, writes a final snapshot and exits.\n"
+            "Exit status: 0 clean stop, 1 start-up failure, 2 configuration error.\n",
             argv0);
     const char *section = "";
     for (size_t i = 0; i < NOPTIONS; i++) {
