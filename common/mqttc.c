@@ -375,7 +375,10 @@ int mqttc_publish(struct mqttc *m, const char *topic, const void *payload, size_
     if (rc != MQTTCLIENT_SUCCESS && !MQTTClient_isConnected(m->client))
         rc = MQTTCLIENT_DISCONNECTED;
     if (rc == MQTTCLIENT_SUCCESS && qos > 0) {
-        if (m->npending == m->cappending && m->cappending >= MQTTC_PENDING_INITIAL)
+        pthread_mutex_lock(&m->state); /* deliveryComplete changes npending under `state` */
+        bool full = m->npending == m->cappending && m->cappending >= MQTTC_PENDING_INITIAL;
+        pthread_mutex_unlock(&m->state);
+        if (full)
             pending_prune(m);
         pthread_mutex_lock(&m->state);
         if (m->npending == m->cappending) {
