@@ -57,7 +57,7 @@ bench: deps build
 	@scripts/bench.sh $(BUILD_DIR)
 
 format:
-	@clang-format -i common/*.[ch] pipeline/*.[ch] server/*.[ch] tools/*.c tests/unit/*.[ch]
+	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf $(BUILD_DIR) $(SAN_DIR) $(TSAN_DIR)

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
     long long window = parse_arg(argc, argv, 3, 100);
     struct zscore_params p = {(uint32_t)window, 5, 2.5, 5000.0, 0.9};
     struct edge_shard *s = edge_shard_new(&p);
-    char (*keys)[24] = malloc((size_t)accounts * sizeof *keys);
+    char(*keys)[24] = malloc((size_t)accounts * sizeof *keys);
     for (long long a = 0; a < accounts; a++)
         snprintf(keys[a], sizeof keys[a], "%lld", 200000 + a);
     uint64_t rng = 88172645463325252ULL;

@@ -5,9 +5,9 @@
 #include "fmacros.h"
 #include <stdint.h>
 
-int64_t clock_wall_ms(void);  /* CLOCK_REALTIME in milliseconds */
-int64_t clock_mono_ns(void);  /* CLOCK_MONOTONIC in nanoseconds */
-int64_t clock_mono_ms(void);  /* CLOCK_MONOTONIC in milliseconds */
+int64_t clock_wall_ms(void); /* CLOCK_REALTIME in milliseconds */
+int64_t clock_mono_ns(void); /* CLOCK_MONOTONIC in nanoseconds */
+int64_t clock_mono_ms(void); /* CLOCK_MONOTONIC in milliseconds */
 /* Sleeps for ms milliseconds (restarts on EINTR). */
 void clock_sleep_ms(int64_t ms);
 

@@ -20,7 +20,7 @@
 enum opt_type { OPT_STR, OPT_SECRET, OPT_URL_SECRET, OPT_INT, OPT_DOUBLE, OPT_BOOL, OPT_ENUM };
 
 struct option_def {
-    const char *name;    /* also the file key; flag is --name with '_' -> '-' */
+    const char *name; /* also the file key; flag is --name with '_' -> '-' */
     const char *section;
     enum opt_type type;
     size_t offset;
@@ -33,6 +33,7 @@ struct option_def {
     const char *help;
 };
 
+/* clang-format off */
 #define F(field) offsetof(struct config, field), sizeof(((struct config *)0)->field)
 #define STR(name, sec, def, env2, help) {#name, sec, OPT_STR, F(name), def, 0, 0, NULL, env2, NULL, help}
 #define INT(name, sec, def, lo, hi, env2, help)                                                    \
@@ -41,6 +42,7 @@ struct option_def {
     {#name, sec, OPT_DOUBLE, F(name), def, lo, hi, NULL, env2, NULL, help}
 #define BOOL(name, sec, def, env2, help)                                                           \
     {#name, sec, OPT_BOOL, F(name), def, 0, 1, NULL, env2, NULL, help}
+/* clang-format on */
 
 static const struct option_def options[] = {
     STR(node_id, "process", "aetheris-1", NULL,
@@ -92,8 +94,8 @@ static const struct option_def options[] = {
     {"mongodb_uri", "store", OPT_URL_SECRET, F(mongodb_uri), "", 0, 0, NULL, "MONGODB_URI", NULL,
      "MongoDB URI; empty = SQLite (MongoDB comes in a later release)"},
     STR(mongodb_database, "store", "aetheris", "MONGODB_DATABASE", "MongoDB database"),
-    STR(mongodb_transactions_collection, "store", "transactions",
-        "MONGODB_TRANSACTIONS_COLLECTION", "MongoDB transactions collection"),
+    STR(mongodb_transactions_collection, "store", "transactions", "MONGODB_TRANSACTIONS_COLLECTION",
+        "MongoDB transactions collection"),
     STR(mongodb_exceptions_collection, "store", "exceptions", "MONGODB_EXCEPTIONS_COLLECTION",
         "MongoDB exceptions collection"),
     STR(mongodb_commands_collection, "store", "commands", "MONGODB_COMMANDS_COLLECTION",
@@ -130,7 +132,8 @@ static const struct option_def options[] = {
         "pending stream entries idle this long are reclaimed (ms)"),
     INT(max_deliveries, "agents", "5", 1, 1000, NULL,
         "deliveries after which a stream entry is dead-lettered"),
-    INT(lock_ttl_s, "agents", "3600", 1, 31536000, NULL, "kill-switch lock lifetime after BLOCK (s)"),
+    INT(lock_ttl_s, "agents", "3600", 1, 31536000, NULL,
+        "kill-switch lock lifetime after BLOCK (s)"),
     DBL(analyst_block_z, "agents", "4.0", 0, 1000, NULL, "Analyst: BLOCK when z >= this"),
     DBL(analyst_review_z, "agents", "3.0", 0, 1000, NULL, "Analyst: REVIEW when |z| >= this"),
     DBL(auditor_block_ratio, "agents", "3.0", 0, 1e9, NULL,
@@ -213,8 +216,8 @@ static int set_option(struct config *cfg, const struct option_def *o, const char
             return ERR_INVAL;
         }
         if ((double)v < o->min || (double)v > o->max) {
-            snprintf(err, errlen, "%s: %lld is outside %.0f..%.0f (%s)", o->name, v, o->min,
-                     o->max, origin);
+            snprintf(err, errlen, "%s: %lld is outside %.0f..%.0f (%s)", o->name, v, o->min, o->max,
+                     origin);
             return ERR_RANGE;
         }
         *(int *)(void *)field = (int)v;

@@ -37,15 +37,15 @@ struct config {
     char mqtt_topic[CONFIG_STR_MAX];    /* subscription filter for transactions */
     char exceptions_topic[CONFIG_STR_MAX];
     char commands_topic[CONFIG_STR_MAX];
-    int mqtt_qos;             /* 0 or 1 for the subscription */
-    bool mqtt_clean_session;  /* false = persistent session (no loss while we are away) */
+    int mqtt_qos;            /* 0 or 1 for the subscription */
+    bool mqtt_clean_session; /* false = persistent session (no loss while we are away) */
     int mqtt_keepalive_s;
-    int mqtt_max_payload;     /* bytes; larger messages are dead-lettered */
-    int mqtt_max_batch;       /* events in one JSON array payload */
+    int mqtt_max_payload; /* bytes; larger messages are dead-lettered */
+    int mqtt_max_batch;   /* events in one JSON array payload */
 
     /* Redis */
-    char redis_url[CONFIG_STR_MAX];     /* redis://[:password@]host:port[/db] (secret part) */
-    char redis_prefix[128];             /* key prefix, default "aetheris:" */
+    char redis_url[CONFIG_STR_MAX]; /* redis://[:password@]host:port[/db] (secret part) */
+    char redis_prefix[128];         /* key prefix, default "aetheris:" */
     char consumer_group[128];
     int redis_timeout_ms;
 
@@ -58,8 +58,8 @@ struct config {
     char mongodb_commands_collection[128];
     char mongodb_tool_audit_collection[128];
     int audit_ttl_days;
-    int store_batch_max;        /* rows per write transaction */
-    int deadletter_keep;        /* newest invalid inputs kept */
+    int store_batch_max; /* rows per write transaction */
+    int deadletter_keep; /* newest invalid inputs kept */
 
     /* edge */
     int edge_workers;
@@ -70,7 +70,7 @@ struct config {
     double immediate_threshold; /* suspicion >= this -> immediate lane */
     int dedupe_capacity;        /* recent transactionIds remembered */
     int snapshot_interval_ms;
-    int queue_capacity;         /* items per inter-thread queue */
+    int queue_capacity; /* items per inter-thread queue */
 
     /* agents and decisions */
     char agent_backend[16]; /* rules (llm in a later release) */
@@ -78,14 +78,14 @@ struct config {
     int batch_size;
     int immediate_batch_max_wait_ms;
     int batch_max_wait_ms;
-    int reclaim_idle_ms;   /* pending entries idle this long are reclaimed */
-    int max_deliveries;    /* deliveries after which an entry is dead-lettered */
-    int lock_ttl_s;        /* kill-switch lock lifetime after BLOCK */
+    int reclaim_idle_ms; /* pending entries idle this long are reclaimed */
+    int max_deliveries;  /* deliveries after which an entry is dead-lettered */
+    int lock_ttl_s;      /* kill-switch lock lifetime after BLOCK */
     double analyst_block_z;
     double analyst_review_z;
-    double auditor_block_ratio;  /* amount / account history mean */
+    double auditor_block_ratio; /* amount / account history mean */
     double auditor_review_ratio;
-    int auditor_min_history;     /* fewer stored transactions -> REVIEW */
+    int auditor_min_history;      /* fewer stored transactions -> REVIEW */
     double strategist_block_loss; /* expected loss = suspicion * amount */
     double strategist_review_loss;
 };

@@ -9,9 +9,9 @@
 #include "err.h"
 
 /* Latency buckets in seconds: 50 us (an in-process stage) to 30 s (a stalled dependency). */
-static const double bucket_bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                       0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1,
-                                       2.5,     5,      10,      30};
+static const double bucket_bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                       0.005,   0.01,   0.025,   0.05,   0.1,   0.25,
+                                       0.5,     1,      2.5,     5,      10,    30};
 #define NBUCKETS (sizeof bucket_bounds / sizeof bucket_bounds[0])
 
 struct counter_def {

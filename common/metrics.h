@@ -31,7 +31,7 @@
       "Invalid event payloads by reason")                                                          \
     X(INVALID_FIELD, "aetheris_events_invalid_total", "reason=\"field_type\"",                     \
       "invalid_field_type", "Invalid event payloads by reason")                                    \
-    X(INVALID_TOO_LARGE, "aetheris_events_invalid_total", "reason=\"too_large\"",                 \
+    X(INVALID_TOO_LARGE, "aetheris_events_invalid_total", "reason=\"too_large\"",                  \
       "invalid_too_large", "Invalid event payloads by reason")                                     \
     X(EVENTS_SCORED, "aetheris_events_scored_total", "", "scored",                                 \
       "Events scored by the edge workers")                                                         \
@@ -43,7 +43,7 @@
       "Exceptions published on the exceptions topic")                                              \
     X(EXCEPTIONS_UNPUBLISHED, "aetheris_exceptions_unpublished_total", "",                         \
       "exceptions_unpublished",                                                                    \
-      "Exceptions not published on the topic because the broker was unreachable")              \
+      "Exceptions not published on the topic because the broker was unreachable")                  \
     X(STREAM_ADDED, "aetheris_stream_added_total", "", "stream_added",                             \
       "Exceptions appended to the Redis priority streams")                                         \
     X(STREAM_RECLAIMED, "aetheris_stream_reclaimed_total", "", "stream_reclaimed",                 \
@@ -66,8 +66,7 @@
     X(STORE_ERRORS, "aetheris_store_errors_total", "", "store_errors", "Store write errors")       \
     X(REDIS_ERRORS, "aetheris_redis_errors_total", "", "redis_errors",                             \
       "Redis command failures (each followed by a reconnect)")                                     \
-    X(SNAPSHOTS, "aetheris_edge_snapshots_total", "", "snapshots",                                 \
-      "Edge state snapshots written")                                                              \
+    X(SNAPSHOTS, "aetheris_edge_snapshots_total", "", "snapshots", "Edge state snapshots written") \
     X(JOURNAL_REPLAYED, "aetheris_journal_replayed_total", "", "journal_replayed",                 \
       "Journal records replayed at startup")                                                       \
     X(HTTP_REQUESTS, "aetheris_http_requests_total", "", "http_requests", "HTTP requests served")

@@ -38,7 +38,7 @@
 
 #define MQTTC_BACKOFF_MIN_MS 100     /* a broker restart is noticed quickly */
 #define MQTTC_BACKOFF_MAX_MS 5000    /* a dead broker is probed every 5 s at most */
-#define MQTTC_FLUSH_RECHECK_MS 10 /* flush re-reads paho's in-flight list this often */
+#define MQTTC_FLUSH_RECHECK_MS 10    /* flush re-reads paho's in-flight list this often */
 #define MQTTC_MAX_INFLIGHT 65535     /* MQTT packet ids are 16-bit; mqttc_flush bounds the window */
 #define MQTTC_CONNECT_TIMEOUT_S 2    /* bounds how long the supervisor holds `api` per attempt */
 #define MQTTC_DEFAULT_KEEPALIVE_S 30 /* when the caller passes 0: paho's own default is 60 */
@@ -57,7 +57,7 @@ struct mqttc {
     pthread_cond_t cv;     /* CLOCK_MONOTONIC; signalled on connected/lost/stop */
     bool connected;        /* connected and subscribed */
     bool lost;             /* connectionLost fired since the last attempt began */
-    uint64_t losses;       /* connectionLost count: a flush spanning one cannot vouch for delivery */
+    uint64_t losses; /* connectionLost count: a flush spanning one cannot vouch for delivery */
     bool stop;
     bool ever_connected; /* reconnects after the first connect are counted */
     pthread_t supervisor;
@@ -422,8 +422,8 @@ int mqttc_flush(struct mqttc *m, int timeout_ms)
             rv = ERR_TIMEOUT;
             break;
         }
-        struct timespec ts = deadline_in(left < MQTTC_FLUSH_RECHECK_MS ? left
-                                                                       : MQTTC_FLUSH_RECHECK_MS);
+        struct timespec ts =
+            deadline_in(left < MQTTC_FLUSH_RECHECK_MS ? left : MQTTC_FLUSH_RECHECK_MS);
         if (pthread_cond_timedwait(&m->cv, &m->state, &ts) != 0) {
             pthread_mutex_unlock(&m->state);
             pending_prune(m);

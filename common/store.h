@@ -53,7 +53,7 @@ struct store_audit { /* one agent tool call */
 };
 
 struct store_deadletter { /* one rejected input or failed decision */
-    const char *source; /* "mqtt" | "http" | "decision" */
+    const char *source;   /* "mqtt" | "http" | "decision" */
     const char *reason;
     int64_t ts_ms;
     const char *payload; /* truncated by the caller; need not be NUL-terminated */
@@ -61,9 +61,9 @@ struct store_deadletter { /* one rejected input or failed decision */
 };
 
 struct store_history { /* the Auditor's evidence: the account's stored transactions */
-    int64_t count; /* rows considered (the newest max_rows) */
-    double mean;   /* mean amount of those rows; 0 when count is 0 */
-    double max;    /* largest amount of those rows */
+    int64_t count;     /* rows considered (the newest max_rows) */
+    double mean;       /* mean amount of those rows; 0 when count is 0 */
+    double max;        /* largest amount of those rows */
 };
 
 struct store_query { /* list filters; zero/NULL members are "no filter" */
@@ -94,8 +94,7 @@ int store_put_decisions(struct store *s, const struct store_decision *rows, size
                         bool *inserted);
 int store_put_audit(struct store *s, const struct store_audit *rows, size_t n);
 /* Appends dead letters and trims the table to the newest `keep` rows. */
-int store_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n,
-                          int keep);
+int store_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n, int keep);
 
 /* Readers. Documents are new references the caller owns. ERR_NOTFOUND when absent. */
 int store_get_decision(struct store *s, uint64_t txid, json_t **doc);

@@ -24,9 +24,9 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define STORE_READERS 8              /* read connections: one per HTTP thread is plenty */
+#define STORE_READERS 8 /* read connections: one per HTTP thread is plenty */
 #define STORE_BUSY_TIMEOUT_MS 5000
-#define AUDIT_GC_INTERVAL_MS 60000   /* expired tool-audit rows are deleted at most once a minute */
+#define AUDIT_GC_INTERVAL_MS 60000 /* expired tool-audit rows are deleted at most once a minute */
 #define STORE_PATH_MAX 1024
 
 struct store {
@@ -89,8 +89,10 @@ static sqlite3 *open_conn(const char *path, bool readonly, char *err, size_t err
 struct store *store_open(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->mongodb_uri[0] != '\0') {
-        snprintf(err, errlen, "mongodb_uri is set, but the MongoDB backend is not built into this "
-                              "release; unset it to use SQLite (%s)", cfg->sqlite_path);
+        snprintf(err, errlen,
+                 "mongodb_uri is set, but the MongoDB backend is not built into this "
+                 "release; unset it to use SQLite (%s)",
+                 cfg->sqlite_path);
         return NULL;
     }
     if (strlen(cfg->sqlite_path) >= STORE_PATH_MAX || fs_mkdirs_parent(cfg->sqlite_path) != 0) {
@@ -314,8 +316,7 @@ int store_put_audit(struct store *s, const struct store_audit *rows, size_t n)
     return finish(s, st, rv);
 }
 
-int store_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n,
-                          int keep)
+int store_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n, int keep)
 {
     if (n == 0)
         return 0;
@@ -336,7 +337,8 @@ int store_put_deadletters(struct store *s, const struct store_deadletter *rows, 
         char sql[160];
         snprintf(sql, sizeof sql,
                  "DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters ORDER BY id "
-                 "DESC LIMIT 1 OFFSET %d)", keep);
+                 "DESC LIMIT 1 OFFSET %d)",
+                 keep);
         if (sqlite3_exec(s->writer, sql, NULL, NULL, NULL) != SQLITE_OK)
             rv = fail(s->writer, "trim dead letters");
     }
@@ -400,8 +402,8 @@ static int parse_cursor(const char *c, bool want_two, long long *a, long long *b
 }
 
 /* Lists docs of `table` newest first by (time_col, txid), filtered by account and kind_col. */
-static int list_docs(struct store *s, const char *table, const char *time_col,
-                     const char *kind_col, const struct store_query *q, json_t **items,
+static int list_docs(struct store *s, const char *table, const char *time_col, const char *kind_col,
+                     const struct store_query *q, json_t **items,
                      char next_cursor[STORE_CURSOR_MAX])
 {
     long long ct = 0, cx = 0;
@@ -531,13 +533,13 @@ int store_list_deadletters(struct store *s, const struct store_query *q, json_t 
             break;
         }
         last = sqlite3_column_int64(st, 0);
-        json_t *payload = payload_string(sqlite3_column_blob(st, 4),
-                                         (size_t)sqlite3_column_bytes(st, 4));
-        json_array_append_new(
-            *items, json_pack("{s:I, s:s, s:s, s:I, s:o}", "id", (json_int_t)last, "source",
-                              (const char *)sqlite3_column_text(st, 1), "reason",
-                              (const char *)sqlite3_column_text(st, 2), "ts_ms",
-                              (json_int_t)sqlite3_column_int64(st, 3), "payload", payload));
+        json_t *payload =
+            payload_string(sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4));
+        json_array_append_new(*items, json_pack("{s:I, s:s, s:s, s:I, s:o}", "id", (json_int_t)last,
+                                                "source", (const char *)sqlite3_column_text(st, 1),
+                                                "reason", (const char *)sqlite3_column_text(st, 2),
+                                                "ts_ms", (json_int_t)sqlite3_column_int64(st, 3),
+                                                "payload", payload));
         n++;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)

@@ -8,8 +8,9 @@
 
 static void die_oom(size_t size)
 {
-    fprintf(stderr, "{\"level\":\"error\",\"event\":\"process.oom\",\"msg\":\"out of memory "
-                    "allocating %zu bytes\"}\n",
+    fprintf(stderr,
+            "{\"level\":\"error\",\"event\":\"process.oom\",\"msg\":\"out of memory "
+            "allocating %zu bytes\"}\n",
             size);
     abort();
 }

@@ -32,9 +32,9 @@ struct agent_input { /* everything the agents may look at for one exception */
     double std;
     double suspicion;
     bool immediate;
-    bool history_ok;                /* false when the store lookup failed */
-    struct store_history history;   /* Auditor evidence */
-    bool account_locked;            /* Strategist evidence (kill-switch key present) */
+    bool history_ok;              /* false when the store lookup failed */
+    struct store_history history; /* Auditor evidence */
+    bool account_locked;          /* Strategist evidence (kill-switch key present) */
 };
 
 /* Copies the agent thresholds out of the configuration. */

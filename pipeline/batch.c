@@ -7,7 +7,8 @@
 #include "err.h"
 #include "xmalloc.h"
 
-#define SNAPSHOT_PART_MAX ((size_t)8 << 30) /* one shard's encoded accounts: 8 GiB is ~20M accounts */
+#define SNAPSHOT_PART_MAX                                                                          \
+    ((size_t)8 << 30) /* one shard's encoded accounts: 8 GiB is ~20M accounts */
 
 struct evbatch_pool {
     struct bqueue *idle;

@@ -12,7 +12,7 @@
 #include "event.h"
 #include "zscore.h"
 
-#define EVBATCH_MAX 32         /* events per batch: ~16 KiB, amortizes queue hand-offs */
+#define EVBATCH_MAX 32           /* events per batch: ~16 KiB, amortizes queue hand-offs */
 #define DEADLETTER_TEXT_MAX 1024 /* rejected payloads are kept truncated to this many bytes */
 
 enum evbatch_kind {
@@ -43,8 +43,8 @@ struct evbatch {
     uint64_t marker_seq; /* MARKER: journal sequence the snapshot is consistent with */
     uint64_t *ids;       /* MARKER for worker 0: the recent-id memory (owned, may be NULL) */
     size_t nids;
-    struct buf snap;              /* MARKER: the worker's accounts, snapshot_encode_account form */
-    struct deadletter_item *dl;   /* DEADLETTER: owned */
+    struct buf snap;            /* MARKER: the worker's accounts, snapshot_encode_account form */
+    struct deadletter_item *dl; /* DEADLETTER: owned */
     struct scored_event items[EVBATCH_MAX];
 };
 

@@ -43,8 +43,8 @@ static int reply_status(const redisReply *r)
 int buffer_ensure_groups(struct rconn *rc, const struct buffer_keys *k)
 {
     for (int l = 0; l < LANE__COUNT; l++) {
-        redisReply *r = rconn_cmd(rc, "XGROUP", "CREATE", k->stream[l], k->group, "0",
-                                  "MKSTREAM", (char *)NULL);
+        redisReply *r = rconn_cmd(rc, "XGROUP", "CREATE", k->stream[l], k->group, "0", "MKSTREAM",
+                                  (char *)NULL);
         int st = reply_status(r);
         if (st == ERR_PROTO && strncmp(r->str, "BUSYGROUP", 9) == 0)
             st = 0;
@@ -65,7 +65,7 @@ int buffer_add(struct rconn *rc, const struct buffer_keys *k, size_t n, const ch
         return 0;
     struct rcmd *cmds = xcalloc(n, sizeof *cmds);
     redisReply **replies = xcalloc(n, sizeof *replies);
-    char (*sus)[32] = xcalloc(n, sizeof *sus);
+    char(*sus)[32] = xcalloc(n, sizeof *sus);
     int rv = 0;
     for (size_t i = 0; i < n; i++) {
         snprintf(sus[i], sizeof sus[i], "%.4f", suspicion[i]);
@@ -223,8 +223,8 @@ static void fill_deliveries(struct rconn *rc, const struct buffer_keys *k, enum 
                             struct stream_entry *e, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        redisReply *r = rconn_cmd(rc, "XPENDING", k->stream[lane], k->group, e[i].id, e[i].id,
-                                  "1", (char *)NULL);
+        redisReply *r = rconn_cmd(rc, "XPENDING", k->stream[lane], k->group, e[i].id, e[i].id, "1",
+                                  (char *)NULL);
         if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
             r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 4 &&
             r->element[0]->element[3]->type == REDIS_REPLY_INTEGER)

@@ -27,9 +27,9 @@
 #include "vote.h"
 #include "xmalloc.h"
 
-#define DECIDE_ACC_MAX 1024        /* entries held per lane before deciding */
-#define DECIDE_IDLE_BLOCK_MS 100   /* longest XREADGROUP block: bounds stop latency */
-#define DECIDE_HISTORY_ROWS 100    /* the Auditor looks at the newest 100 stored transactions */
+#define DECIDE_ACC_MAX 1024      /* entries held per lane before deciding */
+#define DECIDE_IDLE_BLOCK_MS 100 /* longest XREADGROUP block: bounds stop latency */
+#define DECIDE_HISTORY_ROWS 100  /* the Auditor looks at the newest 100 stored transactions */
 #define DECIDE_MQTT_FLUSH_MS 5000
 #define DECIDE_BACKOFF_MAX_MS 1000
 
@@ -60,14 +60,14 @@ struct decider {
 /* One exception being decided. */
 struct item {
     struct stream_entry *entry;
-    json_t *exc;          /* parsed payload */
+    json_t *exc; /* parsed payload */
     uint64_t txid;
-    const char *account;  /* borrowed from exc */
+    const char *account; /* borrowed from exc */
     double amount, z, mean, std, suspicion;
     int64_t detected_ms;
     bool immediate;
-    json_t *stored;       /* existing decision doc, if any */
-    json_t *doc;          /* new decision doc */
+    json_t *stored; /* existing decision doc, if any */
+    json_t *doc;    /* new decision doc */
     char *doc_text;
     enum action action;
     bool inserted;
@@ -148,10 +148,10 @@ static json_t *command_json(const struct item *it, const struct vote votes[ROLE_
     char reason[128];
     json_t *jv = json_array();
     for (int r = 0; r < ROLE__COUNT; r++)
-        json_array_append_new(jv, json_pack("{s:s, s:s, s:s, s:s}", "agent",
-                                            role_name(votes[r].role), "decision",
-                                            action_name(votes[r].decision), "reason",
-                                            votes[r].reason, "source", votes[r].source));
+        json_array_append_new(jv,
+                              json_pack("{s:s, s:s, s:s, s:s}", "agent", role_name(votes[r].role),
+                                        "decision", action_name(votes[r].decision), "reason",
+                                        votes[r].reason, "source", votes[r].source));
     vote_reason(votes, action, reason, sizeof reason);
     char digits[24];
     snprintf(digits, sizeof digits, "%llu", (unsigned long long)it->txid);
@@ -209,9 +209,9 @@ static void item_decide(struct decider *d, struct item *it, bool locked, struct 
     it->action = vote_consensus(votes);
     it->doc = command_json(it, votes, it->action, now);
     json_object_set(it->doc, "exception", it->exc);
-    json_object_set_new(it->doc, "latency_ms",
-                        json_pack("{s:I}", "detect_to_decision",
-                                  (json_int_t)(now - it->detected_ms)));
+    json_object_set_new(
+        it->doc, "latency_ms",
+        json_pack("{s:I}", "detect_to_decision", (json_int_t)(now - it->detected_ms)));
     it->doc_text = json_dumps(it->doc, JSON_COMPACT);
 }
 
@@ -223,7 +223,7 @@ static int fetch_locks(struct decider *d, struct item *items, size_t n, bool *lo
 {
     struct rcmd *cmds = xcalloc(n, sizeof *cmds);
     redisReply **rep = xcalloc(n, sizeof *rep);
-    char (*keys)[256] = xcalloc(n, sizeof *keys);
+    char(*keys)[256] = xcalloc(n, sizeof *keys);
     for (size_t i = 0; i < n; i++) {
         snprintf(keys[i], sizeof keys[i], "%s%s", d->keys.lock_prefix, items[i].account);
         rcmd_add(&cmds[i], "EXISTS");
@@ -246,8 +246,8 @@ static int set_locks(struct decider *d, struct item *items, size_t n)
 {
     struct rcmd *cmds = xcalloc(n, sizeof *cmds);
     redisReply **rep = xcalloc(n, sizeof *rep);
-    char (*keys)[256] = xcalloc(n, sizeof *keys);
-    char (*vals)[24] = xcalloc(n, sizeof *vals);
+    char(*keys)[256] = xcalloc(n, sizeof *keys);
+    char(*vals)[24] = xcalloc(n, sizeof *vals);
     char ttl[16];
     size_t k = 0;
     snprintf(ttl, sizeof ttl, "%d", d->cfg->lock_ttl_s);
@@ -291,8 +291,8 @@ static void poison(struct decider *d, struct stream_entry *e)
 {
     log_warn("decide.poison", "stream entry %s in lane %s is not a valid exception: dead-lettered",
              e->id, lane_name(e->lane));
-    struct store_deadletter dl = {"decision", "unparseable_exception", clock_wall_ms(),
-                                  e->payload, e->len < 1024 ? e->len : 1024};
+    struct store_deadletter dl = {"decision", "unparseable_exception", clock_wall_ms(), e->payload,
+                                  e->len < 1024 ? e->len : 1024};
     store_put_deadletters(d->store, &dl, 1, d->cfg->deadletter_keep);
     set_redis(d, buffer_deadletter(d->rc, &d->keys, e, "unparseable exception payload"));
 }
@@ -330,9 +330,9 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
         goto out;
     for (size_t i = 0; i < nfresh; i++) {
         item_decide(d, &fresh[i], locked[i], &audit[i], &audit_text[i]);
-        rows[i] = (struct store_decision){fresh[i].txid, fresh[i].account,
-                                          action_name(fresh[i].action), clock_wall_ms(),
-                                          fresh[i].doc_text};
+        rows[i] =
+            (struct store_decision){fresh[i].txid, fresh[i].account, action_name(fresh[i].action),
+                                    clock_wall_ms(), fresh[i].doc_text};
     }
     if (nfresh > 0 && (store_put_audit(d->store, audit, nfresh) != 0 ||
                        store_put_decisions(d->store, rows, nfresh, inserted) != 0)) {
@@ -364,8 +364,9 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
     if (rv == 0 && published > 0)
         rv = mqttc_flush(d->pub, DECIDE_MQTT_FLUSH_MS);
     if (rv != 0) {
-        log_warn("decide.publish_failed", "publishing %zu commands failed (%s); entries stay "
-                                          "pending and will be retried",
+        log_warn("decide.publish_failed",
+                 "publishing %zu commands failed (%s); entries stay "
+                 "pending and will be retried",
                  published, err_str(rv));
         goto out;
     }
@@ -534,8 +535,8 @@ static void *decider_main(void *arg)
         bool worked = false;
         for (int l = 0; l < LANE__COUNT && !worked; l++) {
             if (lane_ready(d, (enum lane)l, now)) {
-                size_t count = d->acc[l].n < (size_t)d->batch_size[l] ? d->acc[l].n
-                                                                      : (size_t)d->batch_size[l];
+                size_t count =
+                    d->acc[l].n < (size_t)d->batch_size[l] ? d->acc[l].n : (size_t)d->batch_size[l];
                 acc_decide(d, (enum lane)l, count);
                 worked = true; /* re-check the immediate lane before the next batch */
             }

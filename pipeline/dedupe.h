@@ -17,7 +17,8 @@ bool dedupe_check_insert(struct dedupe *d, uint64_t id);
 /* True if id is remembered (no insert). */
 bool dedupe_contains(const struct dedupe *d, uint64_t id);
 size_t dedupe_count(const struct dedupe *d);
-/* Copies the remembered ids, oldest first, into out (room for dedupe_count()); returns the count. */
+/* Copies the remembered ids, oldest first, into out (room for dedupe_count()); returns the count.
+ */
 size_t dedupe_export(const struct dedupe *d, uint64_t *out);
 
 #endif

@@ -1,7 +1,8 @@
 /* Edge shard (edge.h): accounts in an open-addressing table (linear probing, load <= 0.7,
  * doubling). Each account is ONE allocation holding its zwin, its key and its ring of W amounts,
  * made when the account is first seen; scoring an event touches that block and one table slot and
- * allocates nothing. Slots keep the key's 64-bit hash so probes compare keys only on a hash match. */
+ * allocates nothing. Slots keep the key's 64-bit hash so probes compare keys only on a hash match.
+ */
 #include "edge.h"
 #include <stdlib.h>
 #include <string.h>

@@ -11,9 +11,9 @@
 #include <jansson.h>
 #include "metrics.h"
 
-#define EVENT_ACCOUNT_MAX 64 /* account ids are short digit strings; 64 leaves room for UUIDs */
-#define EVENT_DATE_MAX 40    /* "2023-04-20 02:00:00.000000" is 26 */
-#define EVENT_DESC_MAX 200   /* longer descriptions are truncated, not rejected */
+#define EVENT_ACCOUNT_MAX 64  /* account ids are short digit strings; 64 leaves room for UUIDs */
+#define EVENT_DATE_MAX 40     /* "2023-04-20 02:00:00.000000" is 26 */
+#define EVENT_DESC_MAX 200    /* longer descriptions are truncated, not rejected */
 #define EVENT_ENCODED_MAX 512 /* upper bound of event_encode() output */
 
 struct event {

@@ -29,7 +29,7 @@ struct ingest {
     struct dedupe *dedupe;
     struct journal *journal;
     uint64_t next_seq;
-    atomic_bool closed; /* read without the lock: closing must not wait for a blocked push */
+    atomic_bool closed;       /* read without the lock: closing must not wait for a blocked push */
     struct evbatch **pending; /* per worker: the batch being filled */
     struct evbatch *dead[INGEST_MAX_DEADLETTERS];
     size_t ndead;

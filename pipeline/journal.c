@@ -18,8 +18,8 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define JOURNAL_HEADER 13 /* u32 len + u8 type + u64 seq */
-#define JOURNAL_TRAILER 4 /* u32 crc */
+#define JOURNAL_HEADER 13                    /* u32 len + u8 type + u64 seq */
+#define JOURNAL_TRAILER 4                    /* u32 crc */
 #define JOURNAL_BATCH_MAX ((size_t)64 << 20) /* one payload's records: 1000 x 64 KiB max */
 #define JOURNAL_PATH_MAX 1024
 
@@ -113,7 +113,8 @@ int journal_append(struct journal *j, uint64_t seq, uint8_t type, const void *da
     put_u32(tail, crc);
     size_t mark = j->pending.len;
     if (buf_append(&j->pending, head, sizeof head) != 0 ||
-        buf_append(&j->pending, data, len) != 0 || buf_append(&j->pending, tail, sizeof tail) != 0) {
+        buf_append(&j->pending, data, len) != 0 ||
+        buf_append(&j->pending, tail, sizeof tail) != 0) {
         j->pending.len = mark; /* keep whole records only */
         return ERR_FULL;
     }
@@ -265,8 +266,10 @@ int64_t journal_replay(const char *dir, uint64_t from_seq, journal_record_fn fn,
             size_t plen = get_u32(data + pos);
             uint32_t crc = crc32_update(0, data + pos + 4, JOURNAL_HEADER - 4 + plen);
             if (crc != get_u32(data + pos + JOURNAL_HEADER + plen)) {
-                log_warn("journal.corrupt", "%s: checksum mismatch at offset %zu; rest of "
-                                            "segment skipped", path, pos);
+                log_warn("journal.corrupt",
+                         "%s: checksum mismatch at offset %zu; rest of "
+                         "segment skipped",
+                         path, pos);
                 break;
             }
             uint8_t type = data[pos + 4];

@@ -32,9 +32,9 @@
 #include "snapshot.h"
 #include "xmalloc.h"
 
-#define WORKER_POP_MAX 16       /* batches a worker takes per wake-up */
-#define WORKER_QUEUE_BATCHES 256 /* per worker: 8,192 events of back-pressure slack */
-#define POOL_KEEP_BATCHES 512   /* idle batches kept for reuse (~8 MiB) */
+#define WORKER_POP_MAX 16           /* batches a worker takes per wake-up */
+#define WORKER_QUEUE_BATCHES 256    /* per worker: 8,192 events of back-pressure slack */
+#define POOL_KEEP_BATCHES 512       /* idle batches kept for reuse (~8 MiB) */
 #define MARKER_TIMEOUT_INTERVALS 10 /* a marker not done after this many intervals is abandoned */
 
 struct worker {
@@ -167,8 +167,10 @@ static int restore_snapshot(struct pipeline *p, uint64_t *seq, char *err, size_t
         return 0;
     }
     if (rv != 0) {
-        snprintf(err, errlen, "edge snapshot %s is unreadable (%s); move it away to start from "
-                              "the journal alone", path, err_str(rv));
+        snprintf(err, errlen,
+                 "edge snapshot %s is unreadable (%s); move it away to start from "
+                 "the journal alone",
+                 path, err_str(rv));
         return rv;
     }
     for (uint32_t w = 0; w < p->nworkers; w++)
@@ -264,9 +266,9 @@ struct pipeline *pipeline_new(const struct config *cfg, struct store *store, cha
     struct pipeline *p = xcalloc(1, sizeof *p);
     p->cfg = cfg;
     p->store = store;
-    p->params = (struct zscore_params){(uint32_t)cfg->window_size, (uint32_t)cfg->min_points,
-                                       cfg->z_threshold, cfg->amount_scale,
-                                       cfg->immediate_threshold};
+    p->params =
+        (struct zscore_params){(uint32_t)cfg->window_size, (uint32_t)cfg->min_points,
+                               cfg->z_threshold, cfg->amount_scale, cfg->immediate_threshold};
     p->nworkers = (uint32_t)cfg->edge_workers;
     p->pool = evbatch_pool_new(POOL_KEEP_BATCHES);
     p->sink_queue = bqueue_new((size_t)cfg->queue_capacity);
@@ -274,10 +276,8 @@ struct pipeline *pipeline_new(const struct config *cfg, struct store *store, cha
     p->worker_queues = xcalloc(p->nworkers, sizeof *p->worker_queues);
     for (uint32_t w = 0; w < p->nworkers; w++) {
         p->worker_queues[w] = bqueue_new(WORKER_QUEUE_BATCHES);
-        p->workers[w] = (struct worker){.p = p,
-                                        .index = w,
-                                        .shard = edge_shard_new(&p->params),
-                                        .in = p->worker_queues[w]};
+        p->workers[w] = (struct worker){
+            .p = p, .index = w, .shard = edge_shard_new(&p->params), .in = p->worker_queues[w]};
         atomic_init(&p->workers[w].accounts, 0);
     }
     p->dedupe = dedupe_new((size_t)cfg->dedupe_capacity);
@@ -355,8 +355,9 @@ void pipeline_stop(struct pipeline *p)
     ingest_close(p->ingest);
     int64_t deadline = clock_mono_ms() + p->cfg->drain_timeout_ms;
     if (!p->sink_started || !wait_drained(p, deadline)) {
-        log_warn("pipeline.drain_timeout", "queues not drained within %d ms; the journal keeps "
-                                           "the rest for the next start",
+        log_warn("pipeline.drain_timeout",
+                 "queues not drained within %d ms; the journal keeps "
+                 "the rest for the next start",
                  p->cfg->drain_timeout_ms);
         sink_abort(p->sink);
         if (!p->sink_started)

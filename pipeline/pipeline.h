@@ -29,7 +29,6 @@ struct submit_counts { /* outcome of one payload */
     int invalid;
 };
 
-
 /* Builds every component (nothing is started; no network yet). The store is borrowed and must
  * outlive the pipeline. NULL on error with err filled. */
 struct pipeline *pipeline_new(const struct config *cfg, struct store *store, char *err,

@@ -21,8 +21,8 @@
 #include "snapshot.h"
 #include "xmalloc.h"
 
-#define SINK_POP_MAX 64        /* batches staged per flush: up to 2,048 events */
-#define SINK_MAX_ASSEMBLIES 4  /* snapshot markers in flight at once */
+#define SINK_POP_MAX 64       /* batches staged per flush: up to 2,048 events */
+#define SINK_MAX_ASSEMBLIES 4 /* snapshot markers in flight at once */
 #define SINK_BACKOFF_MAX_MS 1000
 #define SINK_CONNECT_WAIT_MS 2000 /* a just-started publisher gets this long to connect */
 
@@ -128,8 +128,8 @@ static void rows_build(struct sink *s, struct flush_rows *fr)
         struct evbatch *b = s->staged[i];
         if (b->kind == EVBATCH_DEADLETTER) {
             struct deadletter_item *d = b->dl;
-            fr->dl[fr->ndl++] = (struct store_deadletter){d->source, d->reason, d->ts_ms, d->text,
-                                                          d->len};
+            fr->dl[fr->ndl++] =
+                (struct store_deadletter){d->source, d->reason, d->ts_ms, d->text, d->len};
             continue;
         }
         for (uint32_t j = 0; j < b->n; j++) {
@@ -230,14 +230,14 @@ static void publish_exceptions(struct sink *s, const struct flush_rows *fr)
     if (fr->nexc > 0 && !s->publish_failing && !mqttc_is_connected(s->pub))
         mqttc_wait_connected(s->pub, SINK_CONNECT_WAIT_MS); /* e.g. right after start-up */
     for (size_t i = 0; i < fr->nexc; i++)
-        if (mqttc_publish(s->pub, s->cfg->exceptions_topic, fr->exc_doc[i], fr->exc_len[i], 1) !=
-            0)
+        if (mqttc_publish(s->pub, s->cfg->exceptions_topic, fr->exc_doc[i], fr->exc_len[i], 1) != 0)
             failed++;
     metrics_add(M_EXCEPTIONS_PUBLISHED, fr->nexc - failed);
     metrics_add(M_EXCEPTIONS_UNPUBLISHED, failed);
     if (failed > 0 && !s->publish_failing)
-        log_warn("sink.publish_failed", "%zu exceptions not published on %s (broker unreachable); "
-                                        "they are in the stream and the store",
+        log_warn("sink.publish_failed",
+                 "%zu exceptions not published on %s (broker unreachable); "
+                 "they are in the stream and the store",
                  failed, s->cfg->exceptions_topic);
     s->publish_failing = failed > 0;
 }

@@ -264,8 +264,10 @@ int snapshot_load(const char *path, const struct snapshot_visitor *v)
     len -= 4;
     if (memcmp(p, SNAP_MAGIC, 8) != 0 || get_le(p + 8, 4) != SNAP_VERSION ||
         crc32_update(0, p, len) != (uint32_t)get_le(p + len, 4) || walk(p, len, NULL) != 0) {
-        log_error("snapshot.corrupt", "%s is not a valid snapshot (magic, version, checksum or "
-                                      "lengths)", path);
+        log_error("snapshot.corrupt",
+                  "%s is not a valid snapshot (magic, version, checksum or "
+                  "lengths)",
+                  path);
         goto out;
     }
     rv = v->on_header ? v->on_header(v->ctx, get_le(p + 12, 8), (uint32_t)get_le(p + 20, 4)) : 0;

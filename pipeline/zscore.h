@@ -20,24 +20,24 @@ struct zscore_params {
 };
 
 struct zwin {
-    double *ring;      /* private: capacity = params.window, owned by the caller */
-    uint32_t head;     /* private: index of the oldest amount */
-    uint32_t n;        /* amounts held, <= window */
-    uint32_t pushes;   /* private: pushes since the last exact re-summation */
-    double mean;       /* private: running mean of the ring */
-    double m2;         /* private: running sum of squared deviations */
-    double peak;       /* private: largest |amount| since the last exact re-summation */
-    double last_z;     /* z of the most recent scored amount */
+    double *ring;    /* private: capacity = params.window, owned by the caller */
+    uint32_t head;   /* private: index of the oldest amount */
+    uint32_t n;      /* amounts held, <= window */
+    uint32_t pushes; /* private: pushes since the last exact re-summation */
+    double mean;     /* private: running mean of the ring */
+    double m2;       /* private: running sum of squared deviations */
+    double peak;     /* private: largest |amount| since the last exact re-summation */
+    double last_z;   /* z of the most recent scored amount */
 };
 
 struct zscore_result {
-    double z;            /* 0 when n < min_points or std == 0 */
-    double mean;         /* population mean of the window before the push (0 if empty) */
-    double std;          /* population std of the window before the push (0 if empty) */
-    double suspicion;    /* rounded to 4 decimals */
+    double z;             /* 0 when n < min_points or std == 0 */
+    double mean;          /* population mean of the window before the push (0 if empty) */
+    double std;           /* population std of the window before the push (0 if empty) */
+    double suspicion;     /* rounded to 4 decimals */
     uint32_t history_len; /* window length after the push */
-    bool exception;      /* |z| > z_threshold */
-    bool immediate;      /* exception && suspicion >= immediate_threshold */
+    bool exception;       /* |z| > z_threshold */
+    bool immediate;       /* exception && suspicion >= immediate_threshold */
 };
 
 /* Initializes an empty window over caller-provided storage of params->window doubles. */

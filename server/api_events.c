@@ -8,8 +8,10 @@
 void api_events_post(const struct http_request *req, struct http_response *resp)
 {
     if (req->body == NULL || req->body_len == 0) {
-        http_problem(resp, 400, "invalid-json", "the body must be a JSON object or array of "
-                                                "transaction events", req->path);
+        http_problem(resp, 400, "invalid-json",
+                     "the body must be a JSON object or array of "
+                     "transaction events",
+                     req->path);
         return;
     }
     struct submit_counts c = {0};

@@ -35,9 +35,7 @@ void api_health(const struct http_request *req, struct http_response *resp)
 {
     struct pipeline_health h;
     pipeline_health(req->app->pipeline, &h);
-    const char *status = !h.store_up                           ? "down"
-                         : (h.mqtt_up && h.redis_up) ? "ok"
-                                                               : "degraded";
+    const char *status = !h.store_up ? "down" : (h.mqtt_up && h.redis_up) ? "ok" : "degraded";
     json_t *store = component(h.store_up);
     json_object_set_new(store, "backend", json_string(store_backend_name(req->app->store)));
     json_t *comps = json_pack("{s:o, s:o, s:o, s:{s:s}, s:{s:s}}", "mqtt", component(h.mqtt_up),
@@ -46,7 +44,6 @@ void api_health(const struct http_request *req, struct http_response *resp)
     http_json(resp, 200,
               json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:I}", "status", status, "version",
                         AETHERIS_VERSION, "node_id", req->app->cfg->node_id, "uptime_s",
-                        (json_int_t)((clock_wall_ms() - req->app->started_ms) / 1000),
-                        "components", comps, "queued", (json_int_t)h.queued, "accounts",
-                        (json_int_t)h.accounts));
+                        (json_int_t)((clock_wall_ms() - req->app->started_ms) / 1000), "components",
+                        comps, "queued", (json_int_t)h.queued, "accounts", (json_int_t)h.accounts));
 }

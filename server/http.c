@@ -22,7 +22,7 @@
 #include "xmalloc.h"
 
 #define HTTP_CONN_MEMORY (64 * 1024) /* per-connection MHD pool: headers and small bodies */
-#define HTTP_PER_IP_LIMIT 256         /* one client cannot take every connection */
+#define HTTP_PER_IP_LIMIT 256        /* one client cannot take every connection */
 #define PROBLEM_BASE "https://aetheris.dev/problems/"
 
 struct http_server {
@@ -60,12 +60,18 @@ void http_json(struct http_response *resp, int status, json_t *body)
 static const char *problem_title(int status)
 {
     switch (status) {
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Content Too Large";
-    case 503: return "Service Unavailable";
-    default: return status >= 500 ? "Internal Server Error" : "Error";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Content Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return status >= 500 ? "Internal Server Error" : "Error";
     }
 }
 
@@ -81,7 +87,7 @@ void http_problem(struct http_response *resp, int status, const char *slug, cons
 }
 
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct http_response *resp,
-                            const char *allow)
+                                     const char *allow)
 {
     if (resp->body == NULL) {
         resp->body = xstrdup("");
@@ -117,9 +123,8 @@ static enum MHD_Result refuse(struct MHD_Connection *conn, struct req_ctx *rc, c
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     struct http_server *h = cls;
     struct req_ctx *rc = *req_cls;
@@ -135,8 +140,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *req_cls = rc;
         if (rc->match != ROUTE_MATCH)
             return refuse(conn, rc, url);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > cap) {
             rc->too_large = true;
             return refuse(conn, rc, url);
@@ -153,8 +158,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (rc->too_large)
         return refuse(conn, rc, url);
-    struct http_request req = {h->app, method, url, &rc->params, rc->body.data, rc->body.len,
-                               conn};
+    struct http_request req = {h->app, method, url, &rc->params, rc->body.data, rc->body.len, conn};
     struct http_response resp = {.status = 500, .content_type = "application/json"};
     rc->route->handler(&req, &resp);
     metrics_inc(M_HTTP_REQUESTS);
@@ -202,13 +206,13 @@ struct http_server *http_start(struct app *app, char *err, size_t errlen)
     unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, h, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_PER_IP_LIMIT,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+        on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)cfg->http_max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)cfg->http_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)HTTP_CONN_MEMORY, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)HTTP_PER_IP_LIMIT, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_END);
     if (h->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s:%d (port in use?)", cfg->http_host,
                  cfg->http_port);

@@ -38,8 +38,7 @@ static bool path_matches(const char *pattern, const char *path, struct route_par
         if (*p == '{') {
             const char *pend = strchr(p, '}');
             size_t len = strcspn(s, "/");
-            if (pend == NULL || len == 0 || len > ROUTE_PARAM_MAX ||
-                params->n == ROUTE_MAX_PARAMS)
+            if (pend == NULL || len == 0 || len > ROUTE_PARAM_MAX || params->n == ROUTE_MAX_PARAMS)
                 return false;
             memcpy(params->value[params->n], s, len);
             params->value[params->n][len] = '\0';
@@ -74,8 +73,7 @@ enum route_match_result route_match(const char *method, const char *path, const 
             return ROUTE_MATCH;
         }
         path_known = true;
-        int n = snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "",
-                         routes[i].method);
+        int n = snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "", routes[i].method);
         if (n > 0 && used + (size_t)n < allowlen)
             used += (size_t)n;
     }

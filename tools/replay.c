@@ -22,8 +22,8 @@
 #include "mqttc.h"
 #include "xmalloc.h"
 
-#define REPLAY_LINE_MAX 4096     /* longer CSV lines are counted as bad rows */
-#define REPLAY_FLUSH_EVERY 256   /* QoS 1: messages between acknowledgement checkpoints */
+#define REPLAY_LINE_MAX 4096   /* longer CSV lines are counted as bad rows */
+#define REPLAY_FLUSH_EVERY 256 /* QoS 1: messages between acknowledgement checkpoints */
 #define REPLAY_MESSAGE_MAX (2 << 20)
 
 struct opts {
@@ -145,28 +145,56 @@ static bool row_json(char *line, struct buf *b, char *first_id, size_t idlen, ch
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option longs[] = {
-        {"url", required_argument, NULL, 'u'},        {"file", required_argument, NULL, 'f'},
-        {"rate", required_argument, NULL, 'r'},       {"qos", required_argument, NULL, 'q'},
-        {"batch", required_argument, NULL, 'b'},      {"limit", required_argument, NULL, 'l'},
-        {"topic-prefix", required_argument, NULL, 'p'}, {"client-id", required_argument, NULL, 'c'},
-        {"max-wait-s", required_argument, NULL, 'w'}, {"progress", no_argument, NULL, 'P'},
-        {"quiet", no_argument, NULL, 'Q'},            {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {{"url", required_argument, NULL, 'u'},
+                                          {"file", required_argument, NULL, 'f'},
+                                          {"rate", required_argument, NULL, 'r'},
+                                          {"qos", required_argument, NULL, 'q'},
+                                          {"batch", required_argument, NULL, 'b'},
+                                          {"limit", required_argument, NULL, 'l'},
+                                          {"topic-prefix", required_argument, NULL, 'p'},
+                                          {"client-id", required_argument, NULL, 'c'},
+                                          {"max-wait-s", required_argument, NULL, 'w'},
+                                          {"progress", no_argument, NULL, 'P'},
+                                          {"quiet", no_argument, NULL, 'Q'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
     const char *env = getenv("AETHERIS_MQTT_URL");
-    *o = (struct opts){env ? env : "tcp://127.0.0.1:1883", "data/transactions.csv",
-                       "aetheris/transactions", NULL, 0, 1, 1, 60, -1, false, false};
+    *o = (struct opts){env ? env : "tcp://127.0.0.1:1883",
+                       "data/transactions.csv",
+                       "aetheris/transactions",
+                       NULL,
+                       0,
+                       1,
+                       1,
+                       60,
+                       -1,
+                       false,
+                       false};
     int c;
     char *end;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
-        case 'u': o->url = optarg; break;
-        case 'f': o->file = optarg; break;
-        case 'p': o->prefix = optarg; break;
-        case 'c': o->client_id = optarg; break;
-        case 'P': o->progress = true; break;
-        case 'Q': o->quiet = true; break;
-        case 'h': usage(stdout); exit(0);
+        case 'u':
+            o->url = optarg;
+            break;
+        case 'f':
+            o->file = optarg;
+            break;
+        case 'p':
+            o->prefix = optarg;
+            break;
+        case 'c':
+            o->client_id = optarg;
+            break;
+        case 'P':
+            o->progress = true;
+            break;
+        case 'Q':
+            o->quiet = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
         case 'r':
             o->rate = strtod(optarg, &end);
             if (*end || o->rate < 0) {
@@ -193,7 +221,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 o->max_wait_s = (int)v;
             break;
         }
-        default: usage(stderr); return ERR_INVAL;
+        default:
+            usage(stderr);
+            return ERR_INVAL;
         }
     }
     if (o->qos > 1 || o->batch < 1 || o->batch > 1000 || optind != argc) {
@@ -237,12 +267,11 @@ int main(int argc, char **argv)
         return 2;
     }
     char client_id[128];
-    snprintf(client_id, sizeof client_id, "%s",
-             o.client_id ? o.client_id : "aetheris-replay");
+    snprintf(client_id, sizeof client_id, "%s", o.client_id ? o.client_id : "aetheris-replay");
     if (o.client_id == NULL)
         snprintf(client_id, sizeof client_id, "aetheris-replay-%d", (int)getpid());
-    struct mqttc_options mo = {.url = o.url, .client_id = client_id, .clean_session = true,
-                               .keepalive_s = 30};
+    struct mqttc_options mo = {
+        .url = o.url, .client_id = client_id, .clean_session = true, .keepalive_s = 30};
     struct mqttc *m = mqttc_new(&mo);
     if (m == NULL || mqttc_wait_connected(m, o.max_wait_s * 1000) != 0) {
         fprintf(stderr, "aetheris-replay: broker %s unreachable\n", o.url);

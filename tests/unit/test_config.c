@@ -80,21 +80,28 @@ int main(void)
     struct {
         const char *arg, *needle;
     } bad[] = {
-        {"--window-size=1", "window_size"},      {"--window-size=12x", "window_size"},
-        {"--http-port=70000", "http_port"},      {"--z-threshold=nan", "z_threshold"},
-        {"--z-threshold=inf", "z_threshold"},    {"--mqtt-qos=2", "mqtt_qos"},
+        {"--window-size=1", "window_size"},
+        {"--window-size=12x", "window_size"},
+        {"--http-port=70000", "http_port"},
+        {"--z-threshold=nan", "z_threshold"},
+        {"--z-threshold=inf", "z_threshold"},
+        {"--mqtt-qos=2", "mqtt_qos"},
         {"--fail-fast-healthcheck=maybe", "fail_fast_healthcheck"},
-        {"--log-level=loud", "log_level"},       {"--agent-backend=gpt", "agent_backend"},
-        {"--no-such-option=1", "no-such-option"}, {"--min-points=200", "min_points"},
-        {"--analyst-review-z=9", "analyst_review_z"}, {"--mqtt-url=http://x", "mqtt_url"},
-        {"--redis-url=localhost", "redis_url"},  {"--edge-workers=0", "edge_workers"},
+        {"--log-level=loud", "log_level"},
+        {"--agent-backend=gpt", "agent_backend"},
+        {"--no-such-option=1", "no-such-option"},
+        {"--min-points=200", "min_points"},
+        {"--analyst-review-z=9", "analyst_review_z"},
+        {"--mqtt-url=http://x", "mqtt_url"},
+        {"--redis-url=localhost", "redis_url"},
+        {"--edge-workers=0", "edge_workers"},
         {"--immediate-batch-size=", "immediate_batch_size"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
         enum config_result r = load(&c, err, 2, bad[i].arg);
-        ok(r == CONFIG_ERROR && strstr(err, bad[i].needle) != NULL, "%s rejected: %s",
-           bad[i].arg, err);
+        ok(r == CONFIG_ERROR && strstr(err, bad[i].needle) != NULL, "%s rejected: %s", bad[i].arg,
+           err);
     }
     env("AETHERIS_DEDUPE_CAPACITY", "0");
     ok(load(&c, err, 1) == CONFIG_ERROR && strstr(err, "AETHERIS_DEDUPE_CAPACITY"),

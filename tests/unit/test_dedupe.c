@@ -120,8 +120,10 @@ int main(void)
     int missing = 0;
     for (size_t i = 0; i < sizeof seen; i++)
         missing += !seen[i];
-    ok(missing == 0 && dup_count == 0, "4 producers x 3 consumers: every item exactly once "
-                                       "(missing %d, duplicated %d)", missing, dup_count);
+    ok(missing == 0 && dup_count == 0,
+       "4 producers x 3 consumers: every item exactly once "
+       "(missing %d, duplicated %d)",
+       missing, dup_count);
     bqueue_free(q);
     return done_testing();
 }

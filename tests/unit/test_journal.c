@@ -143,8 +143,10 @@ int main(void)
     close(fd);
     s = (struct seen){0};
     int64_t n = journal_replay(jdir, 1, on_record, &s, &next);
-    ok(n < 24 && s.bad_payload == 0, "a corrupt record ends its segment; nothing corrupt is "
-                                     "delivered (%lld records)", (long long)n);
+    ok(n < 24 && s.bad_payload == 0,
+       "a corrupt record ends its segment; nothing corrupt is "
+       "delivered (%lld records)",
+       (long long)n);
 
     is_int(journal_truncate_before(jdir, 21), 2, "truncate before 21 deletes two segments");
     is_int(count_files(jdir), 1, "one segment left");

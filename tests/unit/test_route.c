@@ -20,8 +20,7 @@ int main(void)
         char *brace = strchr(path, '{');
         if (brace)
             snprintf(brace, sizeof path - (size_t)(brace - path), "123");
-        matched += route_match(table[i].method, path, &r, &p, allow, sizeof allow) ==
-                       ROUTE_MATCH &&
+        matched += route_match(table[i].method, path, &r, &p, allow, sizeof allow) == ROUTE_MATCH &&
                    r == &table[i];
     }
     is_int(matched, (long long)n, "every route in the table matches its own path");

@@ -69,7 +69,8 @@ static int run(uint32_t window, long steps, double (*gen)(long))
             fabs(res.std - std) > 1e-9 * ss || res.history_len != r.n) {
             if (bad++ < 3)
                 printf("# step %ld x=%.17g: z %.17g vs %.17g, mean %.17g vs %.17g, std %.17g vs "
-                       "%.17g\n", i, x, res.z, z, res.mean, mean, res.std, std);
+                       "%.17g\n",
+                       i, x, res.z, z, res.mean, mean, res.std, std);
         }
     }
     free(ring);
