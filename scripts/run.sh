@@ -56,6 +56,7 @@ persistence true
 persistence_location $VAR/mosquitto/
 max_queued_messages 0
 user $user
+set_tcp_nodelay true
 CONF
   mosquitto -c "$VAR/mosquitto/mosquitto.conf" > "$VAR/mosquitto.log" 2>&1 &
   PIDS+=($!)
