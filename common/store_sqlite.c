@@ -221,7 +221,15 @@ static int step_done(struct store *s, sqlite3_stmt *st, const char *what)
     return rc == SQLITE_DONE ? 0 : fail(s->writer, what);
 }
 
-int store_put_transactions(struct store *s, const struct store_txn *rows, size_t n)
+/* Binds row i of rows to the statement's parameters. */
+typedef void (*bind_row_fn)(sqlite3_stmt *st, const void *rows, size_t i);
+/* Extra work inside the same write transaction after the inserts (trimming, expiry). */
+typedef int (*after_fn)(struct store *s, int keep);
+
+/* The one write path: BEGIN IMMEDIATE, the statement once per row, optional `after`, COMMIT (or
+ * ROLLBACK on any failure). inserted[i], when given, tells whether row i was new. */
+static int put_rows(struct store *s, const char *sql, const void *rows, size_t n, bind_row_fn bind,
+                    bool *inserted, after_fn after, int keep)
 {
     if (n == 0)
         return 0;
@@ -229,120 +237,128 @@ int store_put_transactions(struct store *s, const struct store_txn *rows, size_t
     int rv = begin(s);
     if (rv != 0)
         return rv;
-    rv = prepare(s, "INSERT OR IGNORE INTO transactions VALUES (?,?,?,?,?)", &st);
+    rv = prepare(s, sql, &st);
     for (size_t i = 0; i < n && rv == 0; i++) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)rows[i].txid);
-        sqlite3_bind_text(st, 2, rows[i].account, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 3, rows[i].amount);
-        sqlite3_bind_int64(st, 4, rows[i].ingested_ms);
-        sqlite3_bind_text(st, 5, rows[i].json, -1, SQLITE_STATIC);
-        rv = step_done(s, st, "insert transaction");
+        bind(st, rows, i);
+        rv = step_done(s, st, sql);
+        if (rv == 0 && inserted)
+            inserted[i] = sqlite3_changes(s->writer) > 0;
     }
+    if (rv == 0 && after)
+        rv = after(s, keep);
     return finish(s, st, rv);
+}
+
+static void bind_txn(sqlite3_stmt *st, const void *rows, size_t i)
+{
+    const struct store_txn *r = (const struct store_txn *)rows + i;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->txid);
+    sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, r->amount);
+    sqlite3_bind_int64(st, 4, r->ingested_ms);
+    sqlite3_bind_text(st, 5, r->json, -1, SQLITE_STATIC);
+}
+
+static void bind_exception(sqlite3_stmt *st, const void *rows, size_t i)
+{
+    const struct store_exception *r = (const struct store_exception *)rows + i;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->txid);
+    sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->priority, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 4, r->suspicion);
+    sqlite3_bind_double(st, 5, r->z);
+    sqlite3_bind_int64(st, 6, r->detected_ms);
+    sqlite3_bind_text(st, 7, r->json, -1, SQLITE_STATIC);
+}
+
+static void bind_decision(sqlite3_stmt *st, const void *rows, size_t i)
+{
+    const struct store_decision *r = (const struct store_decision *)rows + i;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->txid);
+    sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->action, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, r->decided_ms);
+    sqlite3_bind_text(st, 5, r->json, -1, SQLITE_STATIC);
+}
+
+static void bind_audit(sqlite3_stmt *st, const void *rows, size_t i)
+{
+    const struct store_audit *r = (const struct store_audit *)rows + i;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->txid);
+    sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, r->tool, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, r->ts_ms);
+    sqlite3_bind_text(st, 5, r->json, -1, SQLITE_STATIC);
+}
+
+static void bind_deadletter(sqlite3_stmt *st, const void *rows, size_t i)
+{
+    const struct store_deadletter *r = (const struct store_deadletter *)rows + i;
+    sqlite3_bind_text(st, 1, r->source, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, r->ts_ms);
+    sqlite3_bind_blob(st, 4, r->payload, (int)r->payload_len, SQLITE_STATIC);
+}
+
+/* Deletes tool-audit rows past audit_ttl_days, at most once per AUDIT_GC_INTERVAL_MS. */
+static int expire_audit(struct store *s, int unused)
+{
+    (void)unused;
+    int64_t now = clock_wall_ms();
+    if (now - s->last_audit_gc_ms < AUDIT_GC_INTERVAL_MS)
+        return 0;
+    s->last_audit_gc_ms = now;
+    char sql[128];
+    snprintf(sql, sizeof sql, "DELETE FROM tool_audit WHERE ts_ms < %lld",
+             (long long)(now - (int64_t)s->audit_ttl_days * 86400000LL));
+    return sqlite3_exec(s->writer, sql, NULL, NULL, NULL) == SQLITE_OK
+               ? 0
+               : fail(s->writer, "expire tool audit");
+}
+
+/* Keeps only the newest `keep` dead letters. */
+static int trim_deadletters(struct store *s, int keep)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters ORDER BY id "
+             "DESC LIMIT 1 OFFSET %d)",
+             keep);
+    return sqlite3_exec(s->writer, sql, NULL, NULL, NULL) == SQLITE_OK
+               ? 0
+               : fail(s->writer, "trim dead letters");
+}
+
+int store_put_transactions(struct store *s, const struct store_txn *rows, size_t n)
+{
+    return put_rows(s, "INSERT OR IGNORE INTO transactions VALUES (?,?,?,?,?)", rows, n, bind_txn,
+                    NULL, NULL, 0);
 }
 
 int store_put_exceptions(struct store *s, const struct store_exception *rows, size_t n)
 {
-    if (n == 0)
-        return 0;
-    sqlite3_stmt *st = NULL;
-    int rv = begin(s);
-    if (rv != 0)
-        return rv;
-    rv = prepare(s, "INSERT OR IGNORE INTO exceptions VALUES (?,?,?,?,?,?,?)", &st);
-    for (size_t i = 0; i < n && rv == 0; i++) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)rows[i].txid);
-        sqlite3_bind_text(st, 2, rows[i].account, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, rows[i].priority, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 4, rows[i].suspicion);
-        sqlite3_bind_double(st, 5, rows[i].z);
-        sqlite3_bind_int64(st, 6, rows[i].detected_ms);
-        sqlite3_bind_text(st, 7, rows[i].json, -1, SQLITE_STATIC);
-        rv = step_done(s, st, "insert exception");
-    }
-    return finish(s, st, rv);
+    return put_rows(s, "INSERT OR IGNORE INTO exceptions VALUES (?,?,?,?,?,?,?)", rows, n,
+                    bind_exception, NULL, NULL, 0);
 }
 
 int store_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
                         bool *inserted)
 {
-    if (n == 0)
-        return 0;
-    sqlite3_stmt *st = NULL;
-    int rv = begin(s);
-    if (rv != 0)
-        return rv;
-    rv = prepare(s, "INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?)", &st);
-    for (size_t i = 0; i < n && rv == 0; i++) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)rows[i].txid);
-        sqlite3_bind_text(st, 2, rows[i].account, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, rows[i].action, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, rows[i].decided_ms);
-        sqlite3_bind_text(st, 5, rows[i].json, -1, SQLITE_STATIC);
-        rv = step_done(s, st, "insert decision");
-        if (rv == 0 && inserted)
-            inserted[i] = sqlite3_changes(s->writer) > 0;
-    }
-    return finish(s, st, rv);
+    return put_rows(s, "INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?)", rows, n, bind_decision,
+                    inserted, NULL, 0);
 }
 
 int store_put_audit(struct store *s, const struct store_audit *rows, size_t n)
 {
-    if (n == 0)
-        return 0;
-    sqlite3_stmt *st = NULL;
-    int rv = begin(s);
-    if (rv != 0)
-        return rv;
-    rv = prepare(s, "INSERT INTO tool_audit (txid, account, tool, ts_ms, doc) VALUES (?,?,?,?,?)",
-                 &st);
-    for (size_t i = 0; i < n && rv == 0; i++) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)rows[i].txid);
-        sqlite3_bind_text(st, 2, rows[i].account, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, rows[i].tool, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, rows[i].ts_ms);
-        sqlite3_bind_text(st, 5, rows[i].json, -1, SQLITE_STATIC);
-        rv = step_done(s, st, "insert tool audit");
-    }
-    int64_t now = clock_wall_ms();
-    if (rv == 0 && now - s->last_audit_gc_ms >= AUDIT_GC_INTERVAL_MS) {
-        char sql[128];
-        snprintf(sql, sizeof sql, "DELETE FROM tool_audit WHERE ts_ms < %lld",
-                 (long long)(now - (int64_t)s->audit_ttl_days * 86400000LL));
-        if (sqlite3_exec(s->writer, sql, NULL, NULL, NULL) != SQLITE_OK)
-            rv = fail(s->writer, "expire tool audit");
-        s->last_audit_gc_ms = now;
-    }
-    return finish(s, st, rv);
+    return put_rows(s,
+                    "INSERT INTO tool_audit (txid, account, tool, ts_ms, doc) VALUES (?,?,?,?,?)",
+                    rows, n, bind_audit, NULL, expire_audit, 0);
 }
 
 int store_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n, int keep)
 {
-    if (n == 0)
-        return 0;
-    sqlite3_stmt *st = NULL;
-    int rv = begin(s);
-    if (rv != 0)
-        return rv;
-    rv = prepare(s, "INSERT INTO dead_letters (source, reason, ts_ms, payload) VALUES (?,?,?,?)",
-                 &st);
-    for (size_t i = 0; i < n && rv == 0; i++) {
-        sqlite3_bind_text(st, 1, rows[i].source, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, rows[i].reason, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, rows[i].ts_ms);
-        sqlite3_bind_blob(st, 4, rows[i].payload, (int)rows[i].payload_len, SQLITE_STATIC);
-        rv = step_done(s, st, "insert dead letter");
-    }
-    if (rv == 0) {
-        char sql[160];
-        snprintf(sql, sizeof sql,
-                 "DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters ORDER BY id "
-                 "DESC LIMIT 1 OFFSET %d)",
-                 keep);
-        if (sqlite3_exec(s->writer, sql, NULL, NULL, NULL) != SQLITE_OK)
-            rv = fail(s->writer, "trim dead letters");
-    }
-    return finish(s, st, rv);
+    return put_rows(s, "INSERT INTO dead_letters (source, reason, ts_ms, payload) VALUES (?,?,?,?)",
+                    rows, n, bind_deadletter, NULL, trim_deadletters, keep);
 }
 
 /* ------------------------------------------------------------------------------------------ */
