@@ -310,6 +310,19 @@ fail:
     return NULL;
 }
 
+struct mqttc *mqttc_new_publisher(const struct config *cfg, const char *role)
+{
+    char client_id[160];
+    snprintf(client_id, sizeof client_id, "%s-%s", cfg->node_id, role);
+    struct mqttc_options mo = {.url = cfg->mqtt_url,
+                               .client_id = client_id,
+                               .username = cfg->mqtt_username,
+                               .password = cfg->mqtt_password,
+                               .clean_session = true,
+                               .keepalive_s = cfg->mqtt_keepalive_s};
+    return mqttc_new(&mo);
+}
+
 /* Stops the supervisor (waiting for an attempt in progress, at most the 2 s connect timeout),
  * disconnects giving in-flight QoS 1 flows up to timeout_ms to finish, destroys the paho handle
  * and frees m. No callback runs after it returns. NULL is a no-op. */

@@ -9,6 +9,7 @@
 #include "fmacros.h"
 #include <stdbool.h>
 #include <stddef.h>
+#include "config.h"
 
 struct mqttc;
 
@@ -33,6 +34,9 @@ struct mqttc_options {
 /* Creates the client and starts its supervisor (which connects in the background). The strings
  * in opts are copied. NULL on a paho creation failure (logged). */
 struct mqttc *mqttc_new(const struct mqttc_options *opts);
+/* A publish-only client of this daemon: client id "<node_id>-<role>", clean session, the
+ * configured broker, credentials and keep-alive. NULL as mqttc_new(). */
+struct mqttc *mqttc_new_publisher(const struct config *cfg, const char *role);
 /* Disconnects (waiting up to timeout_ms for in-flight QoS 1 to complete) and frees. NULL no-op. */
 void mqttc_free(struct mqttc *m, int timeout_ms);
 /* Waits until connected (and subscribed, for a subscriber): 0 or ERR_TIMEOUT. */

@@ -549,20 +549,13 @@ static void *decider_main(void *arg)
 
 int decider_start(struct decider *d)
 {
-    char err[256], client_id[128];
+    char err[256];
     d->rc = rconn_new(d->cfg->redis_url, d->cfg->redis_timeout_ms, err, sizeof err);
     if (d->rc == NULL) {
         log_error("decide.redis_url", "%s", err);
         return ERR_INVAL;
     }
-    snprintf(client_id, sizeof client_id, "%s-commands", d->cfg->node_id);
-    struct mqttc_options mo = {.url = d->cfg->mqtt_url,
-                               .client_id = client_id,
-                               .username = d->cfg->mqtt_username,
-                               .password = d->cfg->mqtt_password,
-                               .clean_session = true,
-                               .keepalive_s = d->cfg->mqtt_keepalive_s};
-    d->pub = mqttc_new(&mo);
+    d->pub = mqttc_new_publisher(d->cfg, "commands");
     if (d->pub == NULL)
         return ERR_INTERNAL;
     if (pthread_create(&d->thread, NULL, decider_main, d) != 0)

@@ -360,20 +360,13 @@ static void *sink_main(void *arg)
 
 int sink_start(struct sink *s)
 {
-    char err[256], client_id[128];
+    char err[256];
     s->rc = rconn_new(s->cfg->redis_url, s->cfg->redis_timeout_ms, err, sizeof err);
     if (s->rc == NULL) {
         log_error("sink.redis_url", "%s", err);
         return ERR_INVAL;
     }
-    snprintf(client_id, sizeof client_id, "%s-sink", s->cfg->node_id);
-    struct mqttc_options mo = {.url = s->cfg->mqtt_url,
-                               .client_id = client_id,
-                               .username = s->cfg->mqtt_username,
-                               .password = s->cfg->mqtt_password,
-                               .clean_session = true,
-                               .keepalive_s = s->cfg->mqtt_keepalive_s};
-    s->pub = mqttc_new(&mo);
+    s->pub = mqttc_new_publisher(s->cfg, "sink");
     if (s->pub == NULL)
         return ERR_INTERNAL;
     if (pthread_create(&s->thread, NULL, sink_main, s) != 0)

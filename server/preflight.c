@@ -34,15 +34,7 @@ static int check_redis(const struct config *cfg, char *err, size_t errlen)
 
 static int check_broker(const struct config *cfg, char *err, size_t errlen)
 {
-    char client_id[128];
-    snprintf(client_id, sizeof client_id, "%s-preflight", cfg->node_id);
-    struct mqttc_options mo = {.url = cfg->mqtt_url,
-                               .client_id = client_id,
-                               .username = cfg->mqtt_username,
-                               .password = cfg->mqtt_password,
-                               .clean_session = true,
-                               .keepalive_s = cfg->mqtt_keepalive_s};
-    struct mqttc *m = mqttc_new(&mo);
+    struct mqttc *m = mqttc_new_publisher(cfg, "preflight");
     int rv = m ? mqttc_wait_connected(m, cfg->startup_timeout_ms) : ERR_INTERNAL;
     mqttc_free(m, 0);
     if (rv != 0)
