@@ -2,7 +2,8 @@
  * table (linear probing, power-of-two size >= 2 x capacity, so the load factor stays <= 0.5)
  * indexes them. Evicting the oldest id deletes it from the table with backward-shift deletion, so
  * there are no tombstones and probe lengths never degrade however long the daemon runs.
- * Slot value 0 means empty; ids are stored +1-free by keeping a separate "zero present" flag. */
+ * Slot value 0 means empty, so id 0 is never put in the table: a counter records whether it is in
+ * the ring. The table key is the id itself; only the home slot comes from a splitmix64 mix. */
 #include "dedupe.h"
 #include <stdlib.h>
 #include "xmalloc.h"
@@ -28,12 +29,13 @@ static uint64_t mix(uint64_t x)
     return x;
 }
 
+/* Empty memory of the last `capacity` ids (0 is treated as 1); caller owns it (dedupe_free). */
 struct dedupe *dedupe_new(size_t capacity)
 {
     struct dedupe *d = xcalloc(1, sizeof *d);
     d->capacity = capacity ? capacity : 1;
     d->ring = xcalloc(d->capacity, sizeof *d->ring);
-    size_t size = 16;
+    size_t size = 16; /* floor: tiny memories still get a table with room between clusters */
     while (size < 2 * d->capacity)
         size *= 2;
     d->table = xcalloc(size, sizeof *d->table);
@@ -41,6 +43,7 @@ struct dedupe *dedupe_new(size_t capacity)
     return d;
 }
 
+/* Frees d; NULL is a no-op. */
 void dedupe_free(struct dedupe *d)
 {
     if (d == NULL)
@@ -82,6 +85,7 @@ static void table_remove(struct dedupe *d, uint64_t id)
     d->table[hole] = 0;
 }
 
+/* True if id is among the remembered ids; never inserts. */
 bool dedupe_contains(const struct dedupe *d, uint64_t id)
 {
     if (id == 0)
@@ -89,6 +93,8 @@ bool dedupe_contains(const struct dedupe *d, uint64_t id)
     return d->table[find_slot(d, id)] == id;
 }
 
+/* True for a remembered id (nothing changes); else remembers it, evicting the oldest id when
+ * full, and returns false. */
 bool dedupe_check_insert(struct dedupe *d, uint64_t id)
 {
     if (dedupe_contains(d, id))
@@ -112,11 +118,13 @@ bool dedupe_check_insert(struct dedupe *d, uint64_t id)
     return false;
 }
 
+/* Ids remembered, <= capacity. */
 size_t dedupe_count(const struct dedupe *d)
 {
     return d->count;
 }
 
+/* Writes the remembered ids oldest first to out (room for dedupe_count()); returns the count. */
 size_t dedupe_export(const struct dedupe *d, uint64_t *out)
 {
     for (size_t i = 0; i < d->count; i++)

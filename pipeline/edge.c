@@ -4,6 +4,7 @@
  * allocates nothing. Slots keep the key's 64-bit hash so probes compare keys only on a hash match.
  */
 #include "edge.h"
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "event.h"
@@ -14,8 +15,8 @@
 
 struct account {
     struct zwin win;
-    uint8_t keylen;
-    char key[]; /* keylen + 1 bytes, then padding, then the ring of W doubles */
+    uint8_t keylen; /* <= EVENT_ACCOUNT_MAX */
+    char key[];     /* keylen + 1 bytes, then padding, then the ring of W doubles */
 };
 
 struct slot {
@@ -30,6 +31,7 @@ struct edge_shard {
     size_t count;
 };
 
+/* Empty shard with a copy of *params; caller owns it (edge_shard_free). */
 struct edge_shard *edge_shard_new(const struct zscore_params *params)
 {
     struct edge_shard *s = xcalloc(1, sizeof *s);
@@ -39,6 +41,7 @@ struct edge_shard *edge_shard_new(const struct zscore_params *params)
     return s;
 }
 
+/* Frees the shard and every account block; NULL is a no-op. */
 void edge_shard_free(struct edge_shard *s)
 {
     if (s == NULL)
@@ -51,7 +54,7 @@ void edge_shard_free(struct edge_shard *s)
 
 static struct account *account_new(const char *key, size_t keylen, uint32_t window)
 {
-    size_t head = sizeof(struct account) + keylen + 1;
+    size_t head = offsetof(struct account, key) + keylen + 1;
     size_t ring_off = (head + 7) & ~(size_t)7; /* doubles are 8-byte aligned */
     struct account *a = xmalloc(ring_off + (size_t)window * sizeof(double));
     zwin_init(&a->win, (double *)(void *)((char *)a + ring_off));
@@ -109,6 +112,7 @@ static struct account *lookup_or_add(struct edge_shard *s, const char *key)
     return s->slots[i].acct;
 }
 
+/* Scores amount in the account's window (created on first sight); allocates only then. */
 void edge_shard_score(struct edge_shard *s, const char *account, double amount,
                       struct zscore_result *out)
 {
@@ -116,11 +120,13 @@ void edge_shard_score(struct edge_shard *s, const char *account, double amount,
     zscore_update(&a->win, &s->params, amount, out);
 }
 
+/* Number of accounts in the table. */
 size_t edge_shard_accounts(const struct edge_shard *s)
 {
     return s->count;
 }
 
+/* The account's window, borrowed until the next call on the shard; NULL when unknown. */
 const struct zwin *edge_shard_find(const struct edge_shard *s, const char *account)
 {
     size_t keylen = strnlen(account, EVENT_ACCOUNT_MAX);
@@ -128,6 +134,8 @@ const struct zwin *edge_shard_find(const struct edge_shard *s, const char *accou
     return s->slots[i].acct ? &s->slots[i].acct->win : NULL;
 }
 
+/* Calls fn once per account, in table order, with its window oldest first (a scratch copy,
+ * valid for the call). fn must not modify the shard. */
 void edge_shard_foreach(const struct edge_shard *s, edge_account_fn fn, void *ctx)
 {
     double *vals = xmalloc((size_t)s->params.window * sizeof *vals);
@@ -141,6 +149,8 @@ void edge_shard_foreach(const struct edge_shard *s, edge_account_fn fn, void *ct
     free(vals);
 }
 
+/* Creates the account if needed and replaces its window by the newest W of vals (oldest first),
+ * with exact statistics. */
 void edge_shard_restore(struct edge_shard *s, const char *account, const double *vals, uint32_t n,
                         double last_z)
 {

@@ -24,6 +24,7 @@ struct zwin {
     uint32_t head;   /* private: index of the oldest amount */
     uint32_t n;      /* amounts held, <= window */
     uint32_t pushes; /* private: pushes since the last exact re-summation */
+    uint32_t run;    /* private: how many of the newest amounts are equal (constant window test) */
     double mean;     /* private: running mean of the ring */
     double m2;       /* private: running sum of squared deviations */
     double peak;     /* private: largest |amount| since the last exact re-summation */

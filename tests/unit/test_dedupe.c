@@ -1,6 +1,7 @@
 /* Recent-id memory and bounded queue: duplicates detected, eviction exactly at capacity in
- * arrival order, export order, a long random run against a simple reference, ids 0 and
- * UINT64_MAX; queue FIFO, multi-producer/multi-consumer exactly-once, close and timeouts. */
+ * arrival order, export order, long random runs against a simple reference (including a tiny
+ * table whose probe runs wrap around its end), sequential ids, ids 0 and UINT64_MAX also when
+ * evicted; queue FIFO, multi-producer/multi-consumer exactly-once, close and timeouts. */
 #include "dedupe.h"
 #include <pthread.h>
 #include <stdlib.h>
@@ -8,6 +9,34 @@
 #include "bqueue.h"
 #include "err.h"
 #include "tap.h"
+
+/* Reference: a ring of the last cap distinct new ids, searched linearly. */
+struct ref {
+    uint64_t *ring;
+    size_t cap, head, count;
+};
+
+static bool ref_contains(const struct ref *r, uint64_t id)
+{
+    for (size_t k = 0; k < r->count; k++)
+        if (r->ring[(r->head + k) % r->cap] == id)
+            return true;
+    return false;
+}
+
+/* Same contract as dedupe_check_insert. */
+static bool ref_check_insert(struct ref *r, uint64_t id)
+{
+    if (ref_contains(r, id))
+        return true;
+    if (r->count == r->cap) {
+        r->ring[r->head] = id;
+        r->head = (r->head + 1) % r->cap;
+    } else {
+        r->ring[(r->head + r->count++) % r->cap] = id;
+    }
+    return false;
+}
 
 static uint64_t rng = 88172645463325252ULL;
 static uint64_t next(void)
@@ -65,29 +94,66 @@ int main(void)
        "id UINT64_MAX works");
     dedupe_free(d);
 
-    /* Long random run against a reference ring with linear search. */
-    enum { CAP = 1000 };
-    d = dedupe_new(CAP);
-    uint64_t ring[CAP];
-    size_t head = 0, count = 0;
-    int bad = 0;
-    for (long i = 0; i < 1000000; i++) {
-        uint64_t id = next() % 5000; /* small space: plenty of duplicates and evictions */
-        bool ref = false;
-        for (size_t k = 0; k < count && !ref; k++)
-            ref = ring[(head + k) % CAP] == id;
-        if (!ref) {
-            if (count == CAP) {
-                ring[head] = id;
-                head = (head + 1) % CAP;
-            } else {
-                ring[(head + count++) % CAP] = id;
-            }
+    d = dedupe_new(2);
+    dedupe_check_insert(d, 0);
+    dedupe_check_insert(d, UINT64_MAX);
+    ok(!dedupe_check_insert(d, 5) && !dedupe_contains(d, 0) && dedupe_contains(d, UINT64_MAX),
+       "id 0 is evicted like any other");
+    ok(!dedupe_check_insert(d, 6) && !dedupe_contains(d, UINT64_MAX) && dedupe_contains(d, 5),
+       "id UINT64_MAX is evicted like any other");
+    ok(!dedupe_check_insert(d, 0) && !dedupe_check_insert(d, UINT64_MAX), "both are new again");
+    ok(!dedupe_contains(d, 7) && !dedupe_contains(d, 7) && dedupe_count(d) == 2,
+       "contains never inserts");
+    dedupe_free(d);
+
+    d = dedupe_new(1);
+    ok(!dedupe_check_insert(d, 1) && dedupe_check_insert(d, 1) && !dedupe_check_insert(d, 2) &&
+           !dedupe_contains(d, 1) && dedupe_count(d) == 1,
+       "capacity 1 remembers only the last id");
+    dedupe_free(d);
+
+    /* Long random runs against the reference ring: capacity 1000 over a small id space (plenty
+     * of duplicates and evictions), and capacity 8 (a 16-slot table: clusters wrap around). */
+    static const size_t caps[] = {1000, 8};
+    static const uint64_t spaces[] = {5000, 40};
+    for (int t = 0; t < 2; t++) {
+        size_t cap = caps[t];
+        struct ref r = {calloc(cap, sizeof(uint64_t)), cap, 0, 0};
+        d = dedupe_new(cap);
+        int bad = 0;
+        for (long i = 0; i < 1000000; i++) {
+            uint64_t id = next() % spaces[t];
+            if (i % 3 == 0)
+                id = UINT64_MAX - id; /* both ends of the id space */
+            bad += dedupe_check_insert(d, id) != ref_check_insert(&r, id);
         }
-        bad += dedupe_check_insert(d, id) != ref;
+        is_int(bad, 0, "1M random ids, capacity %zu: same answers as a reference ring", cap);
+        is_int(dedupe_count(d), cap, "count stays at capacity %zu", cap);
+        uint64_t *exp = calloc(cap, sizeof *exp);
+        size_t n = dedupe_export(d, exp);
+        int order = n == cap;
+        for (size_t k = 0; k < n && order; k++)
+            order = exp[k] == r.ring[(r.head + k) % cap];
+        ok(order, "export after wrap-around lists the ids oldest first (capacity %zu)", cap);
+        int member = 1;
+        for (uint64_t id = 0; id < spaces[t] && member; id++)
+            member = dedupe_contains(d, id) == ref_contains(&r, id) &&
+                     dedupe_contains(d, UINT64_MAX - id) == ref_contains(&r, UINT64_MAX - id);
+        ok(member, "membership of every id in the space matches (capacity %zu)", cap);
+        free(exp);
+        free(r.ring);
+        dedupe_free(d);
     }
-    is_int(bad, 0, "1M random ids: same answers as a reference ring");
-    is_int(dedupe_count(d), CAP, "count stays at capacity");
+
+    /* Sequential transactionIds: exactly the last 1000 are remembered at every step. */
+    d = dedupe_new(1000);
+    int wrong = 0;
+    for (uint64_t id = 1; id <= 1000000; id++) {
+        wrong += dedupe_check_insert(d, id);
+        if (id % 9973 == 0)
+            wrong += !dedupe_contains(d, id - 999) || (id > 1000 && dedupe_contains(d, id - 1000));
+    }
+    is_int(wrong, 0, "1M sequential ids: each new, exactly the newest 1000 remembered");
     dedupe_free(d);
 
     /* bqueue */

@@ -1,12 +1,13 @@
 /* Scoring against an independent two-pass reference (DESIGN.md 3.2): random and adversarial
- * windows, min_points and threshold boundaries, suspicion rounding and saturation, priority,
- * window wrap-around, and snapshot round trips (zwin_values/zwin_load) continuing identically. */
+ * windows (W = 2, 5, 100, 1000, wrapping around many times), constant windows and constant runs
+ * broken by spikes, min_points and threshold boundaries, suspicion rounding (half away from zero)
+ * and saturation, the immediate boundary, and snapshot round trips (zwin_values/zwin_load)
+ * continuing like a never-serialized twin. The edge shard has its own test (test_edge.c). */
 #include "zscore.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "edge.h"
 #include "tap.h"
 
 /* Reference: a plain array of the last W amounts, two-pass population mean/std. */
@@ -111,6 +112,10 @@ static double g_spike(long i)
 {
     return i % 97 == 0 ? 1e7 : 100.0 + (i % 3);
 }
+static double g_const_spike(long i)
+{
+    return i % 250 == 249 ? 1e6 : 855.17; /* constant runs: std exactly 0, then a spike */
+}
 static double g_levels(long i)
 {
     return (double)((i / 500) % 4) * 1e6 + uniform(); /* level shifts: re-conditioning */
@@ -128,6 +133,7 @@ int main(void)
         is_int(run(W, 5000, g_constant), 0, "W=%u constant window (std 0) matches", W);
         is_int(run(W, 50000, g_alternating), 0, "W=%u alternating extremes match", W);
         is_int(run(W, 50000, g_spike), 0, "W=%u spikes after flat runs match", W);
+        is_int(run(W, 50000, g_const_spike), 0, "W=%u constant runs broken by spikes match", W);
         is_int(run(W, 50000, g_levels), 0, "W=%u level shifts match", W);
     }
 
@@ -141,6 +147,22 @@ int main(void)
         zscore_update(&w, &p, 0.1, &r);
     zscore_update(&w, &p, 5000, &r);
     ok(r.z == 0 && r.std == 0 && !r.exception, "constant window gives z = 0 (no exception)");
+    ok(r.mean == 0.1, "a constant window's mean is the amount exactly (%.17g)", r.mean);
+    zscore_update(&w, &p, 0.1, &r);
+    ok(r.std > 0 && r.z < 0 && r.history_len == 12, "the spike makes the window vary (z %.3f)",
+       r.z);
+    /* A window that becomes constant when its last different amount is evicted: W = 3. */
+    struct zscore_params p3 = {3, 2, 2.5, 5000, 0.9};
+    double ring3[3];
+    zwin_init(&w, ring3);
+    static const double seq[] = {1, 2, 2, 2};
+    for (int i = 0; i < 4; i++)
+        zscore_update(&w, &p3, seq[i], &r);
+    ok(r.std > 0, "window {1, 2, 2} varies");
+    zscore_update(&w, &p3, 3, &r);
+    ok(r.z == 0 && r.std == 0 && r.mean == 2, "after eviction {2, 2, 2} is constant: z = 0");
+    zscore_update(&w, &p3, 2, &r);
+    ok(r.std > 0 && r.z < 0, "{2, 2, 3} varies again (z %.3f)", r.z);
 
     /* min_points boundary: with 4 amounts z = 0; with 5 it is computed. */
     zwin_init(&w, ring);
@@ -179,7 +201,15 @@ int main(void)
     is_near(zscore_suspicion(2.6, 1234.5678, 5000), 0.3774, 1e-15,
             "suspicion rounds to 4 decimals (0.37740741 -> 0.3774)");
     is_near(zscore_suspicion(6 * 0.5 / 0.7 * 0.12345, 0, 5000), 0.0617, 1e-15,
-            "suspicion rounds half-way values at the 4th decimal");
+            "suspicion rounds to nearest at the 4th decimal (0.061725 -> 0.0617)");
+    /* 0.3 * 7.5 / 5000 * 10000 is exactly 4.5 in binary: away from zero gives 5, even gives 4 */
+    is_near(zscore_suspicion(0, 7.5, 5000), 0.0005, 1e-15, "half-way 4.5e-4 rounds up to 5e-4");
+    is_near(zscore_suspicion(0, 17.5, 5000), 0.0011, 1e-15, "half-way 10.5e-4 rounds up to 11e-4");
+    is_near(zscore_suspicion(-0.021, 0, 5000), 0.0025, 1e-15,
+            "half-way 24.5e-4 from |z| rounds up");
+    is_near(zscore_suspicion(6, 0, 5000), 0.7, 1e-15, "|z| = 6 saturates the z term");
+    is_near(zscore_suspicion(600, 5000, 5000), 1.0, 1e-15, "amount = scale saturates its term");
+    is_near(zscore_suspicion(0, 0, 5000), 0.0, 1e-15, "nothing suspicious: 0");
     /* Immediate: suspicion >= 0.9. z = 6 and amount 3333.33 -> 0.7 + 0.2 = 0.9. */
     zwin_init(&w, ring);
     for (int i = 0; i < 6; i++)
@@ -192,6 +222,22 @@ int main(void)
         zscore_update(&w, &p, i % 2 ? 102 : 100, &r);
     zscore_update(&w, &p, 104, &r); /* z = 3, amount tiny: suspicion 0.35 */
     ok(r.exception && !r.immediate, "an exception below 0.9 is batch (%.4f)", r.suspicion);
+    /* |z| saturated (mean 100, std 1): suspicion = 0.7 + 0.3 * amount / 5000, rounded. */
+    zwin_init(&w, ring);
+    for (int i = 0; i < 6; i++)
+        zscore_update(&w, &p, i % 2 ? 101 : 99, &r);
+    zscore_update(&w, &p, 3333, &r); /* 0.89998 -> 0.9 */
+    ok(r.exception && r.suspicion == 0.9 && r.immediate, "suspicion rounded to 0.9 is immediate");
+    zwin_init(&w, ring);
+    for (int i = 0; i < 6; i++)
+        zscore_update(&w, &p, i % 2 ? 101 : 99, &r);
+    zscore_update(&w, &p, 3332, &r); /* 0.89992 -> 0.8999 */
+    ok(r.exception && r.suspicion == 0.8999 && !r.immediate, "suspicion 0.8999 is batch");
+    zwin_init(&w, ring);
+    for (int i = 0; i < 6; i++)
+        zscore_update(&w, &p, i % 2 ? 101 : 99, &r);
+    zscore_update(&w, &p, 100, &r);
+    ok(r.z == 0 && !r.exception && !r.immediate, "an amount at the mean: z = 0, no exception");
 
     /* Snapshot round trip: a restored window keeps scoring exactly like the original. */
     double ra[100], rb[100], vals[100];
@@ -202,16 +248,20 @@ int main(void)
         zscore_update(&a, &p, uniform() * 1000, &r);
     zwin_values(&a, 100, vals);
     zwin_load(&b, 100, vals, a.n, a.last_z);
+    ok(b.n == a.n && b.last_z == a.last_z, "zwin_load restores the length and last z");
     int diff = 0;
     for (int i = 0; i < 5000; i++) {
         struct zscore_result x, y;
-        double amt = uniform() * 1000;
+        double amt = i % 500 == 7 ? 1e6 : uniform() * 1000; /* spikes force re-summations */
         zscore_update(&a, &p, amt, &x);
         zscore_update(&b, &p, amt, &y);
-        diff += fabs(x.z - y.z) > 1e-9 * fmax(1, fabs(x.z)) || x.exception != y.exception;
+        diff += fabs(x.z - y.z) > 1e-9 * fmax(1, fabs(x.z)) ||
+                fabs(x.mean - y.mean) > 1e-9 * fmax(1, fabs(x.mean)) ||
+                fabs(x.std - y.std) > 1e-9 * fmax(1, fabs(x.std)) || x.exception != y.exception ||
+                x.immediate != y.immediate || fabs(x.suspicion - y.suspicion) > 1.5e-4 ||
+                x.history_len != y.history_len;
     }
-    is_int(diff, 0, "a window restored from its values scores like the original");
-    zwin_load(&b, 100, vals, 100, 0); /* loading more than fits keeps the newest */
+    is_int(diff, 0, "a window restored from its values scores like its never-serialized twin");
     zwin_init(&a, ra);
     double many[150];
     for (int i = 0; i < 150; i++)
@@ -220,29 +270,41 @@ int main(void)
     zwin_values(&a, 100, vals);
     ok(a.n == 100 && vals[0] == 50 && vals[99] == 149, "zwin_load keeps the newest W amounts");
 
-    /* Through an edge shard: many accounts, each matching its own reference. */
-    struct edge_shard *s = edge_shard_new(&p);
-    enum { ACCOUNTS = 3000 };
-    struct ref *refs = calloc(ACCOUNTS, sizeof *refs);
-    for (int i = 0; i < ACCOUNTS; i++)
-        refs[i] = (struct ref){calloc(100, sizeof(double)), 0, 100};
-    int bad = 0;
-    for (long i = 0; i < 300000; i++) {
-        int acct = (int)(uniform() * ACCOUNTS);
-        char key[16];
-        snprintf(key, sizeof key, "%d", 200000 + acct);
-        double x = uniform() * uniform() * 5000, z, mean, std;
-        edge_shard_score(s, key, x, &r);
-        ref_score(&refs[acct], &p, x, &z, &mean, &std);
-        bad += fabs(r.z - z) > 1e-9 * fmax(1, fabs(z));
+    /* A constant window survives the round trip as constant (exact mean, std 0). */
+    struct zscore_result x0;
+    zwin_init(&a, ra);
+    for (int i = 0; i < 150; i++)
+        zscore_update(&a, &p, 42.42, &r);
+    zwin_values(&a, 100, vals);
+    zwin_load(&b, 100, vals, a.n, a.last_z);
+    zscore_update(&a, &p, 42.42, &x0);
+    zscore_update(&b, &p, 42.42, &r);
+    ok(r.std == 0 && r.mean == 42.42 && r.z == 0 && x0.std == 0,
+       "a restored constant window is still constant");
+    zwin_load(&b, 100, NULL, 0, 0);
+    zscore_update(&b, &p, 7, &r);
+    ok(r.mean == 0 && r.std == 0 && r.history_len == 1, "loading nothing empties the window");
+
+    /* zwin_exact_stats is the two-pass reference, oldest first, after many wrap-arounds. */
+    struct zwin e;
+    double re[5];
+    struct zscore_params p5 = {5, 5, 2.5, 5000, 0.9};
+    struct ref rr = {calloc(5, sizeof(double)), 0, 5};
+    zwin_init(&e, re);
+    for (int i = 0; i < 1003; i++) {
+        double amt = uniform() * 100, z, mean, std;
+        zscore_update(&e, &p5, amt, &r);
+        ref_score(&rr, &p5, amt, &z, &mean, &std);
     }
-    is_int(bad, 0, "300k events over 3000 accounts in one shard match per-account references");
-    is_int((long long)edge_shard_accounts(s), ACCOUNTS, "every account tracked once");
-    ok(edge_shard_find(s, "200001") != NULL && edge_shard_find(s, "nope") == NULL,
-       "edge_shard_find finds known accounts only");
-    for (int i = 0; i < ACCOUNTS; i++)
-        free(refs[i].v);
-    free(refs);
-    edge_shard_free(s);
+    double em, es, rm = 0, rs = 0;
+    zwin_exact_stats(&e, 5, &em, &es);
+    for (int i = 0; i < 5; i++)
+        rm += rr.v[i];
+    rm /= 5;
+    for (int i = 0; i < 5; i++)
+        rs += (rr.v[i] - rm) * (rr.v[i] - rm);
+    rs = sqrt(rs / 5);
+    ok(em == rm && es == rs, "zwin_exact_stats equals a two-pass over the values, oldest first");
+    free(rr.v);
     return done_testing();
 }

@@ -1,0 +1,253 @@
+/* Edge shard: scoring through the account table matches an independent per-account two-pass
+ * reference over many interleaved accounts; account count and lookups (unknown keys, prefixes,
+ * 64-byte keys); foreach + restore into a fresh shard scores identically afterwards; restore
+ * replaces a window; the table keeps every account across many doubling rehashes. */
+#include "edge.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "event.h"
+#include "tap.h"
+
+/* Reference window: the last w amounts in a plain array, oldest first. */
+struct ref {
+    double *v;
+    uint32_t n, w;
+    double last_z;
+};
+
+/* Two-pass population statistics of the reference window, then z, then the push. */
+static void ref_score(struct ref *r, const struct zscore_params *p, double amount, double *z,
+                      double *mean, double *std)
+{
+    *z = *mean = *std = 0;
+    if (r->n > 0) {
+        double s = 0;
+        int constant = 1;
+        for (uint32_t i = 0; i < r->n; i++) {
+            s += r->v[i];
+            constant &= r->v[i] == r->v[0];
+        }
+        *mean = s / r->n;
+        double acc = 0;
+        for (uint32_t i = 0; i < r->n; i++)
+            acc += (r->v[i] - *mean) * (r->v[i] - *mean);
+        *std = constant ? 0 : sqrt(acc / r->n);
+    }
+    if (r->n >= p->min_points && *std > 0)
+        *z = (amount - *mean) / *std;
+    if (r->n == r->w) {
+        memmove(r->v, r->v + 1, (r->w - 1) * sizeof *r->v);
+        r->n--;
+    }
+    r->v[r->n++] = amount;
+    r->last_z = *z;
+}
+
+static int close_to(double got, double want)
+{
+    return fabs(got - want) <= 1e-9 * fmax(1, fabs(want));
+}
+
+static uint64_t rng = 0x2545F4914F6CDD1DULL;
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static double uniform(void)
+{
+    return (double)(next() >> 11) / 9007199254740992.0;
+}
+
+enum { ACCOUNTS = 5000, W = 100 };
+
+/* Account key i: short digit strings for most, long hex keys for some (up to 64 bytes). */
+static void key_of(int i, char *buf, size_t len)
+{
+    if (i % 7 == 3)
+        snprintf(buf, len, "%016x-%016x-%016x-%013x", (unsigned)i, (unsigned)i * 31,
+                 (unsigned)i * 977, (unsigned)i);
+    else
+        snprintf(buf, len, "%d", 200000 + i);
+}
+
+/* Amount for an event: mostly log-normal-ish, sometimes a spike or a repeated value. */
+static double amount(int acct)
+{
+    double u = uniform();
+    if (acct % 11 == 0)
+        return 49.99; /* a recurring payment: constant window, z = 0 */
+    if (u < 0.01)
+        return 50000 * uniform();
+    return exp(3 + 3 * uniform());
+}
+
+struct collect {
+    struct edge_shard *dst;
+    struct ref *refs;
+    int visits;
+    int mismatched;
+};
+
+/* foreach callback: compares the window with the reference and installs it into ctx->dst. */
+static void on_account(void *ctx, const char *account, const double *vals, uint32_t n,
+                       double last_z)
+{
+    struct collect *c = ctx;
+    c->visits++;
+    char *end = NULL;
+    long id = strtol(account, &end, 10);
+    int idx = -1;
+    if (*end == '\0' && id >= 200000 && id < 200000 + ACCOUNTS)
+        idx = (int)(id - 200000);
+    else
+        for (int i = 3; i < ACCOUNTS && idx < 0; i += 7) {
+            char k[EVENT_ACCOUNT_MAX + 1];
+            key_of(i, k, sizeof k);
+            if (strcmp(k, account) == 0)
+                idx = i;
+        }
+    if (idx < 0) {
+        c->mismatched++;
+        return;
+    }
+    const struct ref *r = &c->refs[idx];
+    int same = r->n == n && close_to(last_z, r->last_z);
+    for (uint32_t i = 0; same && i < n; i++)
+        same = r->v[i] == vals[i];
+    c->mismatched += !same;
+    edge_shard_restore(c->dst, account, vals, n, last_z);
+}
+
+struct counter {
+    size_t visits;
+    size_t bad;
+};
+
+static void on_count(void *ctx, const char *account, const double *vals, uint32_t n, double last_z)
+{
+    struct counter *c = ctx;
+    (void)account;
+    (void)last_z;
+    c->visits++;
+    c->bad += n == 0 || vals[n - 1] != (double)(n - 1);
+}
+
+int main(void)
+{
+    struct zscore_params p = {W, 5, 2.5, 5000, 0.9};
+    struct edge_shard *s = edge_shard_new(&p);
+    struct ref *refs = calloc(ACCOUNTS, sizeof *refs);
+    for (int i = 0; i < ACCOUNTS; i++)
+        refs[i] = (struct ref){calloc(W, sizeof(double)), 0, W, 0};
+
+    /* 100k interleaved events over 5000 accounts against per-account references. */
+    int bad = 0, seen = 0, exceptions = 0;
+    for (long e = 0; e < 100000; e++) {
+        int acct = (int)(next() % ACCOUNTS);
+        char key[EVENT_ACCOUNT_MAX + 1];
+        key_of(acct, key, sizeof key);
+        double x = amount(acct), z, mean, std;
+        struct zscore_result r;
+        seen += refs[acct].n == 0;
+        edge_shard_score(s, key, x, &r);
+        ref_score(&refs[acct], &p, x, &z, &mean, &std);
+        exceptions += r.exception;
+        if (!close_to(r.z, z) || !close_to(r.mean, mean) || !close_to(r.std, std) ||
+            r.history_len != refs[acct].n || r.exception != (fabs(z) > p.z_threshold) ||
+            !close_to(r.suspicion, zscore_suspicion(z, x, p.amount_scale))) {
+            if (bad++ < 3)
+                printf("# event %ld account %s: z %.17g vs %.17g\n", e, key, r.z, z);
+        }
+    }
+    is_int(bad, 0, "100k events over 5000 accounts match per-account two-pass references");
+    ok(exceptions > 100, "the stream produced exceptions (%d)", exceptions);
+    is_int(edge_shard_accounts(s), seen, "one account per distinct key (%d)", seen);
+
+    /* Lookups. */
+    char key[EVENT_ACCOUNT_MAX + 1];
+    int found_ok = 1;
+    for (int i = 0; i < ACCOUNTS; i++) {
+        key_of(i, key, sizeof key);
+        const struct zwin *w = edge_shard_find(s, key);
+        found_ok &= refs[i].n ? (w != NULL && w->n == refs[i].n) : w == NULL;
+    }
+    ok(found_ok, "edge_shard_find returns every scored account with its window length");
+    key_of(3, key, sizeof key);
+    is_int(strlen(key), EVENT_ACCOUNT_MAX, "long keys use the full EVENT_ACCOUNT_MAX bytes");
+    ok(edge_shard_find(s, "20000") == NULL && edge_shard_find(s, "2000000") == NULL &&
+           edge_shard_find(s, "nope") == NULL,
+       "unknown keys, prefixes and extensions of known keys are not found");
+
+    /* foreach + restore into a fresh shard: same windows, then the same scores. */
+    struct edge_shard *copy = edge_shard_new(&p);
+    struct collect c = {copy, refs, 0, 0};
+    edge_shard_foreach(s, on_account, &c);
+    is_int(c.visits, seen, "foreach visits every account once");
+    is_int(c.mismatched, 0, "foreach passes each window oldest first with its last z");
+    is_int(edge_shard_accounts(copy), seen, "the restored shard holds every account");
+    int diverged = 0;
+    for (long e = 0; e < 50000; e++) {
+        int acct = (int)(next() % ACCOUNTS);
+        key_of(acct, key, sizeof key);
+        double x = amount(acct), z, mean, std;
+        struct zscore_result a, b;
+        edge_shard_score(s, key, x, &a);
+        edge_shard_score(copy, key, x, &b);
+        ref_score(&refs[acct], &p, x, &z, &mean, &std);
+        diverged += !close_to(b.z, a.z) || !close_to(b.z, z) || !close_to(b.std, std) ||
+                    a.exception != b.exception || a.history_len != b.history_len;
+    }
+    is_int(diverged, 0, "the restored shard keeps scoring like the original and the reference");
+
+    /* restore replaces an existing window and keeps only the newest W amounts. */
+    double many[W + 20];
+    for (int i = 0; i < W + 20; i++)
+        many[i] = i;
+    edge_shard_restore(copy, "200001", many, 3, 1.5);
+    const struct zwin *w1 = edge_shard_find(copy, "200001");
+    ok(w1 != NULL && w1->n == 3 && w1->last_z == 1.5, "restore replaces an existing window");
+    edge_shard_restore(copy, "200001", many, W + 20, 0);
+    double vals[W];
+    w1 = edge_shard_find(copy, "200001");
+    zwin_values(w1, W, vals);
+    ok(w1->n == W && vals[0] == 20 && vals[W - 1] == W + 19, "restore keeps the newest W amounts");
+    is_int(edge_shard_accounts(copy), seen, "restore of a known account adds none");
+    edge_shard_free(copy);
+    edge_shard_free(s);
+    for (int i = 0; i < ACCOUNTS; i++)
+        free(refs[i].v);
+    free(refs);
+
+    /* Growth: 200k accounts through many doubling rehashes (small W keeps memory low). */
+    struct zscore_params small = {4, 2, 2.5, 5000, 0.9};
+    enum { MANY = 200000 };
+    s = edge_shard_new(&small);
+    struct zscore_result r;
+    for (int i = 0; i < MANY; i++) {
+        snprintf(key, sizeof key, "acct-%d", i);
+        for (int k = 0; k <= i % 3; k++)
+            edge_shard_score(s, key, (double)k, &r);
+    }
+    is_int(edge_shard_accounts(s), MANY, "200k accounts after many rehashes");
+    int lost = 0;
+    for (int i = 0; i < MANY; i++) {
+        snprintf(key, sizeof key, "acct-%d", i);
+        const struct zwin *w = edge_shard_find(s, key);
+        lost += w == NULL || w->n != (uint32_t)(i % 3 + 1);
+    }
+    is_int(lost, 0, "every account keeps its own window across rehashes");
+    struct counter cnt = {0, 0};
+    edge_shard_foreach(s, on_count, &cnt);
+    ok(cnt.visits == MANY && cnt.bad == 0, "foreach after growth visits all %zu accounts intact",
+       cnt.visits);
+    edge_shard_score(s, "acct-7", 100, &r);
+    is_int(r.history_len, 3, "scoring after growth continues the account's own window");
+    edge_shard_free(s);
+    edge_shard_free(NULL);
+    return done_testing();
+}
