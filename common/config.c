@@ -215,8 +215,13 @@ static int set_option(struct config *cfg, const struct option_def *o, const char
             snprintf(err, errlen, "%s: '%s' is not an integer (%s)", o->name, value, origin);
             return ERR_INVAL;
         }
-        if ((double)v < o->min || (double)v > o->max) {
-            snprintf(err, errlen, "%s: %lld is outside %.0f..%.0f (%s)", o->name, v, o->min, o->max,
+        if ((double)v < o->min) {
+            snprintf(err, errlen, "%s: %lld is below the minimum %.0f (%s)", o->name, v, o->min,
+                     origin);
+            return ERR_RANGE;
+        }
+        if ((double)v > o->max) {
+            snprintf(err, errlen, "%s: %lld is above the maximum %.0f (%s)", o->name, v, o->max,
                      origin);
             return ERR_RANGE;
         }
@@ -230,8 +235,13 @@ static int set_option(struct config *cfg, const struct option_def *o, const char
             snprintf(err, errlen, "%s: '%s' is not a finite number (%s)", o->name, value, origin);
             return ERR_INVAL;
         }
-        if (v < o->min || v > o->max) {
-            snprintf(err, errlen, "%s: %g is outside %g..%g (%s)", o->name, v, o->min, o->max,
+        if (v < o->min) {
+            snprintf(err, errlen, "%s: %g is below the minimum %g (%s)", o->name, v, o->min,
+                     origin);
+            return ERR_RANGE;
+        }
+        if (v > o->max) {
+            snprintf(err, errlen, "%s: %g is above the maximum %g (%s)", o->name, v, o->max,
                      origin);
             return ERR_RANGE;
         }
@@ -330,11 +340,26 @@ static int load_env(struct config *cfg, env_fn getenv_fn, char *err, size_t errl
     /* The original services named the broker by host and port. */
     const char *host = getenv_fn("MQTT_BROKER"), *port = getenv_fn("MQTT_PORT");
     if ((host || port) && getenv_fn("AETHERIS_MQTT_URL") == NULL) {
-        char url[CONFIG_STR_MAX];
+        char url[CONFIG_STR_MAX], *end = NULL;
+        if (port) {
+            errno = 0;
+            long p = strtol(port, &end, 10);
+            if (port[0] == '\0' || *end != '\0' || errno != 0 || p < 1 || p > 65535) {
+                snprintf(err, errlen, "mqtt_url: '%s' is not a port 1..65535 (env MQTT_PORT)",
+                         port);
+                return ERR_INVAL;
+            }
+        }
+        if (host && (host[0] == '\0' || strpbrk(host, "/@ ") != NULL)) {
+            snprintf(err, errlen, "mqtt_url: '%s' is not a host name (env MQTT_BROKER)", host);
+            return ERR_INVAL;
+        }
         int n = snprintf(url, sizeof url, "tcp://%s:%s", host ? host : "127.0.0.1",
                          port ? port : "1883");
-        if (n < 0 || (size_t)n >= sizeof url)
+        if (n < 0 || (size_t)n >= sizeof url) {
+            snprintf(err, errlen, "mqtt_url: MQTT_BROKER is too long (env MQTT_BROKER)");
             return ERR_RANGE;
+        }
         memcpy(cfg->mqtt_url, url, (size_t)n + 1);
     }
     return 0;
@@ -387,8 +412,12 @@ static enum config_result config_load_env(struct config *cfg, int argc, char **a
     }
     for (int i = 1; i < argc; i++) {
         const char *file = NULL;
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-            file = argv[i + 1];
+        if (strcmp(argv[i], "--config") == 0 && i + 1 >= argc) {
+            snprintf(err, errlen, "--config: missing FILE");
+            return CONFIG_ERROR;
+        }
+        if (strcmp(argv[i], "--config") == 0)
+            file = argv[++i];
         else if (strncmp(argv[i], "--config=", 9) == 0)
             file = argv[i] + 9;
         if (file && load_file(cfg, file, err, errlen) != 0)
@@ -429,16 +458,23 @@ static enum config_result config_load_env(struct config *cfg, int argc, char **a
             return CONFIG_ERROR;
         }
         const char *value = eq ? eq + 1 : NULL;
-        if (value == NULL && o->type == OPT_BOOL)
+        bool flag_value;
+        if (value == NULL && o->type == OPT_BOOL) {
+            /* A bare boolean flag means true; "--flag false" (a boolean word next) also works. */
             value = "true";
+            if (i + 1 < argc && parse_bool(argv[i + 1], &flag_value) == 0)
+                value = argv[++i];
+        }
         if (value == NULL) {
             if (i + 1 >= argc) {
-                snprintf(err, errlen, "%s: missing value", arg);
+                snprintf(err, errlen, "%s: missing value for --%.*s", o->name, (int)n, arg + 2);
                 return CONFIG_ERROR;
             }
             value = argv[++i];
         }
-        if (set_option(cfg, o, value, "command line", err, errlen) != 0)
+        char origin[160];
+        snprintf(origin, sizeof origin, "command line --%.*s", (int)n, arg + 2);
+        if (set_option(cfg, o, value, origin, err, errlen) != 0)
             return CONFIG_ERROR;
     }
     return validate(cfg, err, errlen) == 0 ? CONFIG_OK : CONFIG_ERROR;
@@ -476,8 +512,9 @@ void config_print_help(FILE *out, const char *argv0)
         for (char *p = flag; *p; p++)
             *p = *p == '_' ? '-' : *p;
         env_name(o, env, sizeof env);
-        fprintf(out, "  %s\n      %s\n      env %s%s%s; default '%s'", flag, o->help, env,
-                o->env2 ? ", " : "", o->env2 ? o->env2 : "", o->def);
+        fprintf(out, "  %s\n      %s\n      env %s%s%s%s%s; default '%s'", flag, o->help, env,
+                o->env2 ? ", " : "", o->env2 ? o->env2 : "", o->env3 ? ", " : "",
+                o->env3 ? o->env3 : "", o->def);
         if (o->type == OPT_INT)
             fprintf(out, "; %.0f..%.0f", o->min, o->max);
         else if (o->type == OPT_DOUBLE)
@@ -488,21 +525,29 @@ void config_print_help(FILE *out, const char *argv0)
     }
 }
 
-/* url with any password replaced by "***". */
+/* url with its password replaced by "***": "scheme://user:***@host...". A user-info part without
+ * ':' is a user name, except for redis:// where rconn reads a bare "secret@" as the password. A
+ * string with no "://" cannot be parsed safely, so all of it is hidden. */
 static void redact_url(const char *url, char *out, size_t outlen)
 {
     const char *scheme = strstr(url, "://");
-    const char *at = scheme ? strrchr(scheme + 3, '@') : NULL;
+    if (scheme == NULL) {
+        snprintf(out, outlen, "%s", url[0] ? "***" : "");
+        return;
+    }
+    const char *info = scheme + 3;
+    const char *at = strrchr(info, '@'); /* the last '@': a password may contain '@' */
     if (at == NULL) {
         snprintf(out, outlen, "%s", url);
         return;
     }
-    const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
-    if (colon == NULL) {
+    const char *colon = memchr(info, ':', (size_t)(at - info));
+    if (colon != NULL)
+        snprintf(out, outlen, "%.*s***%s", (int)(colon + 1 - url), url, at);
+    else if (strncmp(url, "redis://", 8) == 0)
+        snprintf(out, outlen, "%.*s***%s", (int)(info - url), url, at);
+    else
         snprintf(out, outlen, "%s", url);
-        return;
-    }
-    snprintf(out, outlen, "%.*s***%s", (int)(colon + 1 - url), url, at);
 }
 
 char *config_dump_redacted(const struct config *cfg)

@@ -13,6 +13,9 @@ static const double bucket_bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 
                                        0.005,   0.01,   0.025,   0.05,   0.1,   0.25,
                                        0.5,     1,      2.5,     5,      10,    30};
 #define NBUCKETS (sizeof bucket_bounds / sizeof bucket_bounds[0])
+/* Observations are clamped to an hour so the nanosecond sum stays far from overflow (2^64 ns is
+ * five million hour-long observations); anything past 30 s lands in +Inf either way. */
+#define MAX_OBSERVATION_S 3600.0
 
 struct counter_def {
     const char *name, *labels, *json, *help;
@@ -49,8 +52,10 @@ uint64_t metrics_get(enum metric_counter c)
 
 void metrics_observe(enum metric_histogram h, double seconds)
 {
-    if (!(seconds >= 0))
+    if (!(seconds >= 0)) /* negative or NaN: a clock step, counted as instant */
         seconds = 0;
+    if (seconds > MAX_OBSERVATION_S)
+        seconds = MAX_OBSERVATION_S;
     size_t b = 0;
     while (b < NBUCKETS && seconds > bucket_bounds[b])
         b++;

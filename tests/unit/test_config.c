@@ -2,6 +2,7 @@
  * bounds and type errors naming the option, cross-field checks, redaction, --help coverage.
  * Includes config.c to reach the loader with an injected environment. */
 #include "../../common/config.c"
+#include <fcntl.h>
 #include <unistd.h>
 #include "tap.h"
 
@@ -35,8 +36,265 @@ static enum config_result load(struct config *c, char *err, int argc, ...)
     return config_load_env(c, argc, argv, test_getenv, &check, err, 256);
 }
 
+/* Every field of struct config has exactly one option: sorted by offset, the options tile the
+ * struct with no overlap and no gap bigger than the alignment padding the next field needs. */
+static void test_table_covers_struct(void)
+{
+    size_t order[NOPTIONS];
+    for (size_t i = 0; i < NOPTIONS; i++)
+        order[i] = i;
+    for (size_t i = 1; i < NOPTIONS; i++) /* insertion sort by offset */
+        for (size_t k = i; k > 0 && options[order[k]].offset < options[order[k - 1]].offset; k--) {
+            size_t t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
+    size_t end = 0;
+    int bad = 0;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const struct option_def *o = &options[order[i]];
+        size_t align = o->type == OPT_INT      ? _Alignof(int)
+                       : o->type == OPT_DOUBLE ? _Alignof(double)
+                                               : 1;
+        if (o->offset < end || o->offset - end >= align) {
+            bad++;
+            printf("# field gap or overlap before option %s\n", o->name);
+        }
+        end = o->offset + o->size;
+    }
+    bad += sizeof(struct config) - end >= _Alignof(struct config);
+    is_int(bad, 0, "the option table covers every field of struct config (%zu options)", NOPTIONS);
+    int dup = 0;
+    for (size_t i = 0; i < NOPTIONS; i++)
+        for (size_t k = i + 1; k < NOPTIONS; k++)
+            dup += strcmp(options[i].name, options[k].name) == 0;
+    is_int(dup, 0, "option names are unique");
+}
+
+/* Every default text passes its own option's validation (config_defaults ignores errors). */
+static void test_defaults_valid(void)
+{
+    struct config c;
+    char err[256] = "";
+    int bad = 0;
+    memset(&c, 0, sizeof c);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (set_option(&c, &options[i], options[i].def, "default", err, sizeof err) != 0) {
+            bad++;
+            printf("# %s\n", err);
+        }
+    }
+    is_int(bad, 0, "every default passes validation");
+}
+
+/* For every numeric option: one below the minimum and one above the maximum are rejected, and
+ * the message names the option, the bound and where the value came from. */
+static void test_every_bound(void)
+{
+    struct config c;
+    char err[256], arg[256], want[256];
+    int bad = 0, checked = 0;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const struct option_def *o = &options[i];
+        if (o->type != OPT_INT && o->type != OPT_DOUBLE)
+            continue;
+        char flag[128];
+        snprintf(flag, sizeof flag, "%s", o->name);
+        for (char *p = flag; *p; p++)
+            *p = *p == '_' ? '-' : *p;
+        for (int side = 0; side < 2; side++) {
+            double v = side == 0 ? o->min - 1 : o->max + 1;
+            if (o->type == OPT_INT)
+                snprintf(arg, sizeof arg, "--%s=%.0f", flag, v);
+            else
+                snprintf(arg, sizeof arg, "--%s=%.17g", flag, side == 0 ? v : o->max * 2 + 1);
+            snprintf(want, sizeof want, "%s: ", o->name);
+            err[0] = '\0';
+            enum config_result r = load(&c, err, 2, arg);
+            const char *phrase = side == 0 ? "is below the minimum" : "is above the maximum";
+            checked++;
+            if (r != CONFIG_ERROR || strncmp(err, want, strlen(want)) != 0 ||
+                strstr(err, phrase) == NULL || strstr(err, flag) == NULL) {
+                bad++;
+                printf("# %s -> %s\n", arg, err);
+            }
+        }
+    }
+    is_int(bad, 0, "%d out-of-bounds values rejected, each naming option, bound and flag", checked);
+    nfake = 0;
+    env("AETHERIS_WINDOW_SIZE", "0");
+    is_int(load(&c, err, 1), CONFIG_ERROR, "window_size 0 from the environment");
+    ok(strcmp(err, "window_size: 0 is below the minimum 2 (env AETHERIS_WINDOW_SIZE)") == 0,
+       "message: %s", err);
+    nfake = 0;
+}
+
+static void test_argv_forms(void)
+{
+    struct config c;
+    char err[256] = "";
+    bool check = false;
+    char *argv[] = {"aetherisd",
+                    "--check-config",
+                    "--fail-fast-healthcheck",
+                    "--mqtt-clean-session",
+                    "off",
+                    "--node-id",
+                    "n2"};
+    nfake = 0;
+    is_int(config_load_env(&c, 7, argv, test_getenv, &check, err, sizeof err), CONFIG_OK,
+           "flags load (%s)", err);
+    ok(check, "--check-config sets check_only");
+    ok(c.fail_fast_healthcheck, "a bare boolean flag means true");
+    ok(!c.mqtt_clean_session, "--bool-flag off (separate word) sets false");
+    ok(strcmp(c.node_id, "n2") == 0, "--name value");
+    is_int(load(&c, err, 2, "--config"), CONFIG_ERROR, "--config without FILE is an error");
+    ok(strstr(err, "--config") != NULL, "and says so: %s", err);
+    is_int(load(&c, err, 3, "--config", "/nonexistent/aetheris.conf"), CONFIG_ERROR,
+           "a missing config file is an error");
+    ok(strstr(err, "/nonexistent/aetheris.conf") != NULL, "naming the file: %s", err);
+    is_int(load(&c, err, 2, "--window-size"), CONFIG_ERROR, "a missing value is an error");
+    ok(strstr(err, "window_size") != NULL, "naming the option: %s", err);
+    is_int(load(&c, err, 2, "stray"), CONFIG_ERROR, "a positional argument is an error");
+    is_int(load(&c, err, 2, "--z-threshold=3.5"), CONFIG_OK, "a double from argv");
+    is_near(c.z_threshold, 3.5, 1e-12, "z_threshold 3.5");
+
+    /* --help and --version print to stdout and ask for exit 0; keep TAP output clean */
+    fflush(stdout);
+    int saved = dup(1), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    enum config_result rh = load(&c, err, 2, "--help");
+    enum config_result rs = load(&c, err, 3, "--window-size=1", "-h");
+    enum config_result rv = load(&c, err, 2, "--version");
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    close(devnull);
+    is_int(rh, CONFIG_EXIT_0, "--help: exit 0");
+    is_int(rs, CONFIG_EXIT_0, "-h wins over an invalid option");
+    is_int(rv, CONFIG_EXIT_0, "--version: exit 0");
+
+    struct {
+        const char *value;
+        bool want;
+    } bools[] = {{"1", true},   {"0", false},  {"true", true}, {"FALSE", false},
+                 {"yes", true}, {"no", false}, {"On", true},   {"off", false}};
+    int wrong = 0;
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++) {
+        char a[64];
+        snprintf(a, sizeof a, "--mqtt-clean-session=%s", bools[i].value);
+        wrong += load(&c, err, 2, a) != CONFIG_OK || c.mqtt_clean_session != bools[i].want;
+    }
+    is_int(wrong, 0, "booleans accept 1/0/true/false/yes/no/on/off in any case");
+
+    /* MQTT_BROKER/MQTT_PORT: defaults, validation, AETHERIS_MQTT_URL wins */
+    env("MQTT_PORT", "2883");
+    is_int(load(&c, err, 1), CONFIG_OK, "MQTT_PORT alone");
+    ok(strcmp(c.mqtt_url, "tcp://127.0.0.1:2883") == 0, "default host: %s", c.mqtt_url);
+    env("AETHERIS_MQTT_URL", "ssl://b.example:8883");
+    is_int(load(&c, err, 1), CONFIG_OK, "AETHERIS_MQTT_URL set too");
+    ok(strcmp(c.mqtt_url, "ssl://b.example:8883") == 0, "AETHERIS_MQTT_URL wins: %s", c.mqtt_url);
+    nfake = 0;
+    env("MQTT_PORT", "18x3");
+    ok(load(&c, err, 1) == CONFIG_ERROR && strstr(err, "MQTT_PORT"), "bad MQTT_PORT: %s", err);
+    nfake = 0;
+    env("REDIS_URL", "redis://10.1.1.1:6379/1");
+    env("AETHERIS_REDIS_URL", "redis://10.2.2.2:6379/2");
+    is_int(load(&c, err, 1), CONFIG_OK, "both Redis URL names");
+    ok(strcmp(c.redis_url, "redis://10.2.2.2:6379/2") == 0, "the AETHERIS_ name beats the alias");
+    nfake = 0;
+    env("MONGODB_AUDIT_TTL_DAYS", "12");
+    env("EXCEPTIONS_TOPIC", "x/exc");
+    env("COMMANDS_TOPIC", "x/cmd");
+    is_int(load(&c, err, 1), CONFIG_OK, "more original names");
+    ok(c.audit_ttl_days == 12 && strcmp(c.exceptions_topic, "x/exc") == 0 &&
+           strcmp(c.commands_topic, "x/cmd") == 0,
+       "MONGODB_AUDIT_TTL_DAYS, EXCEPTIONS_TOPIC, COMMANDS_TOPIC apply");
+    nfake = 0;
+
+    char longv[CONFIG_STR_MAX + 16];
+    memset(longv, 'a', sizeof longv - 1);
+    longv[sizeof longv - 1] = '\0';
+    char a[sizeof longv + 16];
+    snprintf(a, sizeof a, "--node-id=%s", longv);
+    ok(load(&c, err, 2, a) == CONFIG_ERROR && strstr(err, "node_id"),
+       "a string longer than its field is rejected: %.60s", err);
+}
+
+static void test_cross_field(void)
+{
+    struct config c;
+    char err[256];
+    struct {
+        const char *a, *b, *needle;
+    } cases[] = {
+        {"--window-size=10", "--min-points=11", "min_points"},
+        {"--analyst-block-z=3", "--analyst-review-z=3.5", "analyst_review_z"},
+        {"--auditor-block-ratio=2", "--auditor-review-ratio=2.5", "auditor_review_ratio"},
+        {"--strategist-block-loss=100", "--strategist-review-loss=101", "strategist_review_loss"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = '\0';
+        ok(load(&c, err, 3, cases[i].a, cases[i].b) == CONFIG_ERROR &&
+               strncmp(err, cases[i].needle, strlen(cases[i].needle)) == 0,
+           "cross-field %s %s: %s", cases[i].a, cases[i].b, err);
+    }
+    is_int(load(&c, err, 3, "--window-size=10", "--min-points=10"), CONFIG_OK,
+           "min_points == window_size is allowed");
+}
+
+static void test_redaction(void)
+{
+    struct config c;
+    char err[256];
+    struct {
+        const char *arg, *secret, *want;
+    } cases[] = {
+        {"--redis-url=redis://user:pw1@h1:6379/0", "pw1", "\"redis://user:***@h1:6379/0\""},
+        {"--redis-url=redis://barepw@h2:6379", "barepw", "\"redis://***@h2:6379\""},
+        {"--redis-url=redis://h3:6379/0", NULL, "\"redis://h3:6379/0\""},
+        {"--mongodb-uri=mongodb://u:p%40ss@m1:27017/db", "p%40ss",
+         "\"mongodb://u:***@m1:27017/db\""},
+        {"--mongodb-uri=mongodb://m2:27017", NULL, "\"mongodb_uri\":\"mongodb://m2:27017\""},
+        {"--mqtt-password=hunter2", "hunter2", "\"mqtt_password\":\"***\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        is_int(load(&c, err, 2, cases[i].arg), CONFIG_OK, "%s loads (%s)", cases[i].arg, err);
+        char *dump = config_dump_redacted(&c);
+        ok((cases[i].secret == NULL || strstr(dump, cases[i].secret) == NULL) &&
+               strstr(dump, cases[i].want) != NULL,
+           "dump of %s shows %s", cases[i].arg, cases[i].want);
+        free(dump);
+    }
+    is_int(load(&c, err, 1), CONFIG_OK, "defaults");
+    char *dump = config_dump_redacted(&c);
+    json_error_t jerr;
+    json_t *j = json_loads(dump, 0, &jerr);
+    ok(j != NULL && json_object_size(j) == NOPTIONS, "the dump is JSON with every option");
+    ok(json_is_integer(json_object_get(j, "window_size")) &&
+           json_integer_value(json_object_get(j, "window_size")) == 100,
+       "ints are JSON numbers");
+    ok(json_is_real(json_object_get(j, "z_threshold")) &&
+           json_real_value(json_object_get(j, "z_threshold")) == 2.5,
+       "doubles are JSON numbers");
+    ok(json_is_false(json_object_get(j, "mqtt_clean_session")), "bools are JSON booleans");
+    ok(json_is_string(json_object_get(j, "mqtt_password")) &&
+           strcmp(json_string_value(json_object_get(j, "mqtt_password")), "") == 0,
+       "an empty secret stays empty");
+    json_decref(j);
+    free(dump);
+}
+
 int main(void)
 {
+    alarm(60);
+    test_table_covers_struct();
+    test_defaults_valid();
+    test_every_bound();
+    test_argv_forms();
+    test_cross_field();
+    test_redaction();
+
     struct config c;
     char err[256] = "";
     is_int(load(&c, err, 1), CONFIG_OK, "defaults are valid (%s)", err);
