@@ -1,22 +1,43 @@
-/* SQLite store backend: implements store.h.
+/* SQLite backend of the store (store_backend.h; the contract is store.h).
  *
- * Concurrency: one write connection behind a mutex (SQLite allows one writer anyway; each put is
- * one BEGIN IMMEDIATE..COMMIT) and a pool of up to STORE_READERS read connections, taken and
- * returned around each read, so API reads run in parallel with pipeline writes (WAL mode).
- * synchronous=NORMAL in WAL mode: a commit survives a process crash; a power loss may drop the
- * last commits, which the journal and stream redelivery make good.
+ * Connections. One write connection behind a mutex: SQLite has one writer per database anyway,
+ * and each put is one BEGIN IMMEDIATE..COMMIT, so a batch is atomic and the lock is taken up
+ * front instead of failing half-way. Reads take a read-only connection from a small pool (opened
+ * on demand, at most SQL_READERS; further readers wait for one to come back), so API reads run
+ * in parallel with pipeline writes (WAL mode). Every connection caches its prepared statements,
+ * prepared on first use, and resets them before it is given back, so no read transaction stays
+ * open between calls (it would hold back WAL checkpoints).
+ * Durability: synchronous=NORMAL in WAL mode; a commit survives a process crash, a power loss may
+ * drop the last commits, which the pipeline's journal and Redis redelivery make good.
  *
- * Keys: transactionIds are stored as SQLite INTEGER (signed 64-bit) by a plain cast, so the usual
- * ids read naturally in SQL; ids >= 2^63 are stored as negative numbers and map back exactly.
- * Lists are ordered newest first by (time, txid) with a cursor "<time>.<txid>", compared as a row
- * value, so pages stay stable while rows are inserted. */
-#include "store.h"
+ * Keys. SQLite integers are signed 64-bit, transactionIds are unsigned. A txid is stored by a
+ * two's-complement cast (key_of/txid_of): exact both ways, and every id below 2^63 (all real
+ * ones) reads as itself in SQL, which the e2e suite and operators with the sqlite3 shell rely
+ * on; ids from 2^63 up are stored as negative numbers. So SQL orders keys as signed numbers:
+ * among rows of the same millisecond, ids >= 2^63 come after the smaller ones. That is still
+ * one total order, which is all paging needs. (The other choice, txid XOR 2^63, orders as
+ * unsigned but shifts every id seen in SQL; a tie-break within one millisecond is not worth it.)
+ *
+ * Lists are newest first by (time desc, key desc), with the position after which to continue
+ * compared as a row value, so pages stay stable while rows are inserted. Each combination of
+ * filters has its own cached statement (LF_* bits), which keeps every statement indexable rather
+ * than one statement full of "?1 IS NULL OR ..." terms.
+ * Account history orders by (ingested_ms desc, txid desc): "newest" means newest ingested.
+ *
+ * Dead letters are returned as {"id","source","reason","ts_ms","payload"}, every text member a
+ * JSON string: each byte that does not start a well-formed UTF-8 sequence (Unicode 15 table 3-7),
+ * and each NUL byte, is replaced by U+FFFD, so C consumers never see a truncated string.
+ *
+ * Errors: every SQLite failure becomes ERR_IO (ERR_CONN when no connection can be opened) plus
+ * one log line "store.sqlite_error" naming the operation, at the operation's boundary.
+ * Expired tool-audit rows (older than audit_ttl_days; never when it is <= 0) are deleted inside
+ * a store_put_audit transaction, at most once per AUDIT_GC_INTERVAL_MS. */
+#include "store_backend.h"
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <errno.h>
 #include <sqlite3.h>
 #include "clock.h"
 #include "err.h"
@@ -24,27 +45,89 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define STORE_READERS 8 /* read connections: one per HTTP thread is plenty */
-#define STORE_BUSY_TIMEOUT_MS 5000
+#define SQL_READERS 8              /* read connections: one per HTTP worker thread is plenty */
+#define SQL_BUSY_TIMEOUT_MS 5000   /* wait for a lock this long before failing the call */
 #define AUDIT_GC_INTERVAL_MS 60000 /* expired tool-audit rows are deleted at most once a minute */
-#define STORE_PATH_MAX 1024
+#define MS_PER_DAY 86400000LL
+#define SCHEMA_VERSION 1 /* PRAGMA user_version of the tables below */
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define ERRMSG_MAX 256
 
-struct store {
-    char path[STORE_PATH_MAX];
-    int audit_ttl_days;
-    sqlite3 *writer;
-    pthread_mutex_t wmu;
-    int64_t last_audit_gc_ms;
-    pthread_mutex_t rmu;
-    pthread_cond_t rcv;
-    sqlite3 *idle[STORE_READERS];
-    int nidle;
-    int nopen;
+/* Which filters a list statement has: one cached statement per combination. */
+enum list_filter {
+    LF_ACCOUNT = 1,
+    LF_KIND = 2,
+    LF_SINCE = 4,
+    LF_UNTIL = 8,
+    LF_AFTER = 16,
+    LF_VARIANTS = 32
 };
 
-static const char *const schema =
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_PUT_TXN,
+    ST_PUT_EXC,
+    ST_PUT_DEC,
+    ST_PUT_AUDIT,
+    ST_PUT_DL,
+    ST_TRIM_DL,
+    ST_EXPIRE_AUDIT,
+    ST_PING,
+    ST_GET_DEC,
+    ST_GET_EXC,
+    ST_HISTORY,
+    ST_LIST_DL,
+    ST_LIST_DL_AFTER,
+    ST_FIXED, /* statements below are built: counts per table, then list variants */
+    ST_COUNT_FIRST = ST_FIXED,
+    ST_LIST_DEC_FIRST = ST_COUNT_FIRST + STORE_TABLE_COUNT,
+    ST_LIST_EXC_FIRST = ST_LIST_DEC_FIRST + LF_VARIANTS,
+    ST_N = ST_LIST_EXC_FIRST + LF_VARIANTS
+};
+
+static const char *const fixed_sql[ST_FIXED] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_PUT_TXN] = "INSERT OR IGNORE INTO transactions (txid, account, amount, ingested_ms, doc)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_PUT_EXC] = "INSERT OR IGNORE INTO exceptions (txid, account, priority, suspicion, z,"
+                   " detected_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_PUT_DEC] = "INSERT OR IGNORE INTO decisions (txid, account, action, decided_ms, doc)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_PUT_AUDIT] = "INSERT INTO tool_audit (txid, account, tool, ts_ms, doc)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_PUT_DL] =
+        "INSERT INTO dead_letters (source, reason, ts_ms, payload) VALUES (?1, ?2, ?3, ?4)",
+    [ST_TRIM_DL] = "DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters"
+                   " ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+    [ST_EXPIRE_AUDIT] = "DELETE FROM tool_audit WHERE ts_ms < ?1",
+    [ST_PING] = "SELECT 1",
+    [ST_GET_DEC] = "SELECT doc FROM decisions WHERE txid = ?1",
+    [ST_GET_EXC] = "SELECT doc FROM exceptions WHERE txid = ?1",
+    [ST_HISTORY] = "SELECT COUNT(amount), COALESCE(AVG(amount), 0), COALESCE(MAX(amount), 0)"
+                   " FROM (SELECT amount FROM transactions WHERE account = ?1"
+                   " ORDER BY ingested_ms DESC, txid DESC LIMIT ?2)",
+    [ST_LIST_DL] = "SELECT id, source, reason, ts_ms, payload FROM dead_letters"
+                   " ORDER BY id DESC LIMIT ?2",
+    [ST_LIST_DL_AFTER] = "SELECT id, source, reason, ts_ms, payload FROM dead_letters"
+                         " WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+};
+
+static const char *const table_sql_name[STORE_TABLE_COUNT] = {
+    [STORE_TABLE_TRANSACTIONS] = "transactions", [STORE_TABLE_EXCEPTIONS] = "exceptions",
+    [STORE_TABLE_DECISIONS] = "decisions",       [STORE_TABLE_TOOL_AUDIT] = "tool_audit",
+    [STORE_TABLE_DEAD_LETTERS] = "dead_letters",
+};
+
+/* Schema version 1. Indexes on (x, time) end in the rowid (= txid), so they also serve the
+ * (time desc, txid desc) order. */
+static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS transactions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
-    " amount REAL NOT NULL, ingested_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
+    " amount REAL, ingested_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS transactions_account ON transactions(account, ingested_ms);"
     "CREATE TABLE IF NOT EXISTS exceptions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
     " priority TEXT NOT NULL, suspicion REAL, z REAL, detected_ms INTEGER NOT NULL,"
@@ -61,198 +144,396 @@ static const char *const schema =
     " account TEXT, tool TEXT NOT NULL, ts_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS tool_audit_time ON tool_audit(ts_ms);"
     "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " source TEXT NOT NULL, reason TEXT NOT NULL, ts_ms INTEGER NOT NULL, payload BLOB);"
-    "PRAGMA user_version = 1;";
+    " source TEXT NOT NULL, reason TEXT NOT NULL, ts_ms INTEGER NOT NULL, payload BLOB);";
 
-/* Logs one line for a SQLite failure at this boundary and maps it to an enum err. */
-static int fail(sqlite3 *db, const char *what)
+struct conn {
+    sqlite3 *db;
+    char errmsg[ERRMSG_MAX]; /* text of the last failure, for the one log line */
+    sqlite3_stmt *st[ST_N];  /* prepared on first use */
+};
+
+struct sql_store {
+    char *path;
+    int audit_ttl_days;
+    pthread_mutex_t wmu; /* guards writer and last_gc_ms */
+    struct conn *writer;
+    int64_t last_gc_ms;  /* monotonic time of the last tool-audit expiry; 0 = never */
+    pthread_mutex_t rmu; /* guards everything below */
+    pthread_cond_t rcv;  /* signalled when a reader comes back or a slot frees */
+    struct conn *idle[SQL_READERS];
+    int nidle;
+    struct conn *all[SQL_READERS]; /* every open reader, for close */
+    int nall;
+    int nreserved; /* open readers plus readers being opened */
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Keys, connections and statements                                                             */
+
+/* The two's-complement cast uint64 -> int64, without implementation-defined conversions. */
+static int64_t key_of(uint64_t txid)
 {
-    log_error("store.sqlite", "%s: %s", what, sqlite3_errmsg(db));
+    if (txid <= (uint64_t)INT64_MAX)
+        return (int64_t)txid;
+    return -(int64_t)(UINT64_MAX - txid) - 1;
+}
+
+static uint64_t txid_of(int64_t key)
+{
+    if (key >= 0)
+        return (uint64_t)key;
+    return UINT64_MAX - (uint64_t)(-(key + 1));
+}
+
+/* Logs the connection's last failure once, at the operation boundary. Returns ERR_IO. */
+static int fail(const struct conn *c, const char *op)
+{
+    log_error("store.sqlite_error", "%s: %s", op, c->errmsg[0] ? c->errmsg : "unknown error");
     return ERR_IO;
 }
 
-static sqlite3 *open_conn(const char *path, bool readonly, char *err, size_t errlen)
+static void note_error(struct conn *c)
+{
+    snprintf(c->errmsg, sizeof c->errmsg, "%s", sqlite3_errmsg(c->db));
+}
+
+static struct conn *conn_open(const char *path, bool readonly, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
     int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                SQLITE_OPEN_NOMUTEX;
+                SQLITE_OPEN_NOMUTEX; /* one thread at a time uses a connection */
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open SQLite database %s: %s", path,
                  db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return NULL;
     }
-    sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
-    return db;
+    sqlite3_busy_timeout(db, SQL_BUSY_TIMEOUT_MS);
+    struct conn *c = xcalloc(1, sizeof *c);
+    c->db = db;
+    return c;
 }
 
-struct store *store_open(const struct config *cfg, char *err, size_t errlen)
+static void conn_close(struct conn *c)
 {
-    if (cfg->mongodb_uri[0] != '\0') {
-        snprintf(err, errlen,
-                 "mongodb_uri is set, but the MongoDB backend is not built into this "
-                 "release; unset it to use SQLite (%s)",
-                 cfg->sqlite_path);
-        return NULL;
-    }
-    if (strlen(cfg->sqlite_path) >= STORE_PATH_MAX || fs_mkdirs_parent(cfg->sqlite_path) != 0) {
-        snprintf(err, errlen, "cannot create the directory of %s", cfg->sqlite_path);
-        return NULL;
-    }
-    struct store *s = xcalloc(1, sizeof *s);
-    snprintf(s->path, sizeof s->path, "%s", cfg->sqlite_path);
-    s->audit_ttl_days = cfg->audit_ttl_days;
-    pthread_mutex_init(&s->wmu, NULL);
-    pthread_mutex_init(&s->rmu, NULL);
-    pthread_cond_init(&s->rcv, NULL);
-    s->writer = open_conn(s->path, false, err, errlen);
-    if (s->writer == NULL)
-        goto fail;
-    char *msg = NULL;
-    if (sqlite3_exec(s->writer, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-                     &msg) != SQLITE_OK ||
-        sqlite3_exec(s->writer, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot initialize %s: %s", s->path, msg ? msg : "unknown error");
-        sqlite3_free(msg);
-        goto fail;
-    }
-    return s;
-fail:
-    store_free(s);
-    return NULL;
-}
-
-void store_free(struct store *s)
-{
-    if (s == NULL)
+    if (c == NULL)
         return;
-    for (int i = 0; i < s->nidle; i++)
-        sqlite3_close(s->idle[i]);
-    sqlite3_close(s->writer);
-    pthread_cond_destroy(&s->rcv);
-    pthread_mutex_destroy(&s->rmu);
-    pthread_mutex_destroy(&s->wmu);
-    free(s);
+    for (int i = 0; i < ST_N; i++)
+        sqlite3_finalize(c->st[i]);
+    sqlite3_close(c->db);
+    free(c);
 }
 
-const char *store_backend_name(const struct store *s)
+/* The SQL of a list statement: table, time column and kind column, with the filters in mask. */
+static char *list_sql(sqlite3 *db, const char *table, const char *tcol, const char *kcol,
+                      unsigned mask)
 {
-    (void)s;
-    return "sqlite";
+    sqlite3_str *q = sqlite3_str_new(db);
+    sqlite3_str_appendf(q, "SELECT %s, txid, doc FROM %s WHERE 1", tcol, table);
+    if (mask & LF_ACCOUNT)
+        sqlite3_str_appendf(q, " AND account = ?1");
+    if (mask & LF_KIND)
+        sqlite3_str_appendf(q, " AND %s = ?2", kcol);
+    if (mask & LF_SINCE)
+        sqlite3_str_appendf(q, " AND %s >= ?3", tcol);
+    if (mask & LF_UNTIL)
+        sqlite3_str_appendf(q, " AND %s < ?4", tcol);
+    if (mask & LF_AFTER)
+        sqlite3_str_appendf(q, " AND (%s, txid) < (?5, ?6)", tcol);
+    sqlite3_str_appendf(q, " ORDER BY %s DESC, txid DESC LIMIT ?7", tcol);
+    return sqlite3_str_finish(q);
 }
 
-/* A read connection (waits while all STORE_READERS are busy); NULL if none can be opened. */
-static sqlite3 *reader_take(struct store *s)
+/* The SQL of statement id; free it with sqlite3_free. NULL when out of memory. */
+static char *stmt_sql(sqlite3 *db, enum stmt_id id)
 {
-    pthread_mutex_lock(&s->rmu);
-    while (s->nidle == 0 && s->nopen == STORE_READERS)
-        pthread_cond_wait(&s->rcv, &s->rmu);
-    sqlite3 *db = NULL;
-    if (s->nidle > 0) {
-        db = s->idle[--s->nidle];
-    } else {
-        char err[256];
-        db = open_conn(s->path, true, err, sizeof err);
-        if (db)
-            s->nopen++;
-        else
-            log_error("store.sqlite", "%s", err);
+    if (id < ST_FIXED)
+        return sqlite3_mprintf("%s", fixed_sql[id]);
+    if (id < ST_LIST_DEC_FIRST)
+        return sqlite3_mprintf("SELECT COUNT(*) FROM %s", table_sql_name[id - ST_COUNT_FIRST]);
+    if (id < ST_LIST_EXC_FIRST)
+        return list_sql(db, "decisions", "decided_ms", "action",
+                        (unsigned)(id - ST_LIST_DEC_FIRST));
+    return list_sql(db, "exceptions", "detected_ms", "priority",
+                    (unsigned)(id - ST_LIST_EXC_FIRST));
+}
+
+/* The connection's cached statement id, prepared on first use; NULL (errmsg noted) on failure. */
+static sqlite3_stmt *stmt_get(struct conn *c, enum stmt_id id)
+{
+    if (c->st[id] != NULL)
+        return c->st[id];
+    char *sql = stmt_sql(c->db, id);
+    if (sql == NULL) {
+        snprintf(c->errmsg, sizeof c->errmsg, "out of memory building a statement");
+        return NULL;
     }
-    pthread_mutex_unlock(&s->rmu);
-    return db;
+    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL) !=
+        SQLITE_OK) {
+        note_error(c);
+        c->st[id] = NULL;
+    }
+    sqlite3_free(sql);
+    return c->st[id];
 }
 
-static void reader_give(struct store *s, sqlite3 *db)
+/* One step; notes the error text when the step fails. */
+static int step(struct conn *c, sqlite3_stmt *st)
 {
-    pthread_mutex_lock(&s->rmu);
-    s->idle[s->nidle++] = db;
-    pthread_cond_signal(&s->rcv);
-    pthread_mutex_unlock(&s->rmu);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        note_error(c);
+    return rc;
 }
 
-int store_ping(struct store *s)
+/* Makes a statement ready for its next use (ends its read, drops its bindings). */
+static void stmt_done(sqlite3_stmt *st)
 {
-    sqlite3 *db = reader_take(s);
-    if (db == NULL)
+    if (st == NULL)
+        return;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Runs a statement without parameters or rows. SQLITE_DONE on success. */
+static int exec_stmt(struct conn *c, enum stmt_id id)
+{
+    sqlite3_stmt *st = stmt_get(c, id);
+    if (st == NULL)
+        return SQLITE_ERROR;
+    int rc = step(c, st);
+    stmt_done(st);
+    return rc;
+}
+
+/* A read connection: an idle one, a new one while fewer than SQL_READERS exist, else waits for
+ * one to come back. NULL (logged) when a new one cannot be opened. */
+static struct conn *reader_take(struct sql_store *ss)
+{
+    struct conn *c = NULL;
+    pthread_mutex_lock(&ss->rmu);
+    while (ss->nidle == 0 && ss->nreserved == SQL_READERS)
+        pthread_cond_wait(&ss->rcv, &ss->rmu);
+    if (ss->nidle > 0) {
+        c = ss->idle[--ss->nidle];
+        pthread_mutex_unlock(&ss->rmu);
+        return c;
+    }
+    ss->nreserved++; /* open outside the lock; the slot is held meanwhile */
+    pthread_mutex_unlock(&ss->rmu);
+    char err[ERRMSG_MAX + 64];
+    c = conn_open(ss->path, true, err, sizeof err);
+    pthread_mutex_lock(&ss->rmu);
+    if (c != NULL) {
+        ss->all[ss->nall++] = c;
+    } else {
+        ss->nreserved--;
+        pthread_cond_signal(&ss->rcv);
+    }
+    pthread_mutex_unlock(&ss->rmu);
+    if (c == NULL)
+        log_error("store.sqlite_error", "%s", err);
+    return c;
+}
+
+static void reader_give(struct sql_store *ss, struct conn *c)
+{
+    pthread_mutex_lock(&ss->rmu);
+    ss->idle[ss->nidle++] = c;
+    pthread_cond_signal(&ss->rcv);
+    pthread_mutex_unlock(&ss->rmu);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Open and close                                                                               */
+
+static void state_free(struct sql_store *ss)
+{
+    if (ss == NULL)
+        return;
+    for (int i = 0; i < ss->nall; i++)
+        conn_close(ss->all[i]);
+    conn_close(ss->writer);
+    pthread_cond_destroy(&ss->rcv);
+    pthread_mutex_destroy(&ss->rmu);
+    pthread_mutex_destroy(&ss->wmu);
+    free(ss->path);
+    free(ss);
+}
+
+static void sql_close(struct store *s)
+{
+    state_free(s->state);
+    s->state = NULL;
+}
+
+/* The first column of the first row of sql as an integer (pragmas, counts); -1 on failure. */
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* WAL, pragmas, and the schema at SCHEMA_VERSION, in one transaction. A file from a newer
+ * release (higher user_version) is refused rather than misread. */
+static int schema_setup(sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    char *msg = NULL;
+    int64_t version = -1;
+    bool wal = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
+               sqlite3_step(st) == SQLITE_ROW &&
+               strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal) {
+        snprintf(err, errlen, "cannot put %s in WAL mode: %s", path, sqlite3_errmsg(db));
         return ERR_IO;
-    int rv = sqlite3_exec(db, "SELECT 1", NULL, NULL, NULL) == SQLITE_OK ? 0 : ERR_IO;
-    reader_give(s, db);
-    return rv;
+    }
+    if (sqlite3_exec(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; BEGIN IMMEDIATE",
+                     NULL, NULL, &msg) != SQLITE_OK)
+        goto out;
+    version = query_int(db, "PRAGMA user_version");
+    if (version < 0 || version > SCHEMA_VERSION) {
+        snprintf(err, errlen, "%s has schema version %lld; this release knows up to %d", path,
+                 (long long)version, SCHEMA_VERSION);
+        goto out_rollback;
+    }
+    if (sqlite3_exec(db, schema_sql, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION) "; COMMIT", NULL, NULL,
+                     &msg) != SQLITE_OK)
+        goto out;
+    return 0;
+out:
+    snprintf(err, errlen, "cannot initialize %s: %s", path, msg ? msg : sqlite3_errmsg(db));
+out_rollback:
+    sqlite3_free(msg);
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return ERR_IO;
+}
+
+static const struct store_ops sqlite_ops;
+
+int store__sqlite_open(struct store *s, const struct config *cfg, char *err, size_t errlen)
+{
+    const char *path = cfg->sqlite_path;
+    if (path[0] == '\0') {
+        snprintf(err, errlen, "sqlite_path is empty");
+        return ERR_INVAL;
+    }
+    int rv = fs_mkdirs_parent(path);
+    if (rv != 0) {
+        snprintf(err, errlen, "cannot create the directory of %s: %s", path,
+                 rv == ERR_IO ? strerror(errno) : "path too long");
+        return rv;
+    }
+    struct sql_store *ss = xcalloc(1, sizeof *ss);
+    pthread_mutex_init(&ss->wmu, NULL);
+    pthread_mutex_init(&ss->rmu, NULL);
+    pthread_cond_init(&ss->rcv, NULL);
+    ss->path = xstrdup(path);
+    ss->audit_ttl_days = cfg->audit_ttl_days;
+    ss->writer = conn_open(path, false, err, errlen);
+    rv = ss->writer ? schema_setup(ss->writer->db, path, err, errlen) : ERR_IO;
+    if (rv != 0) {
+        state_free(ss);
+        return rv;
+    }
+    s->ops = &sqlite_ops;
+    s->state = ss;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Writes                                                                                       */
 
-static int begin(struct store *s)
+typedef void (*bind_fn)(sqlite3_stmt *st, const void *rows, size_t i);
+
+enum after_write { AFTER_NONE, AFTER_EXPIRE_AUDIT, AFTER_TRIM_DEADLETTERS };
+
+/* Deletes expired tool-audit rows when the last expiry is AUDIT_GC_INTERVAL_MS old. Writer
+ * locked. SQLITE_DONE on success. */
+static int expire_audit(struct sql_store *ss)
 {
-    pthread_mutex_lock(&s->wmu);
-    if (sqlite3_exec(s->writer, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        int rv = fail(s->writer, "BEGIN");
-        pthread_mutex_unlock(&s->wmu);
-        return rv;
-    }
-    return 0;
+    int64_t now = clock_mono_ms();
+    if (ss->audit_ttl_days <= 0 ||
+        (ss->last_gc_ms != 0 && now - ss->last_gc_ms < AUDIT_GC_INTERVAL_MS))
+        return SQLITE_DONE;
+    sqlite3_stmt *st = stmt_get(ss->writer, ST_EXPIRE_AUDIT);
+    if (st == NULL)
+        return SQLITE_ERROR;
+    sqlite3_bind_int64(st, 1, clock_wall_ms() - (int64_t)ss->audit_ttl_days * MS_PER_DAY);
+    int rc = step(ss->writer, st);
+    stmt_done(st);
+    if (rc == SQLITE_DONE)
+        ss->last_gc_ms = now;
+    return rc;
 }
 
-/* Commits (rv == 0) or rolls back, and releases the writer. */
-static int finish(struct store *s, sqlite3_stmt *st, int rv)
+/* Keeps the newest `keep` dead letters. Writer locked. SQLITE_DONE on success. */
+static int trim_deadletters(struct sql_store *ss, int keep)
 {
-    sqlite3_finalize(st);
-    if (rv == 0 && sqlite3_exec(s->writer, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        rv = fail(s->writer, "COMMIT");
-    if (rv != 0)
-        sqlite3_exec(s->writer, "ROLLBACK", NULL, NULL, NULL);
-    pthread_mutex_unlock(&s->wmu);
-    return rv;
+    sqlite3_stmt *st = stmt_get(ss->writer, ST_TRIM_DL);
+    if (st == NULL)
+        return SQLITE_ERROR;
+    sqlite3_bind_int(st, 1, keep);
+    int rc = step(ss->writer, st);
+    stmt_done(st);
+    return rc;
 }
 
-static int prepare(struct store *s, const char *sql, sqlite3_stmt **st)
+/* The one write path: BEGIN IMMEDIATE, the insert once per row, the `after` step, COMMIT; on
+ * any failure ROLLBACK, one log line and ERR_IO. inserted[i], when given, tells whether row i
+ * was new. */
+static int put_rows(struct store *s, const char *op, enum stmt_id id, bind_fn bind,
+                    const void *rows, size_t n, bool *inserted, enum after_write after, int keep)
 {
-    if (sqlite3_prepare_v2(s->writer, sql, -1, st, NULL) != SQLITE_OK)
-        return fail(s->writer, sql);
-    return 0;
-}
-
-static int step_done(struct store *s, sqlite3_stmt *st, const char *what)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : fail(s->writer, what);
-}
-
-/* Binds row i of rows to the statement's parameters. */
-typedef void (*bind_row_fn)(sqlite3_stmt *st, const void *rows, size_t i);
-/* Extra work inside the same write transaction after the inserts (trimming, expiry). */
-typedef int (*after_fn)(struct store *s, int keep);
-
-/* The one write path: BEGIN IMMEDIATE, the statement once per row, optional `after`, COMMIT (or
- * ROLLBACK on any failure). inserted[i], when given, tells whether row i was new. */
-static int put_rows(struct store *s, const char *sql, const void *rows, size_t n, bind_row_fn bind,
-                    bool *inserted, after_fn after, int keep)
-{
-    if (n == 0)
-        return 0;
+    struct sql_store *ss = s->state;
+    struct conn *c = ss->writer;
     sqlite3_stmt *st = NULL;
-    int rv = begin(s);
-    if (rv != 0)
-        return rv;
-    rv = prepare(s, sql, &st);
-    for (size_t i = 0; i < n && rv == 0; i++) {
-        bind(st, rows, i);
-        rv = step_done(s, st, sql);
-        if (rv == 0 && inserted)
-            inserted[i] = sqlite3_changes(s->writer) > 0;
+    int rv = 0;
+    pthread_mutex_lock(&ss->wmu);
+    int rc = exec_stmt(c, ST_BEGIN);
+    if (rc != SQLITE_DONE)
+        goto out;
+    st = stmt_get(c, id);
+    if (st == NULL) {
+        rc = SQLITE_ERROR;
+        goto out;
     }
-    if (rv == 0 && after)
-        rv = after(s, keep);
-    return finish(s, st, rv);
+    for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
+        bind(st, rows, i);
+        rc = step(c, st);
+        if (rc == SQLITE_DONE && inserted)
+            inserted[i] = sqlite3_changes(c->db) > 0;
+        stmt_done(st);
+    }
+    if (rc == SQLITE_DONE && after == AFTER_EXPIRE_AUDIT)
+        rc = expire_audit(ss);
+    if (rc == SQLITE_DONE && after == AFTER_TRIM_DEADLETTERS)
+        rc = trim_deadletters(ss, keep);
+    if (rc == SQLITE_DONE)
+        rc = exec_stmt(c, ST_COMMIT);
+out:
+    if (rc != SQLITE_DONE) {
+        rv = fail(c, op);
+        if (!sqlite3_get_autocommit(c->db))
+            exec_stmt(c, ST_ROLLBACK);
+        if (inserted)
+            memset(inserted, 0, n * sizeof *inserted);
+    }
+    pthread_mutex_unlock(&ss->wmu);
+    return rv;
 }
 
 static void bind_txn(sqlite3_stmt *st, const void *rows, size_t i)
 {
     const struct store_txn *r = (const struct store_txn *)rows + i;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->txid);
+    sqlite3_bind_int64(st, 1, key_of(r->txid));
     sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 3, r->amount);
     sqlite3_bind_int64(st, 4, r->ingested_ms);
@@ -262,7 +543,7 @@ static void bind_txn(sqlite3_stmt *st, const void *rows, size_t i)
 static void bind_exception(sqlite3_stmt *st, const void *rows, size_t i)
 {
     const struct store_exception *r = (const struct store_exception *)rows + i;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->txid);
+    sqlite3_bind_int64(st, 1, key_of(r->txid));
     sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->priority, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 4, r->suspicion);
@@ -274,7 +555,7 @@ static void bind_exception(sqlite3_stmt *st, const void *rows, size_t i)
 static void bind_decision(sqlite3_stmt *st, const void *rows, size_t i)
 {
     const struct store_decision *r = (const struct store_decision *)rows + i;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->txid);
+    sqlite3_bind_int64(st, 1, key_of(r->txid));
     sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->action, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, r->decided_ms);
@@ -284,7 +565,7 @@ static void bind_decision(sqlite3_stmt *st, const void *rows, size_t i)
 static void bind_audit(sqlite3_stmt *st, const void *rows, size_t i)
 {
     const struct store_audit *r = (const struct store_audit *)rows + i;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)r->txid);
+    sqlite3_bind_int64(st, 1, key_of(r->txid));
     sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, r->tool, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, r->ts_ms);
@@ -297,212 +578,214 @@ static void bind_deadletter(sqlite3_stmt *st, const void *rows, size_t i)
     sqlite3_bind_text(st, 1, r->source, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, r->reason, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, r->ts_ms);
-    sqlite3_bind_blob(st, 4, r->payload, (int)r->payload_len, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 4, r->payload ? r->payload : "", r->payload_len, SQLITE_STATIC);
 }
 
-/* Deletes tool-audit rows past audit_ttl_days, at most once per AUDIT_GC_INTERVAL_MS. */
-static int expire_audit(struct store *s, int unused)
+static int sql_put_transactions(struct store *s, const struct store_txn *rows, size_t n)
 {
-    (void)unused;
-    int64_t now = clock_wall_ms();
-    if (now - s->last_audit_gc_ms < AUDIT_GC_INTERVAL_MS)
-        return 0;
-    s->last_audit_gc_ms = now;
-    char sql[128];
-    snprintf(sql, sizeof sql, "DELETE FROM tool_audit WHERE ts_ms < %lld",
-             (long long)(now - (int64_t)s->audit_ttl_days * 86400000LL));
-    return sqlite3_exec(s->writer, sql, NULL, NULL, NULL) == SQLITE_OK
-               ? 0
-               : fail(s->writer, "expire tool audit");
+    return put_rows(s, "put transactions", ST_PUT_TXN, bind_txn, rows, n, NULL, AFTER_NONE, 0);
 }
 
-/* Keeps only the newest `keep` dead letters. */
-static int trim_deadletters(struct store *s, int keep)
+static int sql_put_exceptions(struct store *s, const struct store_exception *rows, size_t n)
 {
-    char sql[160];
-    snprintf(sql, sizeof sql,
-             "DELETE FROM dead_letters WHERE id <= (SELECT id FROM dead_letters ORDER BY id "
-             "DESC LIMIT 1 OFFSET %d)",
-             keep);
-    return sqlite3_exec(s->writer, sql, NULL, NULL, NULL) == SQLITE_OK
-               ? 0
-               : fail(s->writer, "trim dead letters");
+    return put_rows(s, "put exceptions", ST_PUT_EXC, bind_exception, rows, n, NULL, AFTER_NONE, 0);
 }
 
-int store_put_transactions(struct store *s, const struct store_txn *rows, size_t n)
+static int sql_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
+                             bool *inserted)
 {
-    return put_rows(s, "INSERT OR IGNORE INTO transactions VALUES (?,?,?,?,?)", rows, n, bind_txn,
-                    NULL, NULL, 0);
+    return put_rows(s, "put decisions", ST_PUT_DEC, bind_decision, rows, n, inserted, AFTER_NONE,
+                    0);
 }
 
-int store_put_exceptions(struct store *s, const struct store_exception *rows, size_t n)
+static int sql_put_audit(struct store *s, const struct store_audit *rows, size_t n)
 {
-    return put_rows(s, "INSERT OR IGNORE INTO exceptions VALUES (?,?,?,?,?,?,?)", rows, n,
-                    bind_exception, NULL, NULL, 0);
+    return put_rows(s, "put tool audit", ST_PUT_AUDIT, bind_audit, rows, n, NULL,
+                    AFTER_EXPIRE_AUDIT, 0);
 }
 
-int store_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
-                        bool *inserted)
+static int sql_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n,
+                               int keep)
 {
-    return put_rows(s, "INSERT OR IGNORE INTO decisions VALUES (?,?,?,?,?)", rows, n, bind_decision,
-                    inserted, NULL, 0);
-}
-
-int store_put_audit(struct store *s, const struct store_audit *rows, size_t n)
-{
-    return put_rows(s,
-                    "INSERT INTO tool_audit (txid, account, tool, ts_ms, doc) VALUES (?,?,?,?,?)",
-                    rows, n, bind_audit, NULL, expire_audit, 0);
-}
-
-int store_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n, int keep)
-{
-    return put_rows(s, "INSERT INTO dead_letters (source, reason, ts_ms, payload) VALUES (?,?,?,?)",
-                    rows, n, bind_deadletter, NULL, trim_deadletters, keep);
+    return put_rows(s, "put dead letters", ST_PUT_DL, bind_deadletter, rows, n, NULL,
+                    AFTER_TRIM_DEADLETTERS, keep);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Reads                                                                                        */
 
-static int get_doc(struct store *s, const char *sql, uint64_t txid, json_t **doc)
+/* Parses the stored document in column col; ERR_IO (logged) when it is not JSON. */
+static int column_doc(sqlite3_stmt *st, int col, const char *op, json_t **doc)
 {
-    *doc = NULL;
-    sqlite3 *db = reader_take(s);
-    if (db == NULL)
+    json_error_t jerr;
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    size_t len = (size_t)sqlite3_column_bytes(st, col);
+    *doc = text ? json_loadb(text, len, 0, &jerr) : NULL;
+    if (*doc == NULL) {
+        log_error("store.sqlite_error", "%s: a stored document is not JSON: %s", op,
+                  text ? jerr.text : "NULL");
         return ERR_IO;
-    sqlite3_stmt *st = NULL;
-    int rv = ERR_NOTFOUND;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rv = fail(db, sql);
-        goto out;
     }
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)txid);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *doc = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
-        rv = *doc ? 0 : ERR_IO;
-    } else if (rc != SQLITE_DONE) {
-        rv = fail(db, sql);
-    }
-out:
-    sqlite3_finalize(st);
-    reader_give(s, db);
+    return 0;
+}
+
+static int sql_ping(struct store *s)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
+    sqlite3_stmt *st = stmt_get(c, ST_PING);
+    int rv = st && step(c, st) == SQLITE_ROW ? 0 : fail(c, "ping");
+    stmt_done(st);
+    reader_give(ss, c);
     return rv;
 }
 
-int store_get_decision(struct store *s, uint64_t txid, json_t **doc)
+static int get_doc(struct store *s, enum stmt_id id, const char *op, uint64_t txid, json_t **doc)
 {
-    return get_doc(s, "SELECT doc FROM decisions WHERE txid = ?", txid, doc);
-}
-
-int store_get_exception(struct store *s, uint64_t txid, json_t **doc)
-{
-    return get_doc(s, "SELECT doc FROM exceptions WHERE txid = ?", txid, doc);
-}
-
-/* Parses "<int64>.<int64>" (or "<int64>" when want_two is false). */
-static int parse_cursor(const char *c, bool want_two, long long *a, long long *b)
-{
-    char *end = NULL;
-    errno = 0;
-    *a = strtoll(c, &end, 10);
-    if (end == c || errno != 0)
-        return ERR_INVAL;
-    if (!want_two)
-        return *end == '\0' ? 0 : ERR_INVAL;
-    if (*end != '.')
-        return ERR_INVAL;
-    const char *p = end + 1;
-    *b = strtoll(p, &end, 10);
-    return (end == p || *end != '\0' || errno != 0) ? ERR_INVAL : 0;
-}
-
-/* Lists docs of `table` newest first by (time_col, txid), filtered by account and kind_col. */
-static int list_docs(struct store *s, const char *table, const char *time_col, const char *kind_col,
-                     const struct store_query *q, json_t **items,
-                     char next_cursor[STORE_CURSOR_MAX])
-{
-    long long ct = 0, cx = 0;
-    *items = NULL;
-    next_cursor[0] = '\0';
-    if (q->cursor && q->cursor[0] && parse_cursor(q->cursor, true, &ct, &cx) != 0)
-        return ERR_INVAL;
-    char sql[512];
-    snprintf(sql, sizeof sql,
-             "SELECT %s, txid, doc FROM %s WHERE (?1 IS NULL OR account = ?1) AND "
-             "(?2 IS NULL OR %s = ?2) AND %s >= ?3 AND %s < ?4 AND "
-             "(?5 IS NULL OR (%s, txid) < (?5, ?6)) ORDER BY %s DESC, txid DESC LIMIT ?7",
-             time_col, table, kind_col, time_col, time_col, time_col, time_col);
-    sqlite3 *db = reader_take(s);
-    if (db == NULL)
-        return ERR_IO;
-    sqlite3_stmt *st = NULL;
-    int rv = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rv = fail(db, "list");
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
+    int rv = ERR_NOTFOUND;
+    sqlite3_stmt *st = stmt_get(c, id);
+    if (st == NULL) {
+        rv = fail(c, op);
         goto out;
     }
-    if (q->account)
+    sqlite3_bind_int64(st, 1, key_of(txid));
+    int rc = step(c, st);
+    if (rc == SQLITE_ROW)
+        rv = column_doc(st, 0, op, doc);
+    else if (rc != SQLITE_DONE)
+        rv = fail(c, op);
+out:
+    stmt_done(st);
+    reader_give(ss, c);
+    return rv;
+}
+
+static int sql_get_decision(struct store *s, uint64_t txid, json_t **doc)
+{
+    return get_doc(s, ST_GET_DEC, "get decision", txid, doc);
+}
+
+static int sql_get_exception(struct store *s, uint64_t txid, json_t **doc)
+{
+    return get_doc(s, ST_GET_EXC, "get exception", txid, doc);
+}
+
+/* Binds the filters of q (as the mask chose them) and the position and limit. */
+static void bind_list(sqlite3_stmt *st, unsigned mask, const struct store_query *q,
+                      const struct store_pos *after)
+{
+    if (mask & LF_ACCOUNT)
         sqlite3_bind_text(st, 1, q->account, -1, SQLITE_STATIC);
-    if (q->kind)
+    if (mask & LF_KIND)
         sqlite3_bind_text(st, 2, q->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, q->since_ms > 0 ? q->since_ms : INT64_MIN);
-    sqlite3_bind_int64(st, 4, q->until_ms > 0 ? q->until_ms : INT64_MAX);
-    if (q->cursor && q->cursor[0]) {
-        sqlite3_bind_int64(st, 5, ct);
-        sqlite3_bind_int64(st, 6, cx);
+    if (mask & LF_SINCE)
+        sqlite3_bind_int64(st, 3, q->since_ms);
+    if (mask & LF_UNTIL)
+        sqlite3_bind_int64(st, 4, q->until_ms);
+    if (mask & LF_AFTER) {
+        sqlite3_bind_int64(st, 5, after->time_ms);
+        sqlite3_bind_int64(st, 6, key_of(after->id));
     }
-    sqlite3_bind_int(st, 7, q->limit + 1);
-    *items = json_array();
-    int rc, n = 0;
-    long long last_t = 0, last_x = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)q->limit + 1); /* one more tells if a page follows */
+}
+
+/* Decisions or exceptions (first: the statement block) after `after`, one page. */
+static int list_docs(struct store *s, enum stmt_id first, const char *op,
+                     const struct store_query *q, const struct store_pos *after,
+                     struct store_page *page)
+{
+    unsigned mask = (q->account ? LF_ACCOUNT : 0) | (q->kind ? LF_KIND : 0) |
+                    (q->since_ms != 0 ? LF_SINCE : 0) | (q->until_ms != 0 ? LF_UNTIL : 0) |
+                    (after ? LF_AFTER : 0);
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
+    int rv = 0, rc, n = 0;
+    sqlite3_stmt *st = stmt_get(c, (enum stmt_id)(first + (int)mask));
+    if (st == NULL) {
+        rv = fail(c, op);
+        goto out;
+    }
+    bind_list(st, mask, q, after);
+    while ((rc = step(c, st)) == SQLITE_ROW) {
         if (n == q->limit) {
-            snprintf(next_cursor, STORE_CURSOR_MAX, "%lld.%lld", last_t, last_x);
+            page->more = true;
             break;
         }
-        last_t = sqlite3_column_int64(st, 0);
-        last_x = sqlite3_column_int64(st, 1);
-        json_t *doc = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
-        json_array_append_new(*items, doc ? doc : json_null());
+        json_t *doc = NULL;
+        rv = column_doc(st, 2, op, &doc);
+        if (rv != 0)
+            goto out;
+        json_array_append_new(page->items, doc);
+        page->last.time_ms = sqlite3_column_int64(st, 0);
+        page->last.id = txid_of(sqlite3_column_int64(st, 1));
         n++;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        rv = fail(db, "list step");
+        rv = fail(c, op);
 out:
-    sqlite3_finalize(st);
-    reader_give(s, db);
-    if (rv != 0) {
-        json_decref(*items);
-        *items = NULL;
-    }
+    stmt_done(st);
+    reader_give(ss, c);
     return rv;
 }
 
-int store_list_decisions(struct store *s, const struct store_query *q, json_t **items,
-                         char next_cursor[STORE_CURSOR_MAX])
+static int sql_list_decisions(struct store *s, const struct store_query *q,
+                              const struct store_pos *after, struct store_page *page)
 {
-    return list_docs(s, "decisions", "decided_ms", "action", q, items, next_cursor);
+    return list_docs(s, ST_LIST_DEC_FIRST, "list decisions", q, after, page);
 }
 
-int store_list_exceptions(struct store *s, const struct store_query *q, json_t **items,
-                          char next_cursor[STORE_CURSOR_MAX])
+static int sql_list_exceptions(struct store *s, const struct store_query *q,
+                               const struct store_pos *after, struct store_page *page)
 {
-    return list_docs(s, "exceptions", "detected_ms", "priority", q, items, next_cursor);
+    return list_docs(s, ST_LIST_EXC_FIRST, "list exceptions", q, after, page);
 }
 
-/* The payload as a JSON string: invalid UTF-8 bytes become U+FFFD. */
-static json_t *payload_string(const unsigned char *p, size_t n)
+/* Length of the well-formed UTF-8 sequence at p (n bytes left), 0 when there is none or it is
+ * NUL. Unicode table 3-7: no overlongs, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
 {
-    char *out = xmalloc(n * 3 + 1);
+    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+    size_t len;
+    if (c >= 0x01 && c <= 0x7F)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    if (len > n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k < len; k++)
+        if (p[k] < 0x80 || p[k] > 0xBF)
+            return 0;
+    return len;
+}
+
+/* Bytes as a JSON string, each byte that starts no well-formed sequence (and NUL) -> U+FFFD. */
+static json_t *text_json(const void *bytes, size_t n)
+{
+    const unsigned char *p = bytes;
+    char *out = xmalloc(n * 3 + 1); /* U+FFFD is 3 bytes: the worst case */
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++)
-            ok = (p[i + k] & 0xC0) == 0x80;
-        if (ok && c != 0) {
+        size_t len = utf8_seq(p + i, n - i);
+        if (len > 0) {
             memcpy(out + o, p + i, len);
             o += len;
             i += len;
@@ -512,117 +795,116 @@ static json_t *payload_string(const unsigned char *p, size_t n)
             i++;
         }
     }
-    json_t *s = json_stringn(out, o);
+    json_t *v = json_stringn_nocheck(out, o);
     free(out);
-    return s ? s : json_string("");
+    return v;
 }
 
-int store_list_deadletters(struct store *s, const struct store_query *q, json_t **items,
-                           char next_cursor[STORE_CURSOR_MAX])
+static json_t *column_text_json(sqlite3_stmt *st, int col)
 {
-    long long cid = 0, unused = 0;
-    *items = NULL;
-    next_cursor[0] = '\0';
-    if (q->cursor && q->cursor[0] && parse_cursor(q->cursor, false, &cid, &unused) != 0)
-        return ERR_INVAL;
-    sqlite3 *db = reader_take(s);
-    if (db == NULL)
-        return ERR_IO;
-    sqlite3_stmt *st = NULL;
-    int rv = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, source, reason, ts_ms, payload FROM dead_letters WHERE "
-                           "(?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rv = fail(db, "list dead letters");
+    const void *p = sqlite3_column_blob(st, col);
+    return text_json(p, p ? (size_t)sqlite3_column_bytes(st, col) : 0);
+}
+
+static int sql_list_deadletters(struct store *s, const struct store_query *q,
+                                const struct store_pos *after, struct store_page *page)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
+    int rv = 0, rc, n = 0;
+    sqlite3_stmt *st = stmt_get(c, after ? ST_LIST_DL_AFTER : ST_LIST_DL);
+    if (st == NULL) {
+        rv = fail(c, "list dead letters");
         goto out;
     }
-    if (q->cursor && q->cursor[0])
-        sqlite3_bind_int64(st, 1, cid);
-    sqlite3_bind_int(st, 2, q->limit + 1);
-    *items = json_array();
-    int rc, n = 0;
-    long long last = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (after)
+        sqlite3_bind_int64(st, 1, after->id > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)after->id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)q->limit + 1);
+    while ((rc = step(c, st)) == SQLITE_ROW) {
         if (n == q->limit) {
-            snprintf(next_cursor, STORE_CURSOR_MAX, "%lld", last);
+            page->more = true;
             break;
         }
-        last = sqlite3_column_int64(st, 0);
-        json_t *payload =
-            payload_string(sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4));
-        json_array_append_new(*items, json_pack("{s:I, s:s, s:s, s:I, s:o}", "id", (json_int_t)last,
-                                                "source", (const char *)sqlite3_column_text(st, 1),
-                                                "reason", (const char *)sqlite3_column_text(st, 2),
-                                                "ts_ms", (json_int_t)sqlite3_column_int64(st, 3),
-                                                "payload", payload));
+        int64_t id = sqlite3_column_int64(st, 0);
+        json_t *item = json_object();
+        json_object_set_new(item, "id", json_integer(id));
+        json_object_set_new(item, "source", column_text_json(st, 1));
+        json_object_set_new(item, "reason", column_text_json(st, 2));
+        json_object_set_new(item, "ts_ms", json_integer(sqlite3_column_int64(st, 3)));
+        json_object_set_new(item, "payload", column_text_json(st, 4));
+        json_array_append_new(page->items, item);
+        page->last.id = (uint64_t)id;
         n++;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        rv = fail(db, "list dead letters step");
+        rv = fail(c, "list dead letters");
 out:
-    sqlite3_finalize(st);
-    reader_give(s, db);
-    if (rv != 0) {
-        json_decref(*items);
-        *items = NULL;
-    }
+    stmt_done(st);
+    reader_give(ss, c);
     return rv;
 }
 
-int store_account_history(struct store *s, const char *account, int max_rows,
-                          struct store_history *out)
+static int sql_account_history(struct store *s, const char *account, int max_rows,
+                               struct store_history *out)
 {
-    memset(out, 0, sizeof *out);
-    sqlite3 *db = reader_take(s);
-    if (db == NULL)
-        return ERR_IO;
-    sqlite3_stmt *st = NULL;
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
     int rv = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT COUNT(*), COALESCE(AVG(amount), 0), COALESCE(MAX(amount), 0) "
-                           "FROM (SELECT amount FROM transactions WHERE account = ? "
-                           "ORDER BY ingested_ms DESC, txid DESC LIMIT ?)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rv = fail(db, "history");
+    sqlite3_stmt *st = stmt_get(c, ST_HISTORY);
+    if (st == NULL) {
+        rv = fail(c, "account history");
         goto out;
     }
     sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, max_rows);
-    if (sqlite3_step(st) == SQLITE_ROW) {
+    if (step(c, st) == SQLITE_ROW) {
         out->count = sqlite3_column_int64(st, 0);
         out->mean = sqlite3_column_double(st, 1);
         out->max = sqlite3_column_double(st, 2);
     } else {
-        rv = fail(db, "history step");
+        rv = fail(c, "account history");
     }
 out:
-    sqlite3_finalize(st);
-    reader_give(s, db);
+    stmt_done(st);
+    reader_give(ss, c);
     return rv;
 }
 
-int64_t store_count(struct store *s, const char *table)
+static int64_t sql_count(struct store *s, enum store_table table)
 {
-    static const char *const tables[] = {"transactions", "exceptions", "decisions", "tool_audit",
-                                         "dead_letters"};
-    bool known = false;
-    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
-        known = known || strcmp(table, tables[i]) == 0;
-    if (!known)
-        return ERR_INVAL;
-    char sql[64];
-    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s", table);
-    sqlite3 *db = reader_take(s);
-    if (db == NULL)
-        return ERR_IO;
-    sqlite3_stmt *st = NULL;
-    int64_t n = ERR_IO;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
+    int64_t n;
+    sqlite3_stmt *st = stmt_get(c, (enum stmt_id)(ST_COUNT_FIRST + (int)table));
+    if (st != NULL && step(c, st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
     else
-        fail(db, sql);
-    sqlite3_finalize(st);
-    reader_give(s, db);
+        n = fail(c, "count");
+    stmt_done(st);
+    reader_give(ss, c);
     return n;
 }
+
+static const struct store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = sql_close,
+    .ping = sql_ping,
+    .put_transactions = sql_put_transactions,
+    .put_exceptions = sql_put_exceptions,
+    .put_decisions = sql_put_decisions,
+    .put_audit = sql_put_audit,
+    .put_deadletters = sql_put_deadletters,
+    .get_decision = sql_get_decision,
+    .get_exception = sql_get_exception,
+    .list_decisions = sql_list_decisions,
+    .list_exceptions = sql_list_exceptions,
+    .list_deadletters = sql_list_deadletters,
+    .account_history = sql_account_history,
+    .count = sql_count,
+};

@@ -1,176 +1,899 @@
-/* Store contract (store.h) on a fresh SQLite file: idempotent puts, first decision wins, gets,
- * stable newest-first paging while rows are inserted, filters, malformed cursors, dead-letter
- * trimming, history statistics, counts, extreme ids, and concurrent writers and readers. */
+/* Store contract suite. The contract tests use only the public store.h, so the same table can
+ * run against any backend: each one gets a fresh, empty store (here a SQLite file in its own
+ * temporary directory) and asserts what store.h promises: idempotent puts, first decision wins,
+ * gets, newest-first paging that stays stable while rows are inserted, filters, strict cursors,
+ * dead-letter trimming and rendering, exact history statistics, counts, transactionIds at both
+ * ends of the unsigned range, and concurrent writers and readers.
+ * After the table, a few SQLite-only checks: reopening, a file of the previous release, a newer
+ * schema refused, and the MongoDB URI refusal. The whole run is bounded by alarm(). */
 #include "store.h"
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <sqlite3.h>
+#include "clock.h"
 #include "err.h"
 #include "tap.h"
 
-static struct store *st;
+#define TEST_TIME_LIMIT_S 25  /* alarm: the whole executable, well under ctest's limit */
+#define CONCURRENCY_MS 1000   /* how long the concurrent threads run */
+#define MS_PER_DAY 86400000LL /* for the audit TTL case */
 
-static void put_decision(uint64_t txid, const char *acct, const char *action, int64_t ms,
-                         bool *inserted)
+/* ------------------------------------------------------------------------------------------ */
+/* Helpers                                                                                      */
+
+/* A decision/exception document carrying its id (digit string above INT64_MAX, as on the wire),
+ * time and kind, so lists can be checked from the items alone. */
+static void make_doc(char *out, size_t len, uint64_t txid, int64_t ms, const char *kind)
 {
-    char doc[128];
-    if (txid > INT64_MAX) /* JSON integers stop at int64: larger ids travel as digit strings */
-        snprintf(doc, sizeof doc, "{\"transaction_id\":\"%llu\",\"action\":\"%s\"}",
-                 (unsigned long long)txid, action);
+    if (txid > (uint64_t)INT64_MAX)
+        snprintf(out, len,
+                 "{\"transaction_id\":\"%" PRIu64 "\",\"ms\":%" PRId64 ",\"kind\":\"%s\"}", txid,
+                 ms, kind);
     else
-        snprintf(doc, sizeof doc, "{\"transaction_id\":%llu,\"action\":\"%s\"}",
-                 (unsigned long long)txid, action);
+        snprintf(out, len, "{\"transaction_id\":%" PRIu64 ",\"ms\":%" PRId64 ",\"kind\":\"%s\"}",
+                 txid, ms, kind);
+}
+
+static uint64_t doc_txid(const json_t *doc)
+{
+    const json_t *v = json_object_get(doc, "transaction_id");
+    if (json_is_integer(v))
+        return (uint64_t)json_integer_value(v);
+    return json_is_string(v) ? strtoull(json_string_value(v), NULL, 10) : UINT64_MAX - 12345;
+}
+
+static int64_t doc_ms(const json_t *doc)
+{
+    return json_integer_value(json_object_get(doc, "ms"));
+}
+
+static int put_dec(struct store *s, uint64_t txid, const char *acct, const char *action, int64_t ms,
+                   bool *inserted)
+{
+    char doc[160];
+    make_doc(doc, sizeof doc, txid, ms, action);
     struct store_decision d = {txid, acct, action, ms, doc};
-    store_put_decisions(st, &d, 1, inserted);
+    return store_put_decisions(s, &d, 1, inserted);
 }
 
-static void *writer(void *arg)
+static int put_exc(struct store *s, uint64_t txid, const char *acct, const char *prio, int64_t ms)
 {
-    uintptr_t base = (uintptr_t)arg * 1000000;
-    for (uintptr_t i = 0; i < 500; i++) {
-        struct store_txn t = {base + i, "W", 1.0, 1, "{}"};
-        store_put_transactions(st, &t, 1);
+    char doc[160];
+    make_doc(doc, sizeof doc, txid, ms, prio);
+    struct store_exception e = {txid, acct, prio, 0.5, 3.25, ms, doc};
+    return store_put_exceptions(s, &e, 1);
+}
+
+typedef int (*list_fn)(struct store *, const struct store_query *, json_t **,
+                       char[STORE_CURSOR_MAX]);
+
+/* Follows next_cursor from the first page to the last, appending every item to *all (a new
+ * array). Returns the number of pages, or -1 on an error or a page over the limit. */
+static int list_all(struct store *s, list_fn fn, struct store_query q, json_t **all)
+{
+    char cur[STORE_CURSOR_MAX] = "", next[STORE_CURSOR_MAX];
+    int pages = 0;
+    *all = json_array();
+    do {
+        json_t *items = NULL;
+        q.cursor = cur[0] ? cur : NULL;
+        if (fn(s, &q, &items, next) != 0 || json_array_size(items) > (size_t)q.limit) {
+            json_decref(items);
+            return -1;
+        }
+        json_array_extend(*all, items);
+        json_decref(items);
+        memcpy(cur, next, sizeof cur);
+        pages++;
+    } while (cur[0] && pages < 10000);
+    return pages;
+}
+
+static void diag_cursor(const char *cursor)
+{
+    printf("# cursor \"%s\" was not refused\n", cursor);
+}
+
+static void mkdir_ok(const char *path)
+{
+    if (mkdir(path, 0700) != 0)
+        printf("# cannot create %s\n", path);
+}
+
+/* True when items are strictly newest first by (ms desc, txid desc). */
+static bool strictly_newest_first(const json_t *items)
+{
+    for (size_t i = 1; i < json_array_size(items); i++) {
+        const json_t *a = json_array_get(items, i - 1), *b = json_array_get(items, i);
+        if (doc_ms(a) < doc_ms(b) || (doc_ms(a) == doc_ms(b) && doc_txid(a) <= doc_txid(b)))
+            return false;
     }
-    return NULL;
+    return true;
 }
 
-static void *reader(void *arg)
+/* ------------------------------------------------------------------------------------------ */
+/* Contract tests                                                                               */
+
+static void t_ping_and_name(struct store *s)
 {
-    (void)arg;
-    for (int i = 0; i < 200; i++) {
-        struct store_history h;
-        store_account_history(st, "W", 100, &h);
+    is_int(store_ping(s), 0, "ping answers");
+    const char *name = store_backend_name(s);
+    ok(name && (strcmp(name, "sqlite") == 0 || strcmp(name, "mongodb") == 0), "backend name %s",
+       name ? name : "(null)");
+    for (int t = 0; t < 5; t++) {
+        static const char *const tables[] = {"transactions", "exceptions", "decisions",
+                                             "tool_audit", "dead_letters"};
+        is_int(store_count(s, tables[t]), 0, "a fresh store has no %s", tables[t]);
     }
-    return NULL;
 }
 
-int main(void)
+static void t_empty_and_invalid(struct store *s)
 {
-    char dir[] = "/tmp/aetheris-store-XXXXXX", err[256];
-    if (mkdtemp(dir) == NULL)
-        return 1;
-    struct config cfg;
-    config_defaults(&cfg);
-    snprintf(cfg.sqlite_path, sizeof cfg.sqlite_path, "%s/sub/a.db", dir);
-    st = store_open(&cfg, err, sizeof err);
-    ok(st != NULL, "store opens, creating its directory (%s)", st ? "" : err);
-    is_int(store_ping(st), 0, "ping");
+    is_int(store_put_transactions(s, NULL, 0), 0, "an empty put writes nothing and succeeds");
+    is_int(store_put_decisions(s, NULL, 0, NULL), 0, "an empty decision put succeeds");
+    struct store_txn bad = {1, NULL, 1.0, 1, "{}"};
+    is_int(store_put_transactions(s, &bad, 1), ERR_INVAL, "a row without account is refused");
+    struct store_decision badd = {1, "A", "BLOCK", 1, NULL};
+    is_int(store_put_decisions(s, &badd, 1, NULL), ERR_INVAL, "a row without doc is refused");
+    is_int(store_count(s, "transactions") + store_count(s, "decisions"), 0, "nothing written");
+    struct store_deadletter dl = {"mqtt", "x", 1, "p", 1};
+    is_int(store_put_deadletters(s, &dl, 1, -1), ERR_INVAL, "negative keep refused");
+    struct store_history h;
+    is_int(store_account_history(s, "A", 0, &h), ERR_INVAL, "max_rows 0 refused");
+    is_int(store_account_history(s, NULL, 10, &h), ERR_INVAL, "NULL account refused");
+    json_t *items = json_true();
+    char next[STORE_CURSOR_MAX] = "x";
+    struct store_query q = {.limit = 0};
+    is_int(store_list_decisions(s, &q, &items, next), ERR_INVAL, "limit 0 refused");
+    ok(items == NULL && next[0] == '\0', "a failed list leaves no items and no cursor");
+}
 
+static void t_transactions_idempotent(struct store *s)
+{
     struct store_txn t[3] = {{1, "A", 10, 100, "{\"n\":1}"},
                              {2, "A", 20, 200, "{\"n\":2}"},
                              {3, "B", 99, 300, "{\"n\":3}"}};
-    is_int(store_put_transactions(st, t, 3), 0, "put transactions");
-    t[0].json = "{\"n\":\"changed\"}";
-    is_int(store_put_transactions(st, t, 1), 0, "put again (idempotent)");
-    is_int(store_count(st, "transactions"), 3, "no duplicate rows");
+    is_int(store_put_transactions(s, t, 3), 0, "put 3 transactions");
+    struct store_txn again[2] = {{1, "A", 1000, 999, "{\"n\":\"changed\"}"},
+                                 {4, "A", 30, 50, "{\"n\":4}"}};
+    is_int(store_put_transactions(s, again, 2), 0, "put a known and a new one");
+    is_int(store_count(s, "transactions"), 4, "the known one is not duplicated");
     struct store_history h;
-    is_int(store_account_history(st, "A", 100, &h), 0, "history");
-    ok(h.count == 2 && h.mean == 15 && h.max == 20, "history statistics exact");
-    store_account_history(st, "A", 1, &h);
-    ok(h.count == 1 && h.mean == 20, "history limited to the newest rows");
-    store_account_history(st, "nobody", 100, &h);
-    ok(h.count == 0 && h.mean == 0, "no history");
+    is_int(store_account_history(s, "A", 100, &h), 0, "history");
+    ok(h.count == 3 && h.mean == 20 && h.max == 30,
+       "the first version of a row is kept (%" PRId64 " rows, mean %g, max %g)", h.count, h.mean,
+       h.max);
+}
 
-    bool ins = false;
-    put_decision(7, "A", "BLOCK", 1000, &ins);
-    ok(ins, "first decision inserted");
-    put_decision(7, "A", "APPROVE", 2000, &ins);
-    ok(!ins, "second decision for the same transaction refused");
+static void t_exceptions_put_get(struct store *s)
+{
+    const char *doc = "{\"transactionId\":42,\"accountOrigin\":\"A\",\"suspicion\":0.91,"
+                      "\"nested\":{\"k\":[1,2,\"\\u00e9\"]}}";
+    struct store_exception e = {42, "A", "immediate", 0.91, 4.5, 1000, doc};
+    is_int(store_put_exceptions(s, &e, 1), 0, "put exception");
+    e.json = "{\"other\":true}";
+    is_int(store_put_exceptions(s, &e, 1), 0, "put the same transactionId again");
+    is_int(store_count(s, "exceptions"), 1, "one row");
+    json_t *got = NULL, *want = json_loads(doc, 0, NULL);
+    is_int(store_get_exception(s, 42, &got), 0, "get exception");
+    ok(json_equal(got, want), "the first stored document comes back, nothing added");
+    json_decref(got);
+    got = json_true();
+    is_int(store_get_exception(s, 43, &got), ERR_NOTFOUND, "absent exception is NOTFOUND");
+    ok(got == NULL, "and leaves no document");
+    is_int(store_get_decision(s, 42, &got), ERR_NOTFOUND, "an exception is not a decision");
+    json_decref(want);
+}
+
+static void t_decisions_first_wins(struct store *s)
+{
+    char d7[96], d8[96], d7b[96], d8b[96], d9[96];
+    make_doc(d7, sizeof d7, 7, 1, "BLOCK");
+    make_doc(d8, sizeof d8, 8, 1, "APPROVE");
+    make_doc(d7b, sizeof d7b, 7, 2, "APPROVE");
+    struct store_decision b1[3] = {
+        {7, "A", "BLOCK", 1, d7}, {8, "A", "APPROVE", 1, d8}, {7, "A", "APPROVE", 2, d7b}};
+    bool ins[3] = {false, false, true};
+    is_int(store_put_decisions(s, b1, 3, ins), 0, "put a batch with a repeated transactionId");
+    ok(ins[0] && ins[1] && !ins[2], "inserted flags: new, new, repeated (%d %d %d)", ins[0], ins[1],
+       ins[2]);
+    make_doc(d8b, sizeof d8b, 8, 3, "REVIEW");
+    make_doc(d9, sizeof d9, 9, 3, "BLOCK");
+    struct store_decision b2[2] = {{8, "A", "REVIEW", 3, d8b}, {9, "B", "BLOCK", 3, d9}};
+    is_int(store_put_decisions(s, b2, 2, ins), 0, "second batch");
+    ok(!ins[0] && ins[1], "a decision already stored is reported as not inserted");
+    is_int(put_dec(s, 9, "B", "APPROVE", 4, NULL), 0, "inserted may be NULL");
+    is_int(store_count(s, "decisions"), 3, "three decisions");
+    static const struct {
+        uint64_t txid;
+        const char *action;
+    } want[] = {{7, "BLOCK"}, {8, "APPROVE"}, {9, "BLOCK"}};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *doc = NULL;
+        int rv = store_get_decision(s, want[i].txid, &doc);
+        const char *kind = json_string_value(json_object_get(doc, "kind"));
+        ok(rv == 0 && kind && strcmp(kind, want[i].action) == 0,
+           "decision %" PRIu64 " keeps its first action %s", want[i].txid, want[i].action);
+        json_decref(doc);
+    }
     json_t *doc = NULL;
-    is_int(store_get_decision(st, 7, &doc), 0, "get decision");
-    ok(strcmp(json_string_value(json_object_get(doc, "action")), "BLOCK") == 0,
-       "first decision wins");
-    json_decref(doc);
-    is_int(store_get_decision(st, 8, &doc), ERR_NOTFOUND, "absent decision is NOTFOUND");
-    put_decision(UINT64_MAX, "Z", "REVIEW", 5, &ins);
-    is_int(store_get_decision(st, UINT64_MAX, &doc), 0, "UINT64_MAX transaction id round-trips");
-    json_decref(doc);
+    is_int(store_get_decision(s, 10, &doc), ERR_NOTFOUND, "absent decision is NOTFOUND");
+}
 
-    for (uint64_t i = 100; i < 350; i++)
-        put_decision(i, i % 2 ? "odd" : "even", i % 3 ? "APPROVE" : "BLOCK",
-                     10000 + (int64_t)(i / 2), NULL);
-    /* Page through, inserting newer rows between pages: every old row exactly once. */
-    char next[STORE_CURSOR_MAX] = "";
-    int seen[400] = {0}, pages = 0, total = 0;
+static void t_extreme_txids(struct store *s)
+{
+    static const uint64_t ids[] = {
+        0, 1, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1, UINT64_MAX - 1, UINT64_MAX};
+    const size_t n = sizeof ids / sizeof ids[0];
+    int rv = 0;
+    for (size_t i = 0; i < n; i++)
+        rv |= put_dec(s, ids[i], "X", "REVIEW", 5000, NULL) | put_exc(s, ids[i], "X", "batch", 7);
+    rv |= put_dec(s, 2, "X", "REVIEW", 6000, NULL) |
+          put_dec(s, UINT64_MAX - 2, "X", "REVIEW", 4000, NULL);
+    is_int(rv, 0, "decisions and exceptions at 0, 1, 2^63-1, 2^63, 2^64-2, 2^64-1");
+    bool ins = true;
+    put_dec(s, UINT64_MAX, "X", "BLOCK", 7000, &ins);
+    ok(!ins, "UINT64_MAX is idempotent too");
+    int good = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = NULL, *e = NULL;
+        if (store_get_decision(s, ids[i], &d) == 0 && store_get_exception(s, ids[i], &e) == 0 &&
+            doc_txid(d) == ids[i] && doc_txid(e) == ids[i])
+            good++;
+        json_decref(d);
+        json_decref(e);
+    }
+    is_int(good, (int)n, "every id round-trips through get");
+    /* Within one millisecond the tie-break is the backend's key order; what the contract needs
+     * is one total order: every row once, and the same sequence whatever the page size. */
+    json_t *one = NULL, *big = NULL;
+    struct store_query q = {.limit = 1};
+    int pages = list_all(s, store_list_decisions, q, &one);
+    q.limit = 100;
+    list_all(s, store_list_decisions, q, &big);
+    int found = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < json_array_size(one); k++)
+            found += doc_txid(json_array_get(one, k)) == ids[i];
+    ok(pages == (int)n + 2 && found == (int)n && json_equal(one, big),
+       "pages of 1 and of 100 give the same %d rows, each id once", pages);
+    ok(doc_txid(json_array_get(one, 0)) == 2 &&
+           doc_txid(json_array_get(one, n + 1)) == UINT64_MAX - 2,
+       "time decides before the id: newest first");
+    json_decref(one);
+    json_decref(big);
+    q.limit = 1;
+    pages = list_all(s, store_list_exceptions, q, &one);
+    ok(pages == (int)n && json_array_size(one) == n, "exceptions page through every id too");
+    json_decref(one);
+    struct store_txn t[2] = {{UINT64_MAX, "X", 4, 1, "{}"}, {0, "X", 2, 1, "{}"}};
+    struct store_history h;
+    store_put_transactions(s, t, 2);
+    ok(store_account_history(s, "X", 10, &h) == 0 && h.count == 2 && h.mean == 3 && h.max == 4,
+       "transactions at 0 and UINT64_MAX are both stored");
+}
+
+/* 250 decisions, pages of 100; before each next page a newer row (must never show up) and an
+ * older row (lies after the cursor: must show up exactly once) are inserted. */
+static void t_paging_stable(struct store *s)
+{
+    const int64_t base = 1700000000000;
+    int rv = 0;
+    for (uint64_t i = 0; i < 250; i++) /* three rows per millisecond: ties broken by txid */
+        rv |=
+            put_dec(s, 1000 + i, i % 2 ? "odd" : "even", "APPROVE", base + (int64_t)(i / 3), NULL);
+    is_int(rv, 0, "250 decisions");
+    char cur[STORE_CURSOR_MAX] = "", next[STORE_CURSOR_MAX];
+    int seen[250] = {0}, newer_seen = 0, older_seen = 0, pages = 0, sizes[8] = {0};
+    json_t *all = json_array();
     struct store_query q = {.limit = 100};
     do {
         json_t *items = NULL;
-        q.cursor = next[0] ? next : NULL;
-        char cur[STORE_CURSOR_MAX];
-        snprintf(cur, sizeof cur, "%s", next);
         q.cursor = cur[0] ? cur : NULL;
-        if (store_list_decisions(st, &q, &items, next) != 0)
+        if (store_list_decisions(s, &q, &items, next) != 0)
             break;
         size_t i;
         json_t *it;
         json_array_foreach(items, i, it)
         {
-            json_int_t id = json_integer_value(json_object_get(it, "transaction_id"));
-            if (id >= 100 && id < 350)
-                seen[id]++;
-            total++;
+            uint64_t id = doc_txid(it);
+            if (id >= 1000 && id < 1250)
+                seen[id - 1000]++;
+            else if (id >= 5000 && id < 5100)
+                newer_seen++;
+            else if (id >= 6000 && id < 6100)
+                older_seen++;
         }
+        json_array_extend(all, items);
+        sizes[pages < 8 ? pages : 7] = (int)json_array_size(items);
         json_decref(items);
-        put_decision(1000 + (uint64_t)pages, "late", "REVIEW", 99999, NULL);
+        rv |= put_dec(s, 5000 + (uint64_t)pages, "late", "BLOCK", base + 100000, NULL);
+        rv |= put_dec(s, 6000 + (uint64_t)pages, "early", "BLOCK", base - 100000, NULL);
+        memcpy(cur, next, sizeof cur);
         pages++;
-    } while (next[0] && pages < 20);
+    } while (cur[0] && pages < 8);
     int once = 0;
-    for (int i = 100; i < 350; i++)
+    for (int i = 0; i < 250; i++)
         once += seen[i] == 1;
-    is_int(once, 250, "paging while inserting: all 250 rows exactly once (%d pages)", pages);
+    is_int(once, 250, "every row exactly once across pages while rows are inserted");
+    is_int(newer_seen, 0, "rows newer than the first page never appear in later pages");
+    /* older rows were inserted before pages 2 and 3 (and after the last one) */
+    is_int(older_seen, 2, "rows older than the cursor appear, once each");
+    ok(pages == 3 && sizes[0] == 100 && sizes[1] == 100 && sizes[2] == 52,
+       "pages of 100, 100, 52 and then no cursor (%d pages: %d, %d, %d)", pages, sizes[0], sizes[1],
+       sizes[2]);
+    ok(strictly_newest_first(all), "strictly newest first by (time, txid) across pages");
+    json_decref(all);
+}
 
+static void t_page_boundary(struct store *s)
+{
+    for (uint64_t i = 0; i < 200; i++)
+        put_dec(s, i + 1, "A", "BLOCK", 1000 + (int64_t)i, NULL);
+    char next[STORE_CURSOR_MAX];
     json_t *items = NULL;
-    q = (struct store_query){.account = "odd", .kind = "BLOCK", .limit = 500};
-    store_list_decisions(st, &q, &items, next);
-    size_t i;
-    json_t *it;
-    int good = 1;
-    json_array_foreach(items, i, it)
-    {
-        json_int_t id = json_integer_value(json_object_get(it, "transaction_id"));
-        good &= id % 2 == 1 && id % 3 == 0;
+    struct store_query q = {.limit = 100};
+    is_int(store_list_decisions(s, &q, &items, next), 0, "first page");
+    ok(next[0] != '\0', "a cursor while rows remain");
+    char cur[STORE_CURSOR_MAX];
+    memcpy(cur, next, sizeof cur);
+    json_decref(items);
+    q.cursor = cur;
+    is_int(store_list_decisions(s, &q, &items, next), 0, "second page");
+    ok(json_array_size(items) == 100 && next[0] == '\0',
+       "exactly limit rows left: a full page and no cursor");
+    json_decref(items);
+    q = (struct store_query){.limit = 5};
+    store_list_exceptions(s, &q, &items, next);
+    ok(json_array_size(items) == 0 && next[0] == '\0', "an empty list: no items, no cursor");
+    json_decref(items);
+}
+
+static void t_filters(struct store *s)
+{
+    static const char *const actions[] = {"APPROVE", "REVIEW", "BLOCK"};
+    int rv = 0;
+    for (uint64_t i = 0; i < 120; i++) {
+        const char *acct = i % 2 ? "odd" : "even";
+        rv |= put_dec(s, 100 + i, acct, actions[i % 3], 10000 + (int64_t)i, NULL);
+        rv |= put_exc(s, 100 + i, acct, i % 4 ? "batch" : "immediate", 20000 + (int64_t)i);
     }
-    ok(good && json_array_size(items) == 41 && next[0] == '\0',
-       "account + action filters (%zu rows)", json_array_size(items));
-    json_decref(items);
-    q = (struct store_query){.since_ms = 10100, .until_ms = 10110, .limit = 500};
-    store_list_decisions(st, &q, &items, next);
-    is_int(json_array_size(items), 20, "since inclusive, until exclusive");
-    json_decref(items);
-    q = (struct store_query){.cursor = "12.x", .limit = 5};
-    is_int(store_list_decisions(st, &q, &items, next), ERR_INVAL, "malformed cursor rejected");
-    q.cursor = "12";
-    is_int(store_list_decisions(st, &q, &items, next), ERR_INVAL, "cursor without txid rejected");
+    is_int(rv, 0, "120 decisions and exceptions");
+    struct {
+        struct store_query q;
+        bool (*keep)(uint64_t i);
+        const char *what;
+    } cases[] = {
+        {{.account = "odd"}, NULL, "account"},
+        {{.kind = "BLOCK"}, NULL, "action"},
+        {{.account = "even", .kind = "REVIEW"}, NULL, "account and action"},
+        {{.since_ms = 10030}, NULL, "since (inclusive)"},
+        {{.until_ms = 10030}, NULL, "until (exclusive)"},
+        {{.since_ms = 10010, .until_ms = 10050, .account = "odd", .kind = "APPROVE"},
+         NULL,
+         "all four"},
+        {{.account = "nobody"}, NULL, "an unknown account"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const struct store_query *f = &cases[c].q;
+        int want = 0;
+        for (uint64_t i = 0; i < 120; i++) {
+            int64_t ms = 10000 + (int64_t)i;
+            want += (!f->account || strcmp(f->account, i % 2 ? "odd" : "even") == 0) &&
+                    (!f->kind || strcmp(f->kind, actions[i % 3]) == 0) &&
+                    (!f->since_ms || ms >= f->since_ms) && (!f->until_ms || ms < f->until_ms);
+        }
+        struct store_query q = *f;
+        q.limit = 7;
+        json_t *all = NULL;
+        int pages = list_all(s, store_list_decisions, q, &all);
+        bool match = pages > 0 && (int)json_array_size(all) == want && strictly_newest_first(all);
+        size_t i;
+        json_t *it;
+        json_array_foreach(all, i, it)
+        {
+            uint64_t k = doc_txid(it) - 100;
+            int64_t ms = doc_ms(it);
+            match = match && (!f->account || strcmp(f->account, k % 2 ? "odd" : "even") == 0) &&
+                    (!f->kind || strcmp(f->kind, actions[k % 3]) == 0) &&
+                    (!f->since_ms || ms >= f->since_ms) && (!f->until_ms || ms < f->until_ms);
+        }
+        ok(match, "decisions filtered by %s: %zu rows, want %d", cases[c].what,
+           json_array_size(all), want);
+        json_decref(all);
+    }
+    json_t *all = NULL;
+    struct store_query q = {.kind = "immediate", .account = "even", .limit = 4};
+    list_all(s, store_list_exceptions, q, &all);
+    bool match = json_array_size(all) == 30 && strictly_newest_first(all);
+    for (size_t i = 0; match && i < json_array_size(all); i++)
+        match = (doc_txid(json_array_get(all, i)) - 100) % 4 == 0;
+    ok(match, "exceptions filtered by priority and account (%zu rows)", json_array_size(all));
+    json_decref(all);
+}
 
-    struct store_deadletter dl = {"mqtt", "bad_json", 1, "\xff{x", 3};
-    for (int k = 0; k < 30; k++)
-        store_put_deadletters(st, &dl, 1, 10);
-    is_int(store_count(st, "dead_letters"), 10, "dead letters trimmed to keep");
-    q = (struct store_query){.limit = 100};
-    store_list_deadletters(st, &q, &items, next);
-    const char *payload = json_string_value(json_object_get(json_array_get(items, 0), "payload"));
-    ok(payload && strcmp(payload, "\xEF\xBF\xBD{x") == 0, "invalid UTF-8 shown as U+FFFD");
+static void t_malformed_cursors(struct store *s)
+{
+    put_dec(s, 5, "A", "BLOCK", 100, NULL);
+    struct store_deadletter dl = {"mqtt", "bad_json", 1, "x", 1};
+    store_put_deadletters(s, &dl, 1, 10);
+    static const char *const bad[] = {
+        "12",
+        "12.",
+        ".5",
+        "a.b",
+        "12.x",
+        " 12.5",
+        "12.5 ",
+        "+12.5",
+        "12.+5",
+        "12.-5",
+        "012.5",
+        "12.05",
+        "-0.5",
+        "--1.5",
+        "1.2.3",
+        "1e3.4",
+        "0x10.1",
+        "12,5",
+        "12.5\n",
+        "12..5",
+        "-9223372036854775809.1",
+        "9223372036854775808.1",
+        "1.18446744073709551616",
+        "1.99999999999999999999999",
+        "12.5;DROP TABLE decisions",
+    };
+    int refused = 0, clean = 0;
+    const size_t nbad = sizeof bad / sizeof bad[0];
+    for (size_t i = 0; i < nbad; i++) {
+        struct store_query q = {.cursor = bad[i], .limit = 5};
+        json_t *items = json_true(), *items2 = json_true();
+        char next[STORE_CURSOR_MAX] = "x", next2[STORE_CURSOR_MAX] = "x";
+        if (store_list_decisions(s, &q, &items, next) == ERR_INVAL &&
+            store_list_exceptions(s, &q, &items2, next2) == ERR_INVAL)
+            refused++;
+        else
+            diag_cursor(bad[i]);
+        clean += items == NULL && items2 == NULL && next[0] == '\0' && next2[0] == '\0';
+    }
+    is_int(refused, (int)nbad, "every malformed cursor is ERR_INVAL");
+    is_int(clean, (int)nbad, "and leaves no items and no cursor");
+    char longc[200];
+    memset(longc, '1', sizeof longc - 1);
+    longc[sizeof longc - 1] = '\0';
+    longc[5] = '.';
+    struct store_query q = {.cursor = longc, .limit = 5};
+    json_t *items = NULL;
+    char next[STORE_CURSOR_MAX];
+    is_int(store_list_decisions(s, &q, &items, next), ERR_INVAL, "an over-long cursor");
+    static const char *const bad_dl[] = {"x",  "-1", "1.2", "01",
+                                         " 1", "1 ", "+1",  "18446744073709551616"};
+    refused = 0;
+    for (size_t i = 0; i < sizeof bad_dl / sizeof bad_dl[0]; i++) {
+        q = (struct store_query){.cursor = bad_dl[i], .limit = 5};
+        if (store_list_deadletters(s, &q, &items, next) == ERR_INVAL)
+            refused++;
+        else
+            json_decref(items);
+    }
+    is_int(refused, (int)(sizeof bad_dl / sizeof bad_dl[0]), "malformed dead-letter cursors");
+    static const char *const good[] = {"", "0.0", "-5.3", "101.0",
+                                       "9223372036854775807.18446744073709551615"};
+    int accepted = 0;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        q = (struct store_query){.cursor = good[i], .limit = 5};
+        if (store_list_decisions(s, &q, &items, next) == 0) {
+            accepted++;
+            json_decref(items);
+        }
+    }
+    is_int(accepted, 5, "well-formed cursors (and \"\" for the first page) are accepted");
+    q = (struct store_query){.cursor = "101.0", .limit = 5};
+    store_list_decisions(s, &q, &items, next);
+    is_int(json_array_size(items), 1, "a cursor past the newest row starts from the newest");
     json_decref(items);
-    is_int(store_count(st, "nope"), ERR_INVAL, "unknown table rejected");
+}
 
-    pthread_t th[6];
-    for (uintptr_t k = 0; k < 4; k++)
-        pthread_create(&th[k], NULL, writer, (void *)(k + 1));
-    for (int k = 4; k < 6; k++)
-        pthread_create(&th[k], NULL, reader, NULL);
-    for (int k = 0; k < 6; k++)
+static void t_deadletters(struct store *s)
+{
+    int rv = 0;
+    for (int k = 0; k < 30; k++) {
+        char reason[16];
+        snprintf(reason, sizeof reason, "r%d", k);
+        struct store_deadletter dl = {"mqtt", reason, 1000 + k, "p", 1};
+        rv |= store_put_deadletters(s, &dl, 1, 10);
+    }
+    is_int(rv, 0, "30 single dead letters");
+    is_int(store_count(s, "dead_letters"), 10, "trimmed to keep = 10");
+    struct store_deadletter batch[25];
+    char reasons[25][16];
+    for (int k = 0; k < 25; k++) {
+        snprintf(reasons[k], sizeof reasons[k], "b%d", k);
+        batch[k] = (struct store_deadletter){"http", reasons[k], 2000 + k, "q", 1};
+    }
+    is_int(store_put_deadletters(s, batch, 25, 10), 0, "a batch of 25");
+    is_int(store_count(s, "dead_letters"), 10, "trimmed to keep = 10 again");
+    json_t *all = NULL;
+    struct store_query q = {.limit = 3};
+    int pages = list_all(s, store_list_deadletters, q, &all);
+    bool good = pages == 4 && json_array_size(all) == 10;
+    for (size_t i = 0; good && i < 10; i++) {
+        const json_t *it = json_array_get(all, i);
+        char want[16];
+        snprintf(want, sizeof want, "b%zu", 24 - i);
+        good =
+            strcmp(json_string_value(json_object_get(it, "reason")), want) == 0 &&
+            json_integer_value(json_object_get(it, "ts_ms")) == 2024 - (json_int_t)i &&
+            strcmp(json_string_value(json_object_get(it, "source")), "http") == 0 &&
+            strcmp(json_string_value(json_object_get(it, "payload")), "q") == 0 &&
+            (i == 0 || json_integer_value(json_object_get(it, "id")) <
+                           json_integer_value(json_object_get(json_array_get(all, i - 1), "id")));
+    }
+    ok(good, "the newest 10 kept, newest first, paged 3 at a time (%d pages)", pages);
+    json_decref(all);
+
+    static const struct {
+        const char *in;
+        size_t len;
+        const char *out;
+    } payloads[] = {
+        {"h\xc3\xa9llo \xf0\x9f\x98\x80", 11, "h\xc3\xa9llo \xf0\x9f\x98\x80"},
+        {"\xff{x", 3, "\xef\xbf\xbd{x"},
+        {"a\0b", 3,
+         "a\xef\xbf\xbd"
+         "b"},
+        {"\xc0\x80", 2, "\xef\xbf\xbd\xef\xbf\xbd"},                 /* overlong NUL */
+        {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* surrogate */
+        {"ok\xe2\x82", 4, "ok\xef\xbf\xbd\xef\xbf\xbd"},             /* truncated */
+        {"\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* > 10FFFF */
+        {"", 0, ""},
+    };
+    const size_t np = sizeof payloads / sizeof payloads[0];
+    struct store_deadletter dls[8];
+    for (size_t i = 0; i < np; i++)
+        dls[i] = (struct store_deadletter){"mqtt", "bad", 1, payloads[i].in, payloads[i].len};
+    is_int(store_put_deadletters(s, dls, np, 100), 0, "payloads of every kind");
+    q = (struct store_query){.limit = (int)np};
+    json_t *items = NULL;
+    char next[STORE_CURSOR_MAX];
+    store_list_deadletters(s, &q, &items, next);
+    int shown = 0;
+    for (size_t i = 0; i < np; i++) {
+        const json_t *it = json_array_get(items, np - 1 - i);
+        const char *p = json_string_value(json_object_get(it, "payload"));
+        if (p && strcmp(p, payloads[i].out) == 0 && json_object_size(it) == 5)
+            shown++;
+        else
+            printf("# payload %zu shown as \"%s\"\n", i, p ? p : "(null)");
+    }
+    is_int(shown, (int)np, "payloads: UTF-8 kept, each bad byte and NUL shown as U+FFFD");
+    ok(next[0] != '\0', "older dead letters remain after this page");
+    json_decref(items);
+    is_int(store_put_deadletters(s, dls, 1, 0), 0, "keep = 0");
+    is_int(store_count(s, "dead_letters"), 0, "keeps nothing");
+}
+
+static void t_history(struct store *s)
+{
+    struct store_txn t[6] = {
+        {1, "H", 10, 400, "{}"},   {2, "H", 20, 100, "{}"},      {3, "H", 30, 300, "{}"},
+        {4, "H", 45.5, 200, "{}"}, {5, "other", 1e6, 500, "{}"}, {6, "H2", 7, 300, "{}"},
+    };
+    is_int(store_put_transactions(s, t, 6), 0, "transactions of three accounts");
+    struct store_history h;
+    is_int(store_account_history(s, "H", 100, &h), 0, "history of H");
+    ok(h.count == 4 && h.mean == 26.375 && h.max == 45.5,
+       "all rows: count 4, mean 26.375, max "
+       "45.5 (%" PRId64 ", %.17g, %.17g)",
+       h.count, h.mean, h.max);
+    store_account_history(s, "H", 2, &h);
+    ok(h.count == 2 && h.mean == 20 && h.max == 30,
+       "the newest 2 by ingestion time, not by txid: mean 20, max 30 (%" PRId64 ", %g, %g)",
+       h.count, h.mean, h.max);
+    store_account_history(s, "H", 1, &h);
+    ok(h.count == 1 && h.mean == 10 && h.max == 10, "the newest 1");
+    is_int(store_account_history(s, "nobody", 100, &h), 0, "history of an unknown account");
+    ok(h.count == 0 && h.mean == 0 && h.max == 0, "is all zero");
+}
+
+static void t_counts(struct store *s)
+{
+    struct store_txn t = {1, "A", 1, 1, "{}"};
+    struct store_audit a[2] = {{1, "A", "history_lookup", clock_wall_ms(), "{}"},
+                               {2, "A", "history_lookup", clock_wall_ms(), "{}"}};
+    struct store_deadletter dl = {"mqtt", "bad", 1, "x", 1};
+    store_put_transactions(s, &t, 1);
+    put_exc(s, 1, "A", "batch", 1);
+    put_exc(s, 2, "A", "batch", 1);
+    for (uint64_t i = 0; i < 3; i++)
+        put_dec(s, i, "A", "BLOCK", 1, NULL);
+    store_put_audit(s, a, 2);
+    store_put_audit(s, a, 2); /* tool calls are a log: not idempotent */
+    store_put_deadletters(s, &dl, 1, 10);
+    static const struct {
+        const char *table;
+        int64_t want;
+    } counts[] = {{"transactions", 1},       {"exceptions", 2},
+                  {"decisions", 3},          {"tool_audit", 4},
+                  {"dead_letters", 1},       {"nope", ERR_INVAL},
+                  {"", ERR_INVAL},           {"Decisions", ERR_INVAL},
+                  {"decisions;", ERR_INVAL}, {"sqlite_master", ERR_INVAL}};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        is_int(store_count(s, counts[i].table), counts[i].want, "count(\"%s\")", counts[i].table);
+}
+
+static void t_audit_ttl(struct store *s)
+{
+    int64_t now = clock_wall_ms();
+    struct store_audit a[2] = {{1, "A", "history_lookup", now - 31 * MS_PER_DAY, "{}"},
+                               {2, "A", "history_lookup", now, "{}"}};
+    is_int(store_put_audit(s, a, 2), 0, "put an expired and a fresh audit row");
+    if (strcmp(store_backend_name(s), "sqlite") != 0)
+        return; /* document stores expire asynchronously (TTL index) */
+    is_int(store_count(s, "tool_audit"), 1, "rows past audit_ttl_days (30) are deleted");
+    is_int(store_put_audit(s, a, 1), 0, "another expired row within the minute");
+    is_int(store_count(s, "tool_audit"), 2, "expiry runs at most once a minute");
+}
+
+/* Concurrency: 4 threads for CONCURRENCY_MS, each writing its own decisions and transactions,
+ * racing the others on shared transactionIds, and reading. Counts must come out exact and
+ * exactly one thread must win each shared id. */
+struct worker {
+    struct store *s;
+    int index;
+    int64_t deadline_ms;
+    int own, txns, shared_tried, shared_won, reads, errors;
+};
+
+static void *worker_run(void *arg)
+{
+    struct worker *w = arg;
+    for (int iter = 0; clock_mono_ms() < w->deadline_ms && iter < 100000; iter++) {
+        uint64_t own = ((uint64_t)(w->index + 1) << 32) | (uint64_t)iter;
+        bool won = false;
+        struct store_txn t = {own, "W", (double)(iter % 7), iter, "{}"};
+        if (put_dec(w->s, own, "W", "APPROVE", iter, NULL) != 0 ||
+            store_put_transactions(w->s, &t, 1) != 0 ||
+            put_dec(w->s, 1000000 + (uint64_t)iter, "S", "BLOCK", iter, &won) != 0) {
+            w->errors++;
+            continue;
+        }
+        w->own++;
+        w->txns++;
+        w->shared_tried = iter + 1;
+        w->shared_won += won;
+        json_t *doc = NULL, *items = NULL;
+        char next[STORE_CURSOR_MAX];
+        struct store_history h;
+        struct store_query q = {.limit = 20, .account = "W"};
+        if (store_get_decision(w->s, own, &doc) != 0 || doc_txid(doc) != own ||
+            store_list_decisions(w->s, &q, &items, next) != 0 ||
+            store_account_history(w->s, "W", 50, &h) != 0 || h.count < 1 ||
+            store_count(w->s, "decisions") < 1)
+            w->errors++;
+        else
+            w->reads++;
+        json_decref(doc);
+        json_decref(items);
+    }
+    return NULL;
+}
+
+static void t_concurrency(struct store *s)
+{
+    struct worker w[4];
+    pthread_t th[4];
+    int64_t deadline = clock_mono_ms() + CONCURRENCY_MS;
+    for (int k = 0; k < 4; k++) {
+        w[k] = (struct worker){.s = s, .index = k, .deadline_ms = deadline};
+        pthread_create(&th[k], NULL, worker_run, &w[k]);
+    }
+    int own = 0, txns = 0, won = 0, reads = 0, errors = 0, shared = 0;
+    for (int k = 0; k < 4; k++) {
         pthread_join(th[k], NULL);
-    is_int(store_count(st, "transactions"), 3 + 2000, "4 concurrent writers: every row stored");
-    store_free(st);
+        own += w[k].own;
+        txns += w[k].txns;
+        won += w[k].shared_won;
+        reads += w[k].reads;
+        errors += w[k].errors;
+        shared = w[k].shared_tried > shared ? w[k].shared_tried : shared;
+    }
+    is_int(errors, 0, "no call failed in 4 threads (%d writes, %d reads)", own, reads);
+    ok(own > 0 && reads > 0, "every kind of call ran");
+    is_int(store_count(s, "decisions"), own + shared, "decision count exact");
+    is_int(store_count(s, "transactions"), txns, "transaction count exact");
+    is_int(won, shared, "each contested transactionId was won by exactly one thread");
+}
 
-    cfg.mongodb_uri[0] = 'm';
-    cfg.mongodb_uri[1] = '\0';
-    ok(store_open(&cfg, err, sizeof err) == NULL && strstr(err, "MongoDB"),
-       "a MongoDB URI is refused clearly for now");
+/* More simultaneous readers than the backend keeps connections for: they must queue, not fail. */
+struct reader_arg {
+    struct store *s;
+    int errors;
+};
+
+static void *reader_run(void *arg)
+{
+    struct reader_arg *r = arg;
+    for (int i = 0; i < 200; i++)
+        if (store_ping(r->s) != 0 || store_count(r->s, "decisions") != 1)
+            r->errors++;
+    return NULL;
+}
+
+static void t_many_readers(struct store *s)
+{
+    put_dec(s, 1, "A", "BLOCK", 1, NULL);
+    struct reader_arg r[16];
+    pthread_t th[16];
+    for (int k = 0; k < 16; k++) {
+        r[k] = (struct reader_arg){s, 0};
+        pthread_create(&th[k], NULL, reader_run, &r[k]);
+    }
+    int errors = 0;
+    for (int k = 0; k < 16; k++) {
+        pthread_join(th[k], NULL);
+        errors += r[k].errors;
+    }
+    is_int(errors, 0, "16 simultaneous readers all served");
+}
+
+struct contract_test {
+    const char *name;
+    void (*run)(struct store *s);
+};
+
+static const struct contract_test contract[] = {
+    {"ping and name", t_ping_and_name},
+    {"empty and invalid arguments", t_empty_and_invalid},
+    {"transactions are idempotent", t_transactions_idempotent},
+    {"exceptions: put and get", t_exceptions_put_get},
+    {"decisions: first decision wins", t_decisions_first_wins},
+    {"transactionIds 0 .. UINT64_MAX", t_extreme_txids},
+    {"paging is stable under inserts", t_paging_stable},
+    {"page boundary", t_page_boundary},
+    {"filters", t_filters},
+    {"malformed cursors", t_malformed_cursors},
+    {"dead letters", t_deadletters},
+    {"account history", t_history},
+    {"counts", t_counts},
+    {"tool audit expiry", t_audit_ttl},
+    {"concurrent writers and readers", t_concurrency},
+    {"more readers than connections", t_many_readers},
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* SQLite-only checks and the driver                                                            */
+
+static char tmpdir[] = "/tmp/aetheris-store-XXXXXX";
+
+static struct store *open_at(const char *sub, char *err, size_t errlen)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    snprintf(cfg.sqlite_path, sizeof cfg.sqlite_path, "%s/%s/db/store.db", tmpdir, sub);
+    return store_open(&cfg, err, errlen);
+}
+
+/* A file as the previous release wrote it (ids by plain cast: UINT64_MAX is -1). */
+static int write_v1(const char *path, int user_version)
+{
+    static const char *const v1 =
+        "CREATE TABLE transactions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
+        " amount REAL NOT NULL, ingested_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
+        "CREATE INDEX transactions_account ON transactions(account, ingested_ms);"
+        "CREATE TABLE exceptions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
+        " priority TEXT NOT NULL, suspicion REAL, z REAL, detected_ms INTEGER NOT NULL,"
+        " doc TEXT NOT NULL);"
+        "CREATE INDEX exceptions_time ON exceptions(detected_ms, txid);"
+        "CREATE TABLE decisions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
+        " action TEXT NOT NULL, decided_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
+        "CREATE INDEX decisions_time ON decisions(decided_ms, txid);"
+        "CREATE INDEX decisions_account ON decisions(account, decided_ms);"
+        "CREATE TABLE tool_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, txid INTEGER,"
+        " account TEXT, tool TEXT NOT NULL, ts_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
+        "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " source TEXT NOT NULL, reason TEXT NOT NULL, ts_ms INTEGER NOT NULL, payload BLOB);"
+        "INSERT INTO decisions VALUES (-1, 'A', 'BLOCK', 50, '{\"transaction_id\":"
+        "\"18446744073709551615\",\"ms\":50}');"
+        "INSERT INTO decisions VALUES (5, 'A', 'APPROVE', 50, '{\"transaction_id\":5,\"ms\":50}');"
+        "INSERT INTO transactions VALUES (-1, 'A', 8, 1, '{}');"
+        "INSERT INTO exceptions VALUES (7, 'A', 'batch', 0.5, 3, 9, '{\"transaction_id\":7}');";
+    char sql[64];
+    sqlite3 *db = NULL;
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", user_version);
+    int rc = sqlite3_open(path, &db);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, v1, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc;
+}
+
+static void sqlite_only(void)
+{
+    char err[256] = "", path[600];
+    struct store *s = open_at("reopen", err, sizeof err);
+    ok(s != NULL, "open creates the missing directories (%s)", err);
+    put_dec(s, UINT64_MAX, "A", "BLOCK", 1, NULL);
+    store_free(s);
+    s = open_at("reopen", err, sizeof err);
+    json_t *doc = NULL;
+    ok(s && store_get_decision(s, UINT64_MAX, &doc) == 0 && doc_txid(doc) == UINT64_MAX,
+       "rows survive close and reopen");
+    json_decref(doc);
+    store_free(s);
+    store_free(NULL);
+
+    snprintf(path, sizeof path, "%s/v1", tmpdir);
+    mkdir_ok(path);
+    snprintf(path, sizeof path, "%s/v1/db", tmpdir);
+    mkdir_ok(path);
+    snprintf(path, sizeof path, "%s/v1/db/store.db", tmpdir);
+    is_int(write_v1(path, 1), SQLITE_OK, "a file of the previous release");
+    s = open_at("v1", err, sizeof err);
+    ok(s != NULL, "opens (%s)", err);
+    json_t *all = NULL;
+    struct store_query q = {.limit = 10};
+    int pages = s ? list_all(s, store_list_decisions, q, &all) : -1;
+    ok(pages == 1 && json_array_size(all) == 2 && doc_txid(json_array_get(all, 0)) == 5 &&
+           doc_txid(json_array_get(all, 1)) == UINT64_MAX,
+       "its ids read back, in SQLite's documented order (signed keys: 2^64-1 is newest)");
+    json_decref(all);
+    struct store_history h = {0, 0, 0};
+    ok(s && store_get_exception(s, 7, &doc) == 0 && store_account_history(s, "A", 5, &h) == 0 &&
+           h.count == 1 && h.max == 8,
+       "and its exceptions and transactions");
+    json_decref(doc);
+    store_free(s);
+    s = open_at("v1", err, sizeof err);
+    ok(s && store_count(s, "decisions") == 2, "and it reopens as is");
+    store_free(s);
+
+    snprintf(path, sizeof path, "%s/v9", tmpdir);
+    mkdir_ok(path);
+    snprintf(path, sizeof path, "%s/v9/db", tmpdir);
+    mkdir_ok(path);
+    snprintf(path, sizeof path, "%s/v9/db/store.db", tmpdir);
+    write_v1(path, 9);
+    ok(open_at("v9", err, sizeof err) == NULL && strstr(err, "schema version 9"),
+       "a newer schema is refused: %s", err);
+
+    struct config cfg;
+    config_defaults(&cfg);
+    snprintf(cfg.sqlite_path, sizeof cfg.sqlite_path, "%s/mongo.db", tmpdir);
+    snprintf(cfg.mongodb_uri, sizeof cfg.mongodb_uri, "mongodb://127.0.0.1:1/x");
+    ok(store_open(&cfg, err, sizeof err) == NULL &&
+           strstr(err, "MongoDB backend not built into this release"),
+       "a MongoDB URI is refused clearly: %s", err);
+}
+
+int main(void)
+{
+    alarm(TEST_TIME_LIMIT_S); /* a hang fails the test instead of blocking ctest */
+    if (mkdtemp(tmpdir) == NULL)
+        return 1;
+    int64_t t0 = clock_mono_ms();
+    for (size_t i = 0; i < sizeof contract / sizeof contract[0]; i++) {
+        char sub[32], err[256] = "";
+        snprintf(sub, sizeof sub, "t%zu", i);
+        printf("# %s\n", contract[i].name);
+        struct store *s = open_at(sub, err, sizeof err);
+        if (!ok(s != NULL, "fresh store for \"%s\" (%s)", contract[i].name, err))
+            continue;
+        contract[i].run(s);
+        store_free(s);
+    }
+    sqlite_only();
+    printf("# %lld ms\n", (long long)(clock_mono_ms() - t0));
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0)
         return 1;
     return done_testing();

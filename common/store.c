@@ -1,0 +1,297 @@
+/* Store front end (store.h): selects a backend, checks arguments and dispatches through the
+ * backend's struct store_ops (store_backend.h).
+ *
+ * What lives here rather than in a backend, so that every backend behaves the same:
+ *   - argument checks: NULL strings in rows, limit < 1, keep < 0, max_rows < 1 and unknown
+ *     table names are ERR_INVAL before any backend runs; n == 0 writes nothing and returns 0;
+ *   - the list cursor. It is the sort key of the last row of a page, "<time_ms>.<txid>" for
+ *     decisions and exceptions (e.g. "1700000000000.12345") and "<id>" for dead letters, in
+ *     canonical decimal only: no spaces, no '+', no leading zeros, no "-0", in range. Anything
+ *     else is ERR_INVAL, so a cursor can never silently mean a different page. NULL or "" is
+ *     the first page. Because a cursor is a position and not an offset, rows inserted between
+ *     two page requests never shift later pages: nothing is repeated or skipped;
+ *   - the page rule: the backend reports whether a row follows the page, and next_cursor is
+ *     "" exactly when none does.
+ * Thread-safe as the backends are; this file holds no state of its own. */
+#include "store.h"
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "err.h"
+#include "store_backend.h"
+#include "xmalloc.h"
+
+static const char *const table_names[STORE_TABLE_COUNT] = {
+    [STORE_TABLE_TRANSACTIONS] = "transactions", [STORE_TABLE_EXCEPTIONS] = "exceptions",
+    [STORE_TABLE_DECISIONS] = "decisions",       [STORE_TABLE_TOOL_AUDIT] = "tool_audit",
+    [STORE_TABLE_DEAD_LETTERS] = "dead_letters",
+};
+
+struct store *store_open(const struct config *cfg, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (err == NULL || errlen == 0) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (cfg == NULL) {
+        snprintf(err, errlen, "store: no configuration");
+        return NULL;
+    }
+    if (cfg->mongodb_uri[0] != '\0') {
+        snprintf(err, errlen,
+                 "MongoDB backend not built into this release (mongodb_uri is set; unset it to "
+                 "use the SQLite store)");
+        return NULL;
+    }
+    struct store *s = xcalloc(1, sizeof *s);
+    if (store__sqlite_open(s, cfg, err, errlen) != 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void store_free(struct store *s)
+{
+    if (s == NULL)
+        return;
+    s->ops->close(s);
+    free(s);
+}
+
+const char *store_backend_name(const struct store *s)
+{
+    return s->ops->name;
+}
+
+int store_ping(struct store *s)
+{
+    return s->ops->ping(s);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Writers                                                                                      */
+
+int store_put_transactions(struct store *s, const struct store_txn *rows, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (rows == NULL)
+        return ERR_INVAL;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].account == NULL || rows[i].json == NULL)
+            return ERR_INVAL;
+    return s->ops->put_transactions(s, rows, n);
+}
+
+int store_put_exceptions(struct store *s, const struct store_exception *rows, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (rows == NULL)
+        return ERR_INVAL;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].account == NULL || rows[i].priority == NULL || rows[i].json == NULL)
+            return ERR_INVAL;
+    return s->ops->put_exceptions(s, rows, n);
+}
+
+int store_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
+                        bool *inserted)
+{
+    if (n == 0)
+        return 0;
+    if (rows == NULL)
+        return ERR_INVAL;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].account == NULL || rows[i].action == NULL || rows[i].json == NULL)
+            return ERR_INVAL;
+    if (inserted)
+        memset(inserted, 0, n * sizeof *inserted);
+    return s->ops->put_decisions(s, rows, n, inserted);
+}
+
+int store_put_audit(struct store *s, const struct store_audit *rows, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (rows == NULL)
+        return ERR_INVAL;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].account == NULL || rows[i].tool == NULL || rows[i].json == NULL)
+            return ERR_INVAL;
+    return s->ops->put_audit(s, rows, n);
+}
+
+int store_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n, int keep)
+{
+    if (keep < 0)
+        return ERR_INVAL;
+    if (n == 0)
+        return 0;
+    if (rows == NULL)
+        return ERR_INVAL;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].source == NULL || rows[i].reason == NULL ||
+            (rows[i].payload == NULL && rows[i].payload_len > 0))
+            return ERR_INVAL;
+    return s->ops->put_deadletters(s, rows, n, keep);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Readers                                                                                      */
+
+int store_get_decision(struct store *s, uint64_t txid, json_t **doc)
+{
+    if (doc == NULL)
+        return ERR_INVAL;
+    *doc = NULL;
+    return s->ops->get_decision(s, txid, doc);
+}
+
+int store_get_exception(struct store *s, uint64_t txid, json_t **doc)
+{
+    if (doc == NULL)
+        return ERR_INVAL;
+    *doc = NULL;
+    return s->ops->get_exception(s, txid, doc);
+}
+
+/* Parses canonical unsigned decimal digits at p (no sign, no leading zero unless the number is
+ * 0, at most UINT64_MAX). Returns the end, or NULL. */
+static const char *parse_u64(const char *p, uint64_t *out)
+{
+    if (*p < '0' || *p > '9')
+        return NULL;
+    if (p[0] == '0' && p[1] >= '0' && p[1] <= '9')
+        return NULL;
+    uint64_t v = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return NULL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return p;
+}
+
+/* Like parse_u64 with an optional '-' ("-0" refused); range INT64_MIN..INT64_MAX. */
+static const char *parse_i64(const char *p, int64_t *out)
+{
+    bool neg = *p == '-';
+    uint64_t mag = 0;
+    const char *end = parse_u64(neg ? p + 1 : p, &mag);
+    if (end == NULL)
+        return NULL;
+    if (!neg) {
+        if (mag > (uint64_t)INT64_MAX)
+            return NULL;
+        *out = (int64_t)mag;
+    } else {
+        if (mag == 0 || mag > (uint64_t)INT64_MAX + 1)
+            return NULL;
+        *out = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+    }
+    return end;
+}
+
+/* Parses a cursor into *pos; *after is false for the first page. ERR_INVAL when malformed. */
+static int cursor_parse(const char *cursor, bool with_time, struct store_pos *pos, bool *after)
+{
+    *after = false;
+    if (cursor == NULL || cursor[0] == '\0')
+        return 0;
+    if (strnlen(cursor, STORE_CURSOR_MAX) >= STORE_CURSOR_MAX)
+        return ERR_INVAL;
+    const char *p = cursor;
+    if (with_time) {
+        p = parse_i64(p, &pos->time_ms);
+        if (p == NULL || *p != '.')
+            return ERR_INVAL;
+        p++;
+    }
+    p = parse_u64(p, &pos->id);
+    if (p == NULL || *p != '\0')
+        return ERR_INVAL;
+    *after = true;
+    return 0;
+}
+
+typedef int (*list_fn)(struct store *s, const struct store_query *q, const struct store_pos *after,
+                       struct store_page *page);
+
+/* The one list path: checks, parses the cursor, lets the backend fill a page, makes the next
+ * cursor. On failure *items is NULL and next_cursor "". */
+static int list_page(struct store *s, list_fn fn, bool with_time, const struct store_query *q,
+                     json_t **items, char next_cursor[STORE_CURSOR_MAX])
+{
+    struct store_pos pos = {0, 0};
+    bool after = false;
+    struct store_page page = {NULL, false, {0, 0}};
+    int rv = ERR_INVAL;
+    if (items == NULL || next_cursor == NULL)
+        return ERR_INVAL;
+    *items = NULL;
+    next_cursor[0] = '\0';
+    if (q == NULL || q->limit < 1)
+        goto out;
+    rv = cursor_parse(q->cursor, with_time, &pos, &after);
+    if (rv != 0)
+        goto out;
+    page.items = json_array();
+    rv = fn(s, q, after ? &pos : NULL, &page);
+    if (rv != 0)
+        goto out;
+    if (page.more && with_time)
+        snprintf(next_cursor, STORE_CURSOR_MAX, "%" PRId64 ".%" PRIu64, page.last.time_ms,
+                 page.last.id);
+    else if (page.more)
+        snprintf(next_cursor, STORE_CURSOR_MAX, "%" PRIu64, page.last.id);
+    *items = page.items;
+    page.items = NULL;
+out:
+    json_decref(page.items);
+    return rv;
+}
+
+int store_list_decisions(struct store *s, const struct store_query *q, json_t **items,
+                         char next_cursor[STORE_CURSOR_MAX])
+{
+    return list_page(s, s->ops->list_decisions, true, q, items, next_cursor);
+}
+
+int store_list_exceptions(struct store *s, const struct store_query *q, json_t **items,
+                          char next_cursor[STORE_CURSOR_MAX])
+{
+    return list_page(s, s->ops->list_exceptions, true, q, items, next_cursor);
+}
+
+int store_list_deadletters(struct store *s, const struct store_query *q, json_t **items,
+                           char next_cursor[STORE_CURSOR_MAX])
+{
+    return list_page(s, s->ops->list_deadletters, false, q, items, next_cursor);
+}
+
+int store_account_history(struct store *s, const char *account, int max_rows,
+                          struct store_history *out)
+{
+    if (out == NULL)
+        return ERR_INVAL;
+    memset(out, 0, sizeof *out);
+    if (account == NULL || max_rows < 1)
+        return ERR_INVAL;
+    return s->ops->account_history(s, account, max_rows, out);
+}
+
+int64_t store_count(struct store *s, const char *table)
+{
+    if (table == NULL)
+        return ERR_INVAL;
+    for (int t = 0; t < STORE_TABLE_COUNT; t++)
+        if (strcmp(table, table_names[t]) == 0)
+            return s->ops->count(s, (enum store_table)t);
+    return ERR_INVAL;
+}
