@@ -1,12 +1,16 @@
-/* Edge snapshot (snapshot.h). The writer streams through stdio into path.tmp while keeping a
- * running CRC; the reader loads the file whole (its size is what we wrote, bounded by the state
- * held in memory), verifies magic, version and checksum, walks every section once to validate the
- * lengths, and only then walks them again calling the visitor. Doubles travel as IEEE-754 bit
- * patterns, so a window restores bit for bit. */
+/* Edge snapshot (snapshot.h). The writer encodes into a 1 MiB buffer that it writes to path.tmp
+ * with plain write(2) calls while keeping a running CRC, so the checksum costs no second pass.
+ * Errors are sticky: after the first failed write every later call returns ERR_IO and commit
+ * removes the temporary file.
+ *
+ * The reader loads the file whole (it is bounded by the state we held in memory, and capped),
+ * checks magic, version and checksum, walks every section once to validate all lengths, and only
+ * then walks again calling the visitor: a corrupt file never reaches a callback. */
 #include "snapshot.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,22 +18,34 @@
 #include <unistd.h>
 #include "crc32.h"
 #include "err.h"
+#include "event.h"
 #include "log.h"
 #include "xmalloc.h"
 
+_Static_assert(SNAPSHOT_ACCOUNT_MAX >= EVENT_ACCOUNT_MAX, "every valid account must be storable");
+_Static_assert(SNAPSHOT_ACCOUNT_MAX <= 255, "the key length is stored in one byte");
+
 #define SNAP_MAGIC "AETHSNAP"
 #define SNAP_VERSION 1u
-#define SNAP_HEADER (8 + 4 + 8 + 4)
-#define SNAP_PATH_MAX 1024
-#define SNAP_FILE_MAX ((uint64_t)16 << 30) /* refuse to load anything larger than 16 GiB */
+#define SNAP_HEADER (8 + 4 + 8 + 4)        /* magic + version + seq + window */
+#define SNAP_TRAILER 4                     /* CRC-32 */
+#define SNAP_PATH_MAX 1024                 /* path.tmp must fit too */
+#define SNAP_FILE_MAX ((uint64_t)8 << 30)  /* ~10 M accounts x 100 amounts; refuse beyond */
+#define SNAP_WBUF ((size_t)1 << 20)        /* write(2) granularity */
+#define SNAP_ACCOUNT_FIXED (1 + 1 + 4 + 8) /* 'A' + key length + n + last_z */
 
 struct snapshot_writer {
     char path[SNAP_PATH_MAX];
     char tmp[SNAP_PATH_MAX + 8];
-    FILE *f;
-    uint32_t crc;
-    int failed;
+    int fd;
+    uint8_t *wbuf; /* SNAP_WBUF bytes of pending output */
+    size_t wlen;   /* bytes used in wbuf */
+    uint32_t crc;  /* CRC-32 of everything appended so far */
+    bool failed;   /* a write failed (logged) */
 };
+
+/* ------------------------------------------------------------------------------------------ */
+/* Encoding                                                                                     */
 
 static void put_le(uint8_t *p, uint64_t v, int bytes)
 {
@@ -45,105 +61,148 @@ static uint64_t get_le(const uint8_t *p, int bytes)
     return v;
 }
 
-static uint64_t dbits(double d)
+static uint64_t double_bits(double d)
 {
     uint64_t u;
     memcpy(&u, &d, sizeof u);
     return u;
 }
 
-static double bitsd(uint64_t u)
+static double bits_double(uint64_t u)
 {
     double d;
     memcpy(&d, &u, sizeof d);
     return d;
 }
 
-static void w_write(struct snapshot_writer *w, const void *p, size_t n)
+int snapshot_encode_account(struct buf *out, const char *account, const double *vals, uint32_t n,
+                            double last_z)
+{
+    size_t klen = strlen(account);
+    if (klen == 0 || klen > SNAPSHOT_ACCOUNT_MAX)
+        return ERR_INVAL;
+    size_t mark = out->len;
+    uint8_t h[2 + SNAPSHOT_ACCOUNT_MAX + 4];
+    h[0] = 'A';
+    h[1] = (uint8_t)klen;
+    memcpy(h + 2, account, klen);
+    put_le(h + 2 + klen, n, 4);
+    int rv = buf_append(out, h, 2 + klen + 4);
+    uint8_t chunk[8 * 64];
+    for (uint32_t i = 0; i < n && rv == 0;) {
+        size_t k = 0;
+        for (; k < 64 && i < n; k++, i++)
+            put_le(chunk + 8 * k, double_bits(vals[i]), 8);
+        rv = buf_append(out, chunk, 8 * k);
+    }
+    if (rv == 0) {
+        put_le(chunk, double_bits(last_z), 8);
+        rv = buf_append(out, chunk, 8);
+    }
+    if (rv != 0)
+        out->len = mark; /* whole records only */
+    return rv;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Writer                                                                                       */
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return ERR_IO;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static void fail(struct snapshot_writer *w, const char *what)
+{
+    if (!w->failed)
+        log_error("snapshot.write", "%s of %s failed: %s", what, w->tmp, strerror(errno));
+    w->failed = true;
+}
+
+static void w_drain(struct snapshot_writer *w)
+{
+    if (!w->failed && w->wlen > 0 && write_all(w->fd, w->wbuf, w->wlen) != 0)
+        fail(w, "write");
+    w->wlen = 0;
+}
+
+/* Appends bytes to the file through the buffer; large blocks bypass it. */
+static void w_put(struct snapshot_writer *w, const void *p, size_t n)
 {
     if (w->failed || n == 0)
         return;
-    if (fwrite(p, 1, n, w->f) != n)
-        w->failed = 1;
     w->crc = crc32_update(w->crc, p, n);
+    if (w->wlen + n > SNAP_WBUF)
+        w_drain(w);
+    if (n >= SNAP_WBUF) {
+        if (!w->failed && write_all(w->fd, p, n) != 0)
+            fail(w, "write");
+        return;
+    }
+    memcpy(w->wbuf + w->wlen, p, n);
+    w->wlen += n;
 }
 
 struct snapshot_writer *snapshot_begin(const char *path, uint64_t seq, uint32_t window, char *err,
                                        size_t errlen)
 {
-    if (strlen(path) >= SNAP_PATH_MAX) {
-        snprintf(err, errlen, "snapshot path too long");
+    if (strlen(path) >= SNAP_PATH_MAX || path[0] == '\0') {
+        snprintf(err, errlen, "snapshot path empty or too long (max %d bytes)", SNAP_PATH_MAX - 1);
         return NULL;
     }
     struct snapshot_writer *w = xcalloc(1, sizeof *w);
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
-    w->f = fopen(w->tmp, "wb");
-    if (w->f == NULL) {
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (w->fd < 0) {
         snprintf(err, errlen, "cannot create %s: %s", w->tmp, strerror(errno));
         free(w);
         return NULL;
     }
+    w->wbuf = xmalloc(SNAP_WBUF);
     uint8_t h[SNAP_HEADER];
     memcpy(h, SNAP_MAGIC, 8);
     put_le(h + 8, SNAP_VERSION, 4);
     put_le(h + 12, seq, 8);
     put_le(h + 20, window, 4);
-    w_write(w, h, sizeof h);
+    w_put(w, h, sizeof h);
     return w;
 }
 
 int snapshot_put_ids(struct snapshot_writer *w, const uint64_t *ids, size_t n)
 {
-    uint8_t h[9];
-    h[0] = 'I';
-    put_le(h + 1, n, 8);
-    w_write(w, h, sizeof h);
     uint8_t chunk[8 * 512];
+    chunk[0] = 'I';
+    put_le(chunk + 1, n, 8);
+    w_put(w, chunk, 9);
     for (size_t i = 0; i < n;) {
         size_t k = 0;
         for (; k < 512 && i < n; k++, i++)
             put_le(chunk + 8 * k, ids[i], 8);
-        w_write(w, chunk, 8 * k);
+        w_put(w, chunk, 8 * k);
     }
     return w->failed ? ERR_IO : 0;
 }
 
 int snapshot_put_encoded(struct snapshot_writer *w, const void *data, size_t len)
 {
-    w_write(w, data, len);
+    w_put(w, data, len);
     return w->failed ? ERR_IO : 0;
 }
 
-int snapshot_encode_account(struct buf *out, const char *account, const double *vals, uint32_t n,
-                            double last_z)
-{
-    size_t klen = strlen(account);
-    if (klen > 255)
-        return ERR_INVAL;
-    uint8_t h[2 + 255 + 4];
-    h[0] = 'A';
-    h[1] = (uint8_t)klen;
-    memcpy(h + 2, account, klen);
-    put_le(h + 2 + klen, n, 4);
-    size_t mark = out->len;
-    int rv = buf_append(out, h, 2 + klen + 4);
-    for (uint32_t i = 0; i < n && rv == 0; i++) {
-        uint8_t b[8];
-        put_le(b, dbits(vals[i]), 8);
-        rv = buf_append(out, b, 8);
-    }
-    if (rv == 0) {
-        uint8_t b[8];
-        put_le(b, dbits(last_z), 8);
-        rv = buf_append(out, b, 8);
-    }
-    if (rv != 0)
-        out->len = mark;
-    return rv;
-}
-
-/* fsync of the directory holding path, so the rename itself is durable. */
+/* fsync of the directory holding path, so that the rename itself is durable. */
 static int sync_dir(const char *path)
 {
     char copy[SNAP_PATH_MAX];
@@ -156,25 +215,45 @@ static int sync_dir(const char *path)
     return rv;
 }
 
+static void writer_free(struct snapshot_writer *w)
+{
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w->wbuf);
+    free(w);
+}
+
 int snapshot_commit(struct snapshot_writer *w)
 {
-    uint8_t t[4];
+    int rv = ERR_IO;
+    uint8_t t[SNAP_TRAILER];
     put_le(t, w->crc, 4);
-    if (!w->failed && fwrite(t, 1, 4, w->f) != 4)
-        w->failed = 1;
-    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0)
-        w->failed = 1;
-    if (fclose(w->f) != 0)
-        w->failed = 1;
-    int rv = 0;
-    if (w->failed || rename(w->tmp, w->path) != 0) {
-        log_error("snapshot.write", "cannot write %s: %s", w->path, strerror(errno));
+    w_put(w, t, sizeof t);
+    w_drain(w);
+    if (!w->failed && fsync(w->fd) != 0)
+        fail(w, "fsync");
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) != 0)
+        fail(w, "close");
+    if (w->failed) {
         unlink(w->tmp);
-        rv = ERR_IO;
-    } else {
-        sync_dir(w->path);
+        goto out;
     }
-    free(w);
+    if (rename(w->tmp, w->path) != 0) {
+        log_error("snapshot.write", "cannot rename %s over %s: %s", w->tmp, w->path,
+                  strerror(errno));
+        unlink(w->tmp);
+        goto out;
+    }
+    if (sync_dir(w->path) != 0) {
+        log_error("snapshot.write", "cannot fsync the directory of %s: %s", w->path,
+                  strerror(errno));
+        goto out;
+    }
+    rv = 0;
+out:
+    writer_free(w);
     return rv;
 }
 
@@ -182,12 +261,15 @@ void snapshot_abort(struct snapshot_writer *w)
 {
     if (w == NULL)
         return;
-    fclose(w->f);
     unlink(w->tmp);
-    free(w);
+    writer_free(w);
 }
 
-/* Walks the sections after the header; with v == NULL only validates. */
+/* ------------------------------------------------------------------------------------------ */
+/* Reader                                                                                       */
+
+/* Walks the sections of p[SNAP_HEADER..len). With v == NULL it only validates: ERR_INVAL at the
+ * first bad section. With v it calls back; the bytes must already have been validated. */
 static int walk(const uint8_t *p, size_t len, const struct snapshot_visitor *v)
 {
     size_t pos = SNAP_HEADER;
@@ -196,45 +278,47 @@ static int walk(const uint8_t *p, size_t len, const struct snapshot_visitor *v)
     int rv = 0;
     while (pos < len && rv == 0) {
         uint8_t kind = p[pos++];
+        size_t left = len - pos;
         if (kind == 'I') {
-            if (len - pos < 8 || get_le(p + pos, 8) > (len - pos - 8) / 8) {
+            if (left < 8 || get_le(p + pos, 8) > (left - 8) / 8) {
                 rv = ERR_INVAL;
                 break;
             }
             size_t n = (size_t)get_le(p + pos, 8);
             pos += 8;
-            if (v) {
+            if (v != NULL && v->on_ids != NULL) {
                 ids = xrealloc(ids, (n ? n : 1) * sizeof *ids);
                 for (size_t i = 0; i < n; i++)
                     ids[i] = get_le(p + pos + 8 * i, 8);
-                rv = v->on_ids ? v->on_ids(v->ctx, ids, n) : 0;
+                rv = v->on_ids(v->ctx, ids, n);
             }
             pos += 8 * n;
         } else if (kind == 'A') {
-            if (len - pos < 1 || len - pos - 1 < (size_t)p[pos] + 4) {
+            size_t klen = left >= 1 ? p[pos] : 0;
+            if (klen == 0 || klen > SNAPSHOT_ACCOUNT_MAX || left - 1 < klen + 4 ||
+                memchr(p + pos + 1, '\0', klen) != NULL) {
                 rv = ERR_INVAL;
                 break;
             }
-            char key[256];
-            size_t klen = p[pos];
+            char key[SNAPSHOT_ACCOUNT_MAX + 1];
             memcpy(key, p + pos + 1, klen);
             key[klen] = '\0';
             pos += 1 + klen;
-            uint64_t n = get_le(p + pos, 4);
+            uint32_t n = (uint32_t)get_le(p + pos, 4);
             pos += 4;
-            if (n > (len - pos) / 8 || len - pos - 8 * n < 8 || klen == 0 ||
-                memchr(key, '\0', klen)) {
+            left = len - pos;
+            if (left < 8 || n > (left - 8) / 8) {
                 rv = ERR_INVAL;
                 break;
             }
-            if (v) {
+            if (v != NULL && v->on_account != NULL) {
                 vals = xrealloc(vals, (n ? n : 1) * sizeof *vals);
-                for (uint64_t i = 0; i < n; i++)
-                    vals[i] = bitsd(get_le(p + pos + 8 * i, 8));
-                double last_z = bitsd(get_le(p + pos + 8 * n, 8));
-                rv = v->on_account ? v->on_account(v->ctx, key, vals, (uint32_t)n, last_z) : 0;
+                for (uint32_t i = 0; i < n; i++)
+                    vals[i] = bits_double(get_le(p + pos + 8 * (size_t)i, 8));
+                double last_z = bits_double(get_le(p + pos + 8 * (size_t)n, 8));
+                rv = v->on_account(v->ctx, key, vals, n, last_z);
             }
-            pos += 8 * n + 8;
+            pos += 8 * (size_t)n + 8;
         } else {
             rv = ERR_INVAL;
         }
@@ -244,37 +328,79 @@ static int walk(const uint8_t *p, size_t len, const struct snapshot_visitor *v)
     return rv;
 }
 
-int snapshot_load(const char *path, const struct snapshot_visitor *v)
+/* Reads the whole file: 0, ERR_NOTFOUND, ERR_INVAL (too small or too large) or ERR_IO. */
+static int read_whole(const char *path, uint8_t **out, size_t *outlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    *out = NULL;
+    *outlen = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
     struct stat st;
-    uint8_t *p = NULL;
-    int rv = ERR_INVAL;
-    if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size > SNAP_FILE_MAX ||
-        st.st_size < SNAP_HEADER + 4)
+    int rv = ERR_IO;
+    if (fstat(fd, &st) != 0)
         goto out;
-    size_t len = (size_t)st.st_size;
-    p = xmalloc(len);
-    if (fread(p, 1, len, f) != len) {
+    rv = ERR_INVAL;
+    if (st.st_size < SNAP_HEADER + SNAP_TRAILER || (uint64_t)st.st_size > SNAP_FILE_MAX) {
+        log_warn("snapshot.corrupt", "%s has an impossible size (%lld bytes)", path,
+                 (long long)st.st_size);
+        goto out;
+    }
+    size_t len = (size_t)st.st_size, got = 0;
+    *out = xmalloc(len);
+    while (got < len) {
+        ssize_t r = read(fd, *out + got, len - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    if (got != len) {
+        log_warn("snapshot.read", "%s: read %zu of %zu bytes", path, got, len);
         rv = ERR_IO;
         goto out;
     }
-    len -= 4;
-    if (memcmp(p, SNAP_MAGIC, 8) != 0 || get_le(p + 8, 4) != SNAP_VERSION ||
-        crc32_update(0, p, len) != (uint32_t)get_le(p + len, 4) || walk(p, len, NULL) != 0) {
-        log_error("snapshot.corrupt",
-                  "%s is not a valid snapshot (magic, version, checksum or "
-                  "lengths)",
-                  path);
+    *outlen = len;
+    rv = 0;
+out:
+    close(fd);
+    if (rv != 0) {
+        free(*out);
+        *out = NULL;
+    }
+    return rv;
+}
+
+int snapshot_load(const char *path, const struct snapshot_visitor *v)
+{
+    uint8_t *p;
+    size_t len;
+    int rv = read_whole(path, &p, &len);
+    if (rv != 0)
+        return rv;
+    const char *why = NULL;
+    size_t body = len - SNAP_TRAILER;
+    if (memcmp(p, SNAP_MAGIC, 8) != 0)
+        why = "bad magic";
+    else if (get_le(p + 8, 4) != SNAP_VERSION)
+        why = "unsupported version";
+    else if (crc32_update(0, p, body) != (uint32_t)get_le(p + body, 4))
+        why = "checksum mismatch";
+    else if (walk(p, body, NULL) != 0)
+        why = "bad section lengths";
+    if (why != NULL) {
+        log_warn("snapshot.corrupt", "%s is not a valid snapshot: %s", path, why);
+        rv = ERR_INVAL;
         goto out;
     }
-    rv = v->on_header ? v->on_header(v->ctx, get_le(p + 12, 8), (uint32_t)get_le(p + 20, 4)) : 0;
+    if (v == NULL)
+        goto out;
+    if (v->on_header != NULL)
+        rv = v->on_header(v->ctx, get_le(p + 12, 8), (uint32_t)get_le(p + 20, 4));
     if (rv == 0)
-        rv = walk(p, len, v);
+        rv = walk(p, body, v);
 out:
     free(p);
-    fclose(f);
     return rv;
 }
