@@ -1,18 +1,16 @@
-/* GET /v1/anomalies (filtered, paged) and GET /v1/anomalies/{transaction_id}. */
+/* GET /v1/anomalies (filtered by account, priority and time, paged newest first) and
+ * GET /v1/anomalies/{transaction_id}: the exceptions the edge detected (DESIGN.md 3.3). */
 #include "api.h"
+#include "api_params.h"
+
+static const struct api_list_spec anomalies_spec = {"priority", "immediate|batch", true};
 
 void api_anomalies_list(const struct http_request *req, struct http_response *resp)
 {
-    struct store_query q;
-    if (!api_parse_query(req, resp, "priority", "immediate|batch", &q))
-        return;
-    json_t *items = NULL;
-    char next[STORE_CURSOR_MAX];
-    int rv = store_list_exceptions(req->app->store, &q, &items, next);
-    api_list_response(req, resp, rv, items, next);
+    api_params_serve_list(req, resp, &anomalies_spec, store_list_exceptions);
 }
 
 void api_anomalies_get(const struct http_request *req, struct http_response *resp)
 {
-    api_get_by_txid(req, resp, store_get_exception, "anomaly");
+    api_params_serve_get(req, resp, store_get_exception, "anomaly");
 }

@@ -1,19 +1,17 @@
-/* GET /v1/decisions (filtered, paged) and GET /v1/decisions/{transaction_id}: the stored decision
- * document is the command plus the exception it decided and its latency. */
+/* GET /v1/decisions (filtered by account, action and time, paged newest first) and
+ * GET /v1/decisions/{transaction_id}: the stored document is the command (DESIGN.md 3.6) with the
+ * votes, plus the exception it decided and its latency. */
 #include "api.h"
+#include "api_params.h"
+
+static const struct api_list_spec decisions_spec = {"action", "APPROVE|REVIEW|BLOCK", true};
 
 void api_decisions_list(const struct http_request *req, struct http_response *resp)
 {
-    struct store_query q;
-    if (!api_parse_query(req, resp, "action", "APPROVE|REVIEW|BLOCK", &q))
-        return;
-    json_t *items = NULL;
-    char next[STORE_CURSOR_MAX];
-    int rv = store_list_decisions(req->app->store, &q, &items, next);
-    api_list_response(req, resp, rv, items, next);
+    api_params_serve_list(req, resp, &decisions_spec, store_list_decisions);
 }
 
 void api_decisions_get(const struct http_request *req, struct http_response *resp)
 {
-    api_get_by_txid(req, resp, store_get_decision, "decision");
+    api_params_serve_get(req, resp, store_get_decision, "decision");
 }

@@ -1,29 +1,43 @@
-/* Health endpoints: /healthz (the process answers), /readyz (every dependency answers: for load
- * balancers), /v1/health (component detail for people and dashboards). */
+/* Health endpoints: GET /healthz (the process answers: liveness), GET /readyz (broker, Redis and
+ * store all answer: for load balancers and test harnesses), GET /v1/health (component detail for
+ * people and dashboards). The store is asked directly (store_ping) on top of the pipeline's own
+ * view, so readiness reflects the store at the moment of the probe. */
 #include "api.h"
 #include <stdio.h>
-#include <string.h>
 #include "clock.h"
 #include "pipeline.h"
+
+/* The pipeline's view of its dependencies, with the store pinged now. */
+static void probe(const struct http_request *req, struct pipeline_health *h)
+{
+    pipeline_health(req->app->pipeline, h);
+    h->store_up = h->store_up && store_ping(req->app->store) == 0;
+}
+
+static json_int_t uptime_s(const struct app *app)
+{
+    int64_t ms = clock_wall_ms() - app->started_ms;
+    return ms > 0 ? (json_int_t)(ms / 1000) : 0;
+}
 
 void api_healthz(const struct http_request *req, struct http_response *resp)
 {
     (void)req;
-    http_json(resp, 200, json_pack("{s:s}", "status", "ok"));
+    http_json_response(resp, 200, json_pack("{s:s}", "status", "ok"));
 }
 
 void api_readyz(const struct http_request *req, struct http_response *resp)
 {
     struct pipeline_health h;
-    pipeline_health(req->app->pipeline, &h);
+    probe(req, &h);
     if (h.mqtt_up && h.redis_up && h.store_up) {
-        http_json(resp, 200, json_pack("{s:s}", "status", "ready"));
+        http_json_response(resp, 200, json_pack("{s:s}", "status", "ready"));
         return;
     }
-    char detail[128];
-    snprintf(detail, sizeof detail, "not ready:%s%s%s", h.mqtt_up ? "" : " mqtt",
+    char detail[96];
+    snprintf(detail, sizeof detail, "not ready; down:%s%s%s", h.mqtt_up ? "" : " mqtt",
              h.redis_up ? "" : " redis", h.store_up ? "" : " store");
-    http_problem(resp, 503, "unavailable", detail, req->path);
+    http_problem(resp, 503, PROBLEM_UNAVAILABLE, detail, req->path);
 }
 
 static json_t *component(bool up)
@@ -34,16 +48,17 @@ static json_t *component(bool up)
 void api_health(const struct http_request *req, struct http_response *resp)
 {
     struct pipeline_health h;
-    pipeline_health(req->app->pipeline, &h);
+    probe(req, &h);
     const char *status = !h.store_up ? "down" : (h.mqtt_up && h.redis_up) ? "ok" : "degraded";
     json_t *store = component(h.store_up);
     json_object_set_new(store, "backend", json_string(store_backend_name(req->app->store)));
-    json_t *comps = json_pack("{s:o, s:o, s:o, s:{s:s}, s:{s:s}}", "mqtt", component(h.mqtt_up),
-                              "redis", component(h.redis_up), "store", store, "llm", "status",
-                              "disabled", "webhooks", "status", "disabled");
-    http_json(resp, 200,
-              json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:I}", "status", status, "version",
-                        AETHERIS_VERSION, "node_id", req->app->cfg->node_id, "uptime_s",
-                        (json_int_t)((clock_wall_ms() - req->app->started_ms) / 1000), "components",
-                        comps, "queued", (json_int_t)h.queued, "accounts", (json_int_t)h.accounts));
+    json_t *components =
+        json_pack("{s:o, s:o, s:o, s:{s:s}, s:{s:s}}", "mqtt", component(h.mqtt_up), "redis",
+                  component(h.redis_up), "store", store, "llm", "status", "disabled", "webhooks",
+                  "status", "disabled");
+    http_json_response(resp, 200,
+                       json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:I}", "status", status, "version",
+                                 AETHERIS_VERSION, "node_id", req->app->cfg->node_id, "uptime_s",
+                                 uptime_s(req->app), "components", components, "queued",
+                                 (json_int_t)h.queued, "accounts", (json_int_t)h.accounts));
 }

@@ -1,6 +1,11 @@
-/* Shared request parsing and list/get responses for the API handlers (api.h). Every parameter is
- * validated strictly and a bad one is answered with a 400 problem that names it. */
-#include "api.h"
+/* Parameter parsing and list/get replies (api_params.h).
+ *
+ * Every parser is strict: the whole string must match, no sign, no whitespace, no silent
+ * truncation. RFC 3339 is parsed by position rather than with strptime(), which is
+ * locale-dependent, accepts out-of-range fields and normalizes 2026-02-30 into March; here the
+ * calendar is checked explicitly. The query builder reads parameters through a lookup callback
+ * so the unit test drives it without an HTTP connection. */
+#include "api_params.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +13,11 @@
 #include "err.h"
 #include "fsutil.h"
 
-#define API_LIMIT_DEFAULT 50
-#define API_ACCOUNT_MAX 64
-#define API_CURSOR_MAX 63
+#define EPOCH_DIGITS_MAX 15 /* 10^15 ms is year 33658: anything longer is not a timestamp */
+#define TXID_DIGITS_MAX 20  /* UINT64_MAX has 20 digits */
+#define FRACTION_DIGITS_MAX 9
 
-static bool all_digits(const char *s, size_t n)
+static bool digits(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (s[i] < '0' || s[i] > '9')
@@ -20,18 +25,8 @@ static bool all_digits(const char *s, size_t n)
     return n > 0;
 }
 
-/* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int num(const char *s, size_t n)
+/* Value of n digits already checked with digits(). */
+static int digits_value(const char *s, size_t n)
 {
     int v = 0;
     for (size_t i = 0; i < n; i++)
@@ -39,26 +34,57 @@ static int num(const char *s, size_t n)
     return v;
 }
 
-int api_parse_time(const char *s, int64_t *ms)
+static bool leap_year(int y)
 {
-    size_t len = strlen(s);
-    if (all_digits(s, len)) {
-        if (len > 15) /* beyond year 33658: not a timestamp */
-            return ERR_INVAL;
-        *ms = (int64_t)strtoll(s, NULL, 10);
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Leap years in 1..y. */
+static int64_t leaps_through(int64_t y)
+{
+    return y / 4 - y / 100 + y / 400;
+}
+
+/* Days from 1970-01-01 to y-m-d, for a valid date with y >= 1970. */
+static int64_t days_since_epoch(int y, int m, int d)
+{
+    static const int before_month[12] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+    int64_t days = (int64_t)(y - 1970) * 365 + leaps_through(y - 1) - leaps_through(1969);
+    days += before_month[m - 1] + (m > 2 && leap_year(y)) + d - 1;
+    return days;
+}
+
+int api_params_limit(const char *s, int page_max, int *out)
+{
+    if (s == NULL) {
+        *out = page_max < API_LIMIT_DEFAULT ? page_max : API_LIMIT_DEFAULT;
         return 0;
     }
-    /* YYYY-MM-DDTHH:MM:SS[.f+]Z */
-    if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
-        s[16] != ':' || !all_digits(s, 4) || !all_digits(s + 5, 2) || !all_digits(s + 8, 2) ||
-        !all_digits(s + 11, 2) || !all_digits(s + 14, 2) || !all_digits(s + 17, 2))
+    size_t len = strlen(s);
+    if (!digits(s, len) || len > 9) /* 9 digits fit an int; page_max is far smaller */
         return ERR_INVAL;
-    int y = num(s, 4), mo = num(s + 5, 2), d = num(s + 8, 2);
-    int h = num(s + 11, 2), mi = num(s + 14, 2), sec = num(s + 17, 2);
-    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 ||
-        sec > 59)
+    int v = digits_value(s, len);
+    if (v < 1 || v > page_max)
+        return ERR_INVAL;
+    *out = v;
+    return 0;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS[.f]Z" (T and Z may be lower case, RFC 3339 5.6 note). */
+static int parse_rfc3339(const char *s, size_t len, int64_t *ms)
+{
+    if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
+        s[16] != ':')
+        return ERR_INVAL;
+    if (!digits(s, 4) || !digits(s + 5, 2) || !digits(s + 8, 2) || !digits(s + 11, 2) ||
+        !digits(s + 14, 2) || !digits(s + 17, 2))
+        return ERR_INVAL;
+    static const int month_days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y = digits_value(s, 4), mo = digits_value(s + 5, 2), d = digits_value(s + 8, 2);
+    int h = digits_value(s + 11, 2), mi = digits_value(s + 14, 2), sec = digits_value(s + 17, 2);
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1)
+        return ERR_INVAL;
+    if (d > month_days[mo - 1] + (mo == 2 && leap_year(y)) || h > 23 || mi > 59 || sec > 59)
         return ERR_INVAL;
     size_t pos = 19;
     int frac_ms = 0;
@@ -66,111 +92,148 @@ int api_parse_time(const char *s, int64_t *ms)
         size_t start = ++pos;
         while (pos < len && s[pos] >= '0' && s[pos] <= '9')
             pos++;
-        if (pos == start || pos - start > 9)
+        size_t n = pos - start;
+        if (n == 0 || n > FRACTION_DIGITS_MAX)
             return ERR_INVAL;
         for (size_t i = 0; i < 3; i++)
-            frac_ms = frac_ms * 10 + (start + i < pos ? s[start + i] - '0' : 0);
+            frac_ms = frac_ms * 10 + (i < n ? s[start + i] - '0' : 0);
     }
     if (pos + 1 != len || (s[pos] != 'Z' && s[pos] != 'z'))
         return ERR_INVAL;
-    *ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000LL + sec * 1000LL + frac_ms;
+    int64_t secs = ((days_since_epoch(y, mo, d) * 24 + h) * 60 + mi) * 60 + sec;
+    *ms = secs * 1000 + frac_ms;
     return 0;
 }
 
-int api_parse_txid(const char *s, uint64_t *out)
+int api_params_time(const char *s, int64_t *ms)
 {
     size_t len = strlen(s);
-    if (!all_digits(s, len) || len > 20)
+    if (digits(s, len)) {
+        if (len > EPOCH_DIGITS_MAX)
+            return ERR_INVAL;
+        *ms = (int64_t)strtoll(s, NULL, 10);
+        return 0;
+    }
+    return parse_rfc3339(s, len, ms);
+}
+
+int api_params_txid(const char *s, uint64_t *out)
+{
+    size_t len = strlen(s);
+    if (!digits(s, len) || len > TXID_DIGITS_MAX)
         return ERR_INVAL;
     errno = 0;
     unsigned long long v = strtoull(s, NULL, 10);
-    if (errno != 0)
+    if (errno == ERANGE)
         return ERR_INVAL;
-    *out = v;
+    *out = (uint64_t)v;
     return 0;
 }
 
-static bool bad_param(struct http_response *resp, const struct http_request *req,
-                      const char *detail)
+bool api_params_one_of(const char *s, const char *allowed)
 {
-    http_problem(resp, 400, "invalid-parameter", detail, req->path);
-    return false;
+    return s[0] != '\0' && strlist_has(allowed, s);
 }
 
-bool api_parse_query(const struct http_request *req, struct http_response *resp,
-                     const char *kind_param, const char *kinds, struct store_query *q)
+int api_params_query(api_lookup_fn lookup, const void *ctx, const struct api_list_spec *spec,
+                     int page_max, struct store_query *q, char *detail, size_t detaillen)
 {
-    char detail[192];
     memset(q, 0, sizeof *q);
-    q->limit = API_LIMIT_DEFAULT;
-    const char *v = http_query(req, "limit");
-    if (v) {
-        char *end = NULL;
-        long n = strtol(v, &end, 10);
-        if (end == v || *end != '\0' || n < 1 || n > req->app->cfg->page_max) {
-            snprintf(detail, sizeof detail, "limit must be an integer from 1 to %d",
-                     req->app->cfg->page_max);
-            return bad_param(resp, req, detail);
-        }
-        q->limit = (int)n;
+    if (api_params_limit(lookup(ctx, "limit"), page_max, &q->limit) != 0) {
+        snprintf(detail, detaillen, "limit must be an integer from 1 to %d", page_max);
+        return ERR_INVAL;
     }
-    q->account = http_query(req, "account");
-    if (q->account && (q->account[0] == '\0' || strlen(q->account) > API_ACCOUNT_MAX))
-        return bad_param(resp, req, "account must be 1 to 64 bytes");
-    if (kind_param) {
-        q->kind = http_query(req, kind_param);
-        if (q->kind && !strlist_has(kinds, q->kind)) {
-            snprintf(detail, sizeof detail, "%s must be one of %s", kind_param, kinds);
-            return bad_param(resp, req, detail);
+    q->cursor = lookup(ctx, "cursor");
+    if (q->cursor && (q->cursor[0] == '\0' || strlen(q->cursor) > API_CURSOR_MAX)) {
+        snprintf(detail, detaillen, "cursor must be a next_cursor value (1 to %d bytes)",
+                 API_CURSOR_MAX);
+        return ERR_INVAL;
+    }
+    if (spec->kind_param) {
+        q->kind = lookup(ctx, spec->kind_param);
+        if (q->kind && !api_params_one_of(q->kind, spec->kinds)) {
+            snprintf(detail, detaillen, "%s must be one of %s", spec->kind_param, spec->kinds);
+            return ERR_INVAL;
         }
     }
-    v = http_query(req, "since");
-    if (v && api_parse_time(v, &q->since_ms) != 0)
-        return bad_param(resp, req, "since must be epoch milliseconds or RFC 3339 UTC");
-    v = http_query(req, "until");
-    if (v && api_parse_time(v, &q->until_ms) != 0)
-        return bad_param(resp, req, "until must be epoch milliseconds or RFC 3339 UTC");
-    q->cursor = http_query(req, "cursor");
-    if (q->cursor && strlen(q->cursor) > API_CURSOR_MAX)
-        return bad_param(resp, req, "cursor is malformed");
-    return true;
+    if (!spec->filters)
+        return 0;
+    q->account = lookup(ctx, "account");
+    if (q->account && (q->account[0] == '\0' || strlen(q->account) > API_ACCOUNT_MAX)) {
+        snprintf(detail, detaillen, "account must be 1 to %d bytes", API_ACCOUNT_MAX);
+        return ERR_INVAL;
+    }
+    static const char *const bounds[] = {"since", "until"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = lookup(ctx, bounds[i]);
+        int64_t *dst = i == 0 ? &q->since_ms : &q->until_ms;
+        if (v && api_params_time(v, dst) != 0) {
+            snprintf(detail, detaillen,
+                     "%s must be milliseconds since the epoch or RFC 3339 UTC "
+                     "(2026-11-22T10:00:00Z)",
+                     bounds[i]);
+            return ERR_INVAL;
+        }
+    }
+    return 0;
 }
 
-void api_list_response(const struct http_request *req, struct http_response *resp, int rv,
-                       json_t *items, const char *next_cursor)
+static const char *query_lookup(const void *ctx, const char *name)
 {
-    if (rv == ERR_INVAL) {
-        http_problem(resp, 400, "invalid-parameter", "cursor is malformed", req->path);
-        return;
-    }
-    if (rv != 0) {
-        http_problem(resp, 503, "unavailable", "the store is unavailable", req->path);
-        return;
-    }
-    http_json(resp, 200,
-              json_pack("{s:o, s:o}", "items", items, "next_cursor",
-                        next_cursor[0] ? json_string(next_cursor) : json_null()));
+    return http_query(ctx, name);
 }
 
-void api_get_by_txid(const struct http_request *req, struct http_response *resp,
-                     int (*get)(struct store *, uint64_t, json_t **), const char *what)
+void api_params_serve_list(const struct http_request *req, struct http_response *resp,
+                           const struct api_list_spec *spec,
+                           int (*list)(struct store *, const struct store_query *, json_t **,
+                                       char[STORE_CURSOR_MAX]))
+{
+    struct store_query q;
+    char detail[160];
+    if (api_params_query(query_lookup, req, spec, req->app->cfg->page_max, &q, detail,
+                         sizeof detail) != 0) {
+        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+        return;
+    }
+    json_t *items = NULL;
+    char next[STORE_CURSOR_MAX] = "";
+    int rv = list(req->app->store, &q, &items, next);
+    if (rv == ERR_INVAL) {
+        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER,
+                     "cursor is malformed (use a next_cursor value unchanged)", req->path);
+    } else if (rv != 0) {
+        http_problem(resp, 503, PROBLEM_UNAVAILABLE, "the store is unavailable", req->path);
+    } else {
+        json_t *body = json_object();
+        json_object_set_new(body, "items", items ? items : json_array());
+        json_object_set_new(body, "next_cursor", next[0] ? json_string(next) : json_null());
+        http_json_response(resp, 200, body);
+        items = NULL;
+    }
+    json_decref(items);
+}
+
+void api_params_serve_get(const struct http_request *req, struct http_response *resp,
+                          int (*get)(struct store *, uint64_t, json_t **), const char *what)
 {
     uint64_t txid;
     char detail[128];
-    if (api_parse_txid(req->params->value[0], &txid) != 0) {
-        http_problem(resp, 400, "invalid-parameter",
-                     "transaction_id must be a non-negative integer below 2^64", req->path);
+    if (req->params[0] == NULL || api_params_txid(req->params[0], &txid) != 0) {
+        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER,
+                     "transaction_id must be an integer from 0 to 18446744073709551615", req->path);
         return;
     }
     json_t *doc = NULL;
     int rv = get(req->app->store, txid, &doc);
     if (rv == ERR_NOTFOUND) {
-        snprintf(detail, sizeof detail, "no %s for transaction %llu", what,
+        snprintf(detail, sizeof detail, "no %s for transaction_id %llu", what,
                  (unsigned long long)txid);
-        http_problem(resp, 404, "not-found", detail, req->path);
+        http_problem(resp, 404, PROBLEM_NOT_FOUND, detail, req->path);
     } else if (rv != 0) {
-        http_problem(resp, 503, "unavailable", "the store is unavailable", req->path);
+        http_problem(resp, 503, PROBLEM_UNAVAILABLE, "the store is unavailable", req->path);
     } else {
-        http_json(resp, 200, doc);
+        http_json_response(resp, 200, doc);
+        doc = NULL;
     }
+    json_decref(doc);
 }

@@ -1,18 +1,34 @@
-/* HTTP server (http.h) on libmicrohttpd 0.9.75.
+/* HTTP server (http.h) on libmicrohttpd 0.9.75 (STYLE.md 3.1).
  *
- * Each request gets a context on the first access-handler call: the route is resolved there, so
- * unknown routes, wrong methods and a Content-Length over the route's cap are answered at once
- * (MHD then discards the body and closes). The body is accumulated in a bounded buf; overflow
- * sets a flag and the rest is discarded, and the final call answers 413. The handler runs on the
- * final call; its response body is handed to MHD, which frees it. The context is freed in the
- * request-completed callback, which MHD calls for every request it started. */
+ * Mode: MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool of cfg->http_threads workers; the
+ * connection limit is split evenly across workers by MHD. Slow clients are bounded by the idle
+ * timeout, one client by the per-IP limit, header bloat by the per-connection memory pool.
+ *
+ * Request life cycle (MHD access-handler contract):
+ *   first call   allocate a request context, resolve the route; a Content-Length over the
+ *                route's cap (413), and an unknown path (404) or wrong method (405 + Allow) of a
+ *                request that carries a body, are answered at once, which MHD allows because no
+ *                body has been handed over yet (it then closes the connection unread);
+ *   body calls   append to a bounded buf; on overflow set too_large and discard the rest;
+ *   final call   a pending 404/405, 413 if too_large, else the handler's response.
+ * The context is freed in the request-completed callback, which MHD calls for every request the
+ * access handler saw. Every response goes through send_response(), so headers, metrics and the
+ * error log line are the same for handler responses and refusals.
+ *
+ * Escapes: MHD's default unescaper decodes "%00" to a NUL byte, which would silently cut a path
+ * or query value short ("12%00x" read as "12"). Our unescaper decodes every other %HH and leaves
+ * "%00" as text, so route.c refuses it in a path segment and a parameter parser refuses it in a
+ * value. */
 #include "http.h"
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <microhttpd.h>
 #include "buf.h"
 #include "clock.h"
@@ -21,105 +37,219 @@
 #include "metrics.h"
 #include "xmalloc.h"
 
-#define HTTP_CONN_MEMORY (64 * 1024) /* per-connection MHD pool: headers and small bodies */
-#define HTTP_PER_IP_LIMIT 256        /* one client cannot take every connection */
-#define PROBLEM_BASE "https://aetheris.dev/problems/"
+#define HTTP_CONN_MEMORY (64 * 1024) /* MHD pool per connection: request line, headers, reads */
+#define HTTP_PER_IP_LIMIT 256        /* generous for proxies, yet one client cannot take all */
+#define HTTP_JSON_TYPE "application/json"
 
 struct http_server {
     struct MHD_Daemon *daemon;
     struct app *app;
     int port;
+    atomic_uint_fast64_t next_id; /* request ids: unique for this server's life */
 };
 
 struct req_ctx {
-    const struct route *route;
-    enum route_match_result match;
+    const struct route *route; /* NULL until matched */
     struct route_params params;
-    char allow[64];
-    struct buf body;
-    bool too_large;
-    int64_t t0;
+    struct buf body;         /* capped at the route's body limit */
+    enum route_result match; /* a 404/405 waiting for the end of a body-less request */
+    unsigned allowed;        /* the Allow mask for a 405 */
+    bool too_large;          /* the body passed the cap: answer 413 at the end */
+    bool answered;           /* a response was queued on the first call */
+    int64_t t0_ns;           /* monotonic start, for the latency histogram */
+    char id[HTTP_REQUEST_ID_MAX];
 };
 
-static atomic_uint_fast64_t request_counter;
+/* ------------------------------------------------------------------------------------------ */
+/* Handler helpers                                                                             */
 
 const char *http_query(const struct http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-void http_json(struct http_response *resp, int status, json_t *body)
+void http_body_take(struct http_response *resp, int status, const char *content_type, char *body,
+                    size_t len)
 {
+    free(resp->body);
     resp->status = status;
-    resp->body = json_dumps(body, JSON_COMPACT);
-    resp->len = resp->body ? strlen(resp->body) : 0;
-    resp->content_type = "application/json";
-    json_decref(body);
+    resp->body = body;
+    resp->len = body ? len : 0;
+    resp->content_type = content_type;
 }
 
-static const char *problem_title(int status)
+void http_json_response(struct http_response *resp, int status, json_t *body)
 {
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 413:
-        return "Content Too Large";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return status >= 500 ? "Internal Server Error" : "Error";
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (body && text == NULL) {
+        http_problem(resp, 500, PROBLEM_INTERNAL, "the response could not be serialized", NULL);
+        return;
     }
+    http_body_take(resp, status, HTTP_JSON_TYPE, text, text ? strlen(text) : 0);
 }
 
 void http_problem(struct http_response *resp, int status, const char *slug, const char *detail,
                   const char *instance)
 {
-    char type[128];
-    snprintf(type, sizeof type, PROBLEM_BASE "%s", slug);
-    http_json(resp, status,
-              json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", problem_title(status),
-                        "status", status, "detail", detail, "instance", instance));
-    resp->content_type = "application/problem+json";
+    json_t *p = problem_new(status, slug, detail, instance);
+    char *text = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    http_body_take(resp, status, PROBLEM_CONTENT_TYPE, text, text ? strlen(text) : 0);
 }
 
-static enum MHD_Result send_response(struct MHD_Connection *conn, struct http_response *resp,
-                                     const char *allow)
+int http_add_header(struct http_response *resp, const char *name, const char *value)
 {
-    if (resp->body == NULL) {
+    if (resp->nheaders == HTTP_MAX_HEADERS)
+        return ERR_FULL;
+    struct http_header *hd = &resp->headers[resp->nheaders++];
+    hd->name = name;
+    snprintf(hd->value, sizeof hd->value, "%s", value);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Request handling                                                                            */
+
+/* Queues resp (its body passes to MHD) and accounts for the request. */
+static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx *rc,
+                                     const char *method, const char *url,
+                                     struct http_response *resp)
+{
+    if (resp->body == NULL)
         resp->body = xstrdup("");
-        resp->len = 0;
-    }
+    if (resp->content_type == NULL)
+        resp->content_type = HTTP_JSON_TYPE;
     struct MHD_Response *r =
         MHD_create_response_from_buffer_with_free_callback(resp->len, resp->body, free);
-    char rid[32];
-    snprintf(rid, sizeof rid, "%llx",
-             (unsigned long long)atomic_fetch_add(&request_counter, 1) + 1);
+    if (r == NULL) {
+        free(resp->body);
+        return MHD_NO;
+    }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    MHD_add_response_header(r, "X-Request-Id", rid);
-    if (allow && allow[0])
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    MHD_add_response_header(r, "X-Request-Id", rc->id);
+    for (size_t i = 0; i < resp->nheaders; i++)
+        MHD_add_response_header(r, resp->headers[i].name, resp->headers[i].value);
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned int)resp->status, r);
     MHD_destroy_response(r);
+
+    double seconds = (double)(clock_mono_ns() - rc->t0_ns) / 1e9;
+    metrics_inc(M_HTTP_REQUESTS);
+    metrics_observe(H_HTTP_REQUEST, seconds);
+    /* 503 is a dependency outage, which the component itself logs; any other 5xx is ours. */
+    if (resp->status >= 500 && resp->status != 503)
+        log_warn("http.error", "%s %s -> %d in %.1f ms (request %s)", method, url, resp->status,
+                 seconds * 1e3, rc->id);
+    else
+        log_debug("http.request", "%s %s -> %d in %.1f ms (request %s)", method, url, resp->status,
+                  seconds * 1e3, rc->id);
     return ok;
 }
 
-/* Answers a request that fails before its handler (404, 405, 413). */
-static enum MHD_Result refuse(struct MHD_Connection *conn, struct req_ctx *rc, const char *url)
+/* Answers a request refused before its handler: 404, 405 (+ Allow) or 413. */
+static enum MHD_Result refuse(struct MHD_Connection *conn, struct req_ctx *rc, const char *method,
+                              const char *url, enum route_result match, unsigned allowed)
 {
     struct http_response resp = {0};
-    if (rc->match == ROUTE_NOT_FOUND)
-        http_problem(&resp, 404, "not-found", "no such route", url);
-    else if (rc->match == ROUTE_METHOD_NOT_ALLOWED)
-        http_problem(&resp, 405, "method-not-allowed", "method not allowed on this route", url);
-    else
-        http_problem(&resp, 413, "payload-too-large", "request body exceeds the limit", url);
-    metrics_inc(M_HTTP_REQUESTS);
-    return send_response(conn, &resp, rc->match == ROUTE_METHOD_NOT_ALLOWED ? rc->allow : NULL);
+    char allow[64];
+    if (match == ROUTE_NOT_FOUND) {
+        http_problem(&resp, 404, PROBLEM_NOT_FOUND, "no such resource", url);
+    } else if (match == ROUTE_METHOD_NOT_ALLOWED) {
+        char detail[96];
+        route_allow_format(allowed, allow, sizeof allow);
+        snprintf(detail, sizeof detail, "%s is not allowed here; allowed: %s", method, allow);
+        http_problem(&resp, 405, PROBLEM_METHOD_NOT_ALLOWED, detail, url);
+        http_add_header(&resp, MHD_HTTP_HEADER_ALLOW, allow);
+    } else {
+        http_problem(&resp, 413, PROBLEM_PAYLOAD_TOO_LARGE,
+                     "the request body exceeds this route's limit", url);
+    }
+    rc->answered = true;
+    return send_response(conn, rc, method, url, &resp);
+}
+
+/* True when the request announces a body (Content-Length above 0, or chunked). */
+static bool announces_body(struct MHD_Connection *conn, uint64_t declared, bool has_length)
+{
+    if (has_length)
+        return declared > 0;
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+           NULL;
+}
+
+/* Content-Length as a number; false when absent or not a plain decimal. */
+static bool content_length(struct MHD_Connection *conn, uint64_t *out)
+{
+    const char *v =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (v == NULL || *v < '0' || *v > '9')
+        return false;
+    char *end = NULL;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*end != '\0')
+        return false;
+    *out = n;
+    return true;
+}
+
+/* First call: context, route resolution and the early refusals. */
+static enum MHD_Result on_headers(struct http_server *h, struct MHD_Connection *conn,
+                                  const char *url, const char *method, void **req_cls)
+{
+    struct req_ctx *rc = xcalloc(1, sizeof *rc);
+    rc->t0_ns = clock_mono_ns();
+    snprintf(rc->id, sizeof rc->id, "%016llx",
+             (unsigned long long)atomic_fetch_add(&h->next_id, 1));
+    *req_cls = rc;
+    uint64_t declared = 0;
+    bool has_length = content_length(conn, &declared);
+    rc->match = route_match(method, url, &rc->route, &rc->params, &rc->allowed);
+    if (rc->match != ROUTE_MATCH) {
+        /* With a body on the way, refuse now (MHD then closes instead of reading it); without
+         * one, answer on the final call so the connection stays usable for keep-alive. */
+        rc->route = NULL;
+        buf_init(&rc->body, 0);
+        if (announces_body(conn, declared, has_length))
+            return refuse(conn, rc, method, url, rc->match, rc->allowed);
+        return MHD_YES;
+    }
+    size_t cap = route_body_cap(rc->route, (size_t)h->app->cfg->http_max_body);
+    buf_init(&rc->body, cap);
+    if (has_length && declared > cap)
+        return refuse(conn, rc, method, url, ROUTE_MATCH, 0);
+    return MHD_YES;
+}
+
+/* Final call: the handler, with the whole body. */
+static enum MHD_Result on_complete_request(struct http_server *h, struct MHD_Connection *conn,
+                                           struct req_ctx *rc, const char *url, const char *method)
+{
+    if (rc->match != ROUTE_MATCH)
+        return refuse(conn, rc, method, url, rc->match, rc->allowed);
+    if (rc->too_large)
+        return refuse(conn, rc, method, url, ROUTE_MATCH, 0);
+    struct http_request req = {
+        .app = h->app,
+        .method = method,
+        .path = url,
+        .body = rc->body.len ? rc->body.data : NULL,
+        .body_len = rc->body.len,
+        .conn = conn,
+        .route = rc->route,
+        .request_id = rc->id,
+    };
+    for (size_t i = 0; i < rc->params.n; i++)
+        req.params[i] = rc->params.value[i];
+    struct http_response resp = {0};
+    rc->route->handler(&req, &resp);
+    if (resp.status < 100 || resp.status > 599) {
+        log_error("http.handler", "handler %s set no valid status (%d)", rc->route->name,
+                  resp.status);
+        http_problem(&resp, 500, PROBLEM_INTERNAL, "the handler gave no response", url);
+    }
+    rc->answered = true;
+    return send_response(conn, rc, method, url, &resp);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -129,50 +259,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_server *h = cls;
     struct req_ctx *rc = *req_cls;
     (void)version;
-    if (rc == NULL) {
-        rc = xcalloc(1, sizeof *rc);
-        rc->t0 = clock_mono_ns();
-        rc->match = route_match(method, url, &rc->route, &rc->params, rc->allow, sizeof rc->allow);
-        size_t cap = rc->match == ROUTE_MATCH && rc->route->has_body
-                         ? (size_t)h->app->cfg->http_max_body
-                         : 0;
-        buf_init(&rc->body, cap);
-        *req_cls = rc;
-        if (rc->match != ROUTE_MATCH)
-            return refuse(conn, rc, url);
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > cap) {
-            rc->too_large = true;
-            return refuse(conn, rc, url);
-        }
-        return MHD_YES;
-    }
+    if (rc == NULL)
+        return on_headers(h, conn, url, method, req_cls);
     if (*upload_data_size > 0) {
-        if (!rc->too_large && buf_append(&rc->body, upload_data, *upload_data_size) != 0) {
+        if (!rc->answered && !rc->too_large &&
+            buf_append(&rc->body, upload_data, *upload_data_size) != 0) {
             rc->too_large = true;
             buf_cleanup(&rc->body);
         }
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (rc->too_large)
-        return refuse(conn, rc, url);
-    struct http_request req = {h->app, method, url, &rc->params, rc->body.data, rc->body.len, conn};
-    struct http_response resp = {.status = 500, .content_type = "application/json"};
-    rc->route->handler(&req, &resp);
-    metrics_inc(M_HTTP_REQUESTS);
-    metrics_observe(H_HTTP_REQUEST, (double)(clock_mono_ns() - rc->t0) / 1e9);
-    return send_response(conn, &resp, NULL);
+    if (rc->answered)
+        return MHD_YES;
+    return on_complete_request(h, conn, rc, url, method);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct req_ctx *rc = *req_cls;
     (void)cls;
     (void)conn;
     (void)toe;
-    struct req_ctx *rc = *req_cls;
     if (rc == NULL)
         return;
     buf_cleanup(&rc->body);
@@ -180,10 +289,45 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+/* ------------------------------------------------------------------------------------------ */
+/* MHD callbacks and life cycle                                                                */
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %HH in place except %00 (kept as text, see the file comment); returns the length. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
 {
     (void)cls;
+    (void)conn;
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi = r[0] == '%' ? hex_digit(r[1]) : -1;
+        int lo = hi >= 0 ? hex_digit(r[2]) : -1;
+        if (lo >= 0 && (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+/* MHD's error log, one warn line each (MHD messages end with a newline we drop). */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
     char msg[512];
+    (void)cls;
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
@@ -191,36 +335,63 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_warn("http.mhd", "%s", msg);
 }
 
+/* Resolves host (numeric or a name) to a passive address; 0 or ERR_INVAL (err filled). */
+static int resolve_host(const char *host, int port, struct sockaddr_storage *ss, char *err,
+                        size_t errlen)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int rv = getaddrinfo(host, NULL, &hints, &ai);
+    if (rv != 0 || ai == NULL) {
+        snprintf(err, errlen, "http_host '%s' cannot be resolved: %s", host, gai_strerror(rv));
+        return ERR_INVAL;
+    }
+    memset(ss, 0, sizeof *ss);
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    freeaddrinfo(ai);
+    return 0;
+}
+
 struct http_server *http_start(struct app *app, char *err, size_t errlen)
 {
     const struct config *cfg = app->cfg;
-    struct sockaddr_in addr = {0};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)cfg->http_port);
-    if (inet_pton(AF_INET, cfg->http_host, &addr.sin_addr) != 1) {
-        snprintf(err, errlen, "http_host '%s' is not an IPv4 address", cfg->http_host);
+    struct sockaddr_storage addr;
+    if (resolve_host(cfg->http_host, cfg->http_port, &addr, err, errlen) != 0)
         return NULL;
-    }
+    /* MHD gives each pool worker limit/threads connections: never fewer than one each. */
+    unsigned int threads = (unsigned int)cfg->http_threads;
+    if (threads > (unsigned int)cfg->http_max_connections)
+        threads = (unsigned int)cfg->http_max_connections;
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+
     struct http_server *h = xcalloc(1, sizeof *h);
     h->app = app;
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    atomic_init(&h->next_id, 1);
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)cfg->http_max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)cfg->http_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)HTTP_CONN_MEMORY, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned int)HTTP_PER_IP_LIMIT, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_PER_IP_LIMIT,
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_END);
     if (h->daemon == NULL) {
-        snprintf(err, errlen, "cannot listen on %s:%d (port in use?)", cfg->http_host,
-                 cfg->http_port);
+        snprintf(err, errlen, "cannot serve HTTP on %s:%d (the http.mhd log line has the reason)",
+                 cfg->http_host, cfg->http_port);
         free(h);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info ? info->port : cfg->http_port;
+    h->port = info && info->port ? info->port : cfg->http_port;
     return h;
 }
 
