@@ -1,19 +1,42 @@
-/* aetheris-replay: publishes a transactions CSV in the original format
+/* aetheris-replay: publishes a transactions CSV in the original Aetheris format
  *   TransactionID,AccountOriginID,AccountDestinationID,TransactionTypeID,Amount,TransactionDate,
  *   BranchID,Description
- * to aetheris/transactions/{accountOrigin}/{transactionId} (or JSON arrays of N events to
- * aetheris/transactions/batch/{first id} with --batch N), at a fixed rate or as fast as possible.
- * Amounts are copied from the CSV text after validation, so values arrive exactly as written.
- * QoS 1 is at-least-once: every 256 messages the tool waits for the broker's acknowledgements, and
- * after a broker restart it republishes everything since the last acknowledged point (the daemon
- * drops the duplicates). Prints a progress line on stderr with --progress and one JSON summary
- * line on stdout. Exit: 0 done, 1 broker unreachable past --max-wait-s, 2 usage or input error. */
+ * (LF line ends, unquoted fields) to MQTT as the daemon's input events (DESIGN.md 3.1): one JSON
+ * object per message on {prefix}/{accountOrigin}/{transactionId}, or with --batch N a JSON array
+ * of up to N events on {prefix}/batch/{first transactionId}.
+ *
+ * Rows are validated before anything is published: 8 fields, digit-only ids (accounts at most 64
+ * characters, the daemon's limit), a plain decimal amount, a date of at most 40 bytes, valid
+ * UTF-8 text. A bad row is counted, reported on stderr (the first few) and skipped. An empty
+ * optional field (destination, type, branch) is left out of the event. Numbers are copied as text,
+ * never through a double, so every amount arrives exactly as written; the only rewriting is
+ * dropping redundant leading zeros (and completing "5." or ".5"), which JSON's number grammar
+ * requires. A transactionId above INT64_MAX goes out as a digit string, which the daemon accepts.
+ *
+ * Pacing (--rate) follows a fixed schedule on CLOCK_MONOTONIC: event k is due at t0 + k/rate and
+ * the tool sleeps until that absolute time, so per-message overheads never accumulate into drift
+ * and a stall (a flush, a broker restart) is caught up afterwards.
+ *
+ * QoS 1 is at-least-once: messages are kept from one acknowledgement checkpoint to the next
+ * (every REPLAY_FLUSH_EVERY messages and at the end, mqttc_flush). If a publish finds the broker
+ * gone or a flush cannot vouch for delivery, the tool waits for the reconnection and republishes
+ * every message since the last good checkpoint; the daemon drops the duplicates. It gives up when
+ * no checkpoint succeeds for --max-wait-s.
+ *
+ * Output: one JSON summary line on stdout; --progress adds a line per second on stderr.
+ * Exit: 0 done, 1 broker unreachable or unacknowledging past --max-wait-s, 2 usage or input
+ * error. */
 #include "fmacros.h"
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "buf.h"
 #include "clock.h"
@@ -22,127 +45,97 @@
 #include "mqttc.h"
 #include "xmalloc.h"
 
-#define REPLAY_LINE_MAX 4096   /* longer CSV lines are counted as bad rows */
-#define REPLAY_FLUSH_EVERY 256 /* QoS 1: messages between acknowledgement checkpoints */
-#define REPLAY_MESSAGE_MAX (2 << 20)
+/* Longer CSV lines are bad rows (a real row is ~100 bytes). */
+#define REPLAY_LINE_MAX 4096
+/* QoS 1: messages between acknowledgement checkpoints. */
+#define REPLAY_FLUSH_EVERY 256
+/* The daemon's default mqtt_max_batch. */
+#define REPLAY_BATCH_MAX 1000
+/* A batch closes early past this size: half the daemon's default 1 MiB payload cap. */
+#define REPLAY_SOFT_PAYLOAD 524288
+/* The soft size plus one row escaped at its worst (6 bytes per control character). */
+#define REPLAY_PAYLOAD_MAX (REPLAY_SOFT_PAYLOAD + 8 * REPLAY_LINE_MAX)
+/* The daemon refuses longer account ids. */
+#define REPLAY_ACCOUNT_MAX 64
+/* The daemon refuses longer dates ("2023-04-20 02:00:00.000000" is 26). */
+#define REPLAY_DATE_MAX 40
+/* Keeps every topic inside struct message's buffer. */
+#define REPLAY_PREFIX_MAX 128
+/* One checkpoint; a broker that does not acknowledge is retried until --max-wait-s. */
+#define REPLAY_FLUSH_TIMEOUT_MS 10000
+/* Bad rows described on stderr; the rest are only counted. */
+#define REPLAY_BAD_REPORTED 10
+/* Between a failed checkpoint and the next attempt. */
+#define REPLAY_RETRY_PAUSE_MS 100
 
 struct opts {
     const char *url, *file, *prefix, *client_id;
     double rate;
     int qos, batch, max_wait_s;
-    long long limit;
+    long long limit; /* -1 = all rows */
     bool progress, quiet;
 };
 
 struct message {
-    char topic[256];
+    char topic[REPLAY_PREFIX_MAX + 2 * 32 + REPLAY_ACCOUNT_MAX];
     char *payload;
     size_t len;
+    int events; /* events in the payload */
 };
+
+struct stats {
+    long long rows, events, messages, republished, bad;
+    long long acked; /* events in messages published (and, for QoS 1, acknowledged) */
+};
+
+/* ---------------------------------------------------------------- options */
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: aetheris-replay [options]\n"
-            "Publishes a transactions CSV (original Aetheris format) to MQTT.\n\n"
-            "  --url URL          broker (default tcp://127.0.0.1:1883, env AETHERIS_MQTT_URL)\n"
-            "  --file PATH        CSV file (default data/transactions.csv)\n"
-            "  --rate N           events per second on a fixed schedule (default 0 = max)\n"
-            "  --qos 0|1          publish QoS (default 1)\n"
-            "  --batch N          events per message, 1..1000 (default 1)\n"
-            "  --limit N          publish at most N rows\n"
-            "  --topic-prefix P   topic prefix (default aetheris/transactions)\n"
-            "  --client-id ID     MQTT client id (default aetheris-replay-<pid>)\n"
-            "  --max-wait-s N     how long to wait for the broker (default 60)\n"
-            "  --progress         a progress line on stderr every second\n"
-            "  --quiet            no summary line\n"
-            "  --help             this help\n");
+    fprintf(
+        out,
+        "Usage: aetheris-replay [options]\n"
+        "Publishes a transactions CSV (original Aetheris format, with or without its header\n"
+        "line) to MQTT as aetherisd input events.\n\n"
+        "  --url URL          broker (default tcp://127.0.0.1:1883, env AETHERIS_MQTT_URL)\n"
+        "  --file PATH        CSV file (default data/transactions.csv)\n"
+        "  --rate N           events per second on a fixed schedule (default 0 = as fast as\n"
+        "                     possible)\n"
+        "  --qos 0|1          publish QoS (default 1: at-least-once, republishing after a\n"
+        "                     broker restart everything not yet acknowledged)\n"
+        "  --batch N          events per message as a JSON array on <prefix>/batch/<first id>,\n"
+        "                     1..1000 (default 1: one object per message on\n"
+        "                     <prefix>/<accountOrigin>/<transactionId>)\n"
+        "  --limit N          read at most N data rows (default all)\n"
+        "  --topic-prefix P   topic prefix (default aetheris/transactions)\n"
+        "  --client-id ID     MQTT client id (default aetheris-replay-<pid>)\n"
+        "  --max-wait-s N     give up after N s without the broker or its acknowledgements\n"
+        "                     (default 60)\n"
+        "  --progress         a progress line on stderr every second\n"
+        "  --quiet            no bad-row reports and no summary line\n"
+        "  --help             this help\n\n"
+        "Prints one JSON summary line on stdout: rows, published_events, messages,\n"
+        "republished, bad_rows, seconds, events_per_s.\n"
+        "Exit status: 0 done, 1 broker unreachable past --max-wait-s, 2 usage or input error.\n");
 }
 
-static bool is_uint(const char *s)
+/* Parses a whole decimal integer in [min, max] from optarg; false (message printed) otherwise. */
+static bool opt_int(const char *name, const char *arg, long long min, long long max, long long *out)
 {
-    if (*s == '\0')
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (arg[0] == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
+        fprintf(stderr, "aetheris-replay: --%s must be an integer in %lld..%lld (got '%s')\n", name,
+                min, max, arg);
         return false;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return false;
+    }
+    *out = v;
     return true;
 }
 
-static bool is_decimal(const char *s)
-{
-    bool digits = false, dot = false;
-    for (; *s; s++) {
-        if (*s >= '0' && *s <= '9')
-            digits = true;
-        else if (*s == '.' && !dot)
-            dot = true;
-        else
-            return false;
-    }
-    return digits;
-}
-
-/* Appends s JSON-escaped. */
-static void json_escape(struct buf *b, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            buf_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            buf_printf(b, "\\u%04x", c);
-        else
-            buf_append(b, s, 1);
-    }
-}
-
-/* Splits a CSV line into exactly 8 fields in place; false otherwise. */
-static bool split8(char *line, char **f)
-{
-    int n = 0;
-    f[n++] = line;
-    for (char *p = line; *p; p++) {
-        if (*p != ',')
-            continue;
-        if (n == 8)
-            return false;
-        *p = '\0';
-        f[n++] = p + 1;
-    }
-    return n == 8;
-}
-
-/* Appends one event as JSON; false for an invalid row. */
-static bool row_json(char *line, struct buf *b, char *first_id, size_t idlen, char *acct,
-                     size_t acctlen)
-{
-    char *f[8];
-    size_t n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    if (!split8(line, f) || !is_uint(f[0]) || f[1][0] == '\0' || !is_decimal(f[4]) ||
-        (f[3][0] && !is_uint(f[3])) || (f[6][0] && !is_uint(f[6])) || strlen(f[0]) > 20)
-        return false;
-    snprintf(first_id, idlen, "%s", f[0]);
-    snprintf(acct, acctlen, "%s", f[1]);
-    buf_printf(b, "{\"transactionId\":%s,\"accountOrigin\":\"", f[0]);
-    json_escape(b, f[1]);
-    buf_printf(b, "\",\"accountDestination\":\"");
-    json_escape(b, f[2]);
-    buf_printf(b, "\",\"amount\":%s", f[4]);
-    if (f[3][0])
-        buf_printf(b, ",\"type\":%s", f[3]);
-    if (f[6][0])
-        buf_printf(b, ",\"branch\":%s", f[6]);
-    buf_printf(b, ",\"date\":\"");
-    json_escape(b, f[5]);
-    buf_printf(b, "\",\"description\":\"");
-    json_escape(b, f[7]);
-    buf_printf(b, "\"}");
-    return true;
-}
-
+/* Fills o from argv and the environment. 0, or ERR_INVAL after printing why (caller exits 2).
+ * --help prints the usage and exits 0. */
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
     static const struct option longs[] = {{"url", required_argument, NULL, 'u'},
@@ -159,18 +152,16 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     const char *env = getenv("AETHERIS_MQTT_URL");
-    *o = (struct opts){env ? env : "tcp://127.0.0.1:1883",
-                       "data/transactions.csv",
-                       "aetheris/transactions",
-                       NULL,
-                       0,
-                       1,
-                       1,
-                       60,
-                       -1,
-                       false,
-                       false};
+    memset(o, 0, sizeof *o);
+    o->url = env && env[0] ? env : "tcp://127.0.0.1:1883";
+    o->file = "data/transactions.csv";
+    o->prefix = "aetheris/transactions";
+    o->qos = 1;
+    o->batch = 1;
+    o->max_wait_s = 60;
+    o->limit = -1;
     int c;
+    long long v;
     char *end;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
@@ -196,63 +187,324 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             usage(stdout);
             exit(0);
         case 'r':
+            errno = 0;
             o->rate = strtod(optarg, &end);
-            if (*end || o->rate < 0) {
-                fprintf(stderr, "aetheris-replay: --rate must be a number >= 0\n");
+            if (optarg[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(o->rate) ||
+                o->rate < 0) {
+                fprintf(stderr, "aetheris-replay: --rate must be a number >= 0 (got '%s')\n",
+                        optarg);
                 return ERR_INVAL;
             }
             break;
         case 'q':
-        case 'b':
-        case 'l':
-        case 'w': {
-            long long v = strtoll(optarg, &end, 10);
-            if (*end || optarg[0] == '\0' || v < 0) {
-                fprintf(stderr, "aetheris-replay: bad number '%s'\n", optarg);
+            if (!opt_int("qos", optarg, 0, 1, &v))
                 return ERR_INVAL;
-            }
-            if (c == 'q')
-                o->qos = (int)v;
-            else if (c == 'b')
-                o->batch = (int)v;
-            else if (c == 'l')
-                o->limit = v;
-            else
-                o->max_wait_s = (int)v;
+            o->qos = (int)v;
             break;
-        }
+        case 'b':
+            if (!opt_int("batch", optarg, 1, REPLAY_BATCH_MAX, &v))
+                return ERR_INVAL;
+            o->batch = (int)v;
+            break;
+        case 'l':
+            if (!opt_int("limit", optarg, 0, LLONG_MAX, &v))
+                return ERR_INVAL;
+            o->limit = v;
+            break;
+        case 'w':
+            if (!opt_int("max-wait-s", optarg, 1, 86400, &v))
+                return ERR_INVAL;
+            o->max_wait_s = (int)v;
+            break;
         default:
             usage(stderr);
             return ERR_INVAL;
         }
     }
-    if (o->qos > 1 || o->batch < 1 || o->batch > 1000 || optind != argc) {
-        fprintf(stderr, "aetheris-replay: --qos must be 0 or 1 and --batch 1..1000\n");
+    if (optind != argc) {
+        fprintf(stderr, "aetheris-replay: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return ERR_INVAL;
+    }
+    size_t plen = strlen(o->prefix);
+    if (plen == 0 || plen > REPLAY_PREFIX_MAX || strpbrk(o->prefix, "+#") != NULL ||
+        o->prefix[plen - 1] == '/') {
+        fprintf(stderr,
+                "aetheris-replay: --topic-prefix must be 1..%d characters without '+', "
+                "'#' or a trailing '/'\n",
+                REPLAY_PREFIX_MAX);
         return ERR_INVAL;
     }
     return 0;
 }
 
-/* Publishes messages[from..to) (QoS 1: then waits for their acknowledgements). On a broker outage
- * waits for the reconnection and starts over from `from`. Returns 0, or ERR_TIMEOUT after
- * max_wait_s without a broker. */
-static int publish_span(struct mqttc *m, const struct opts *o, struct message *msgs, size_t from,
-                        size_t to, long long *republished)
+/* ---------------------------------------------------------------- row validation */
+
+static bool all_digits(const char *s)
 {
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* A non-empty digit string without redundant leading zeros ("0" stays "0"). Borrowed from s. */
+static const char *skip_zeros(const char *s)
+{
+    while (s[0] == '0' && s[1] != '\0')
+        s++;
+    return s;
+}
+
+/* Compares two canonical digit strings as numbers: <0, 0, >0. */
+static int digits_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la != lb)
+        return la < lb ? -1 : 1;
+    return strcmp(a, b);
+}
+
+/* Canonical digits of a non-empty unsigned integer field not above max (canonical digits), or
+ * NULL. */
+static const char *uint_field(const char *s, const char *max)
+{
+    if (s[0] == '\0' || !all_digits(s))
+        return NULL;
+    const char *c = skip_zeros(s);
+    return digits_cmp(c, max) <= 0 ? c : NULL;
+}
+
+/* True for a plain decimal "123", "123.45", "5." or ".5" (no sign, no exponent). */
+static bool is_decimal(const char *s)
+{
+    bool digits = false, dot = false;
+    for (; *s; s++) {
+        if (*s >= '0' && *s <= '9')
+            digits = true;
+        else if (*s == '.' && !dot)
+            dot = true;
+        else
+            return false;
+    }
+    return digits;
+}
+
+/* True when s is well-formed UTF-8 without NUL (shortest forms, no surrogates, <= U+10FFFF). */
+static bool is_utf8(const unsigned char *s)
+{
+    while (*s) {
+        unsigned char c = *s;
+        int n;
+        unsigned int cp;
+        if (c < 0x80) {
+            s++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1Fu;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0Fu;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07u;
+        } else {
+            return false;
+        }
+        for (int i = 1; i <= n; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i] & 0x3Fu);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+/* Splits a CSV line into exactly 8 fields in place; false otherwise. */
+static bool split8(char *line, char **f)
+{
+    int n = 0;
+    f[n++] = line;
+    for (char *p = line; *p; p++) {
+        if (*p != ',')
+            continue;
+        if (n == 8)
+            return false;
+        *p = '\0';
+        f[n++] = p + 1;
+    }
+    return n == 8;
+}
+
+/* Appends s JSON-escaped (s is valid UTF-8, passed through as is). */
+static void json_escape(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            buf_printf(b, "\\%c", c);
+        else if (c < 0x20)
+            buf_printf(b, "\\u%04x", c);
+        else
+            buf_append(b, s, 1);
+    }
+}
+
+/* Appends a decimal (is_decimal) as a JSON number with the same value: redundant leading zeros
+ * dropped, "5." written as "5" and ".5" as "0.5". */
+static void json_decimal(struct buf *b, const char *s)
+{
+    const char *dot = strchr(s, '.');
+    size_t ilen = dot ? (size_t)(dot - s) : strlen(s);
+    size_t skip = 0;
+    while (skip + 1 < ilen && s[skip] == '0')
+        skip++;
+    if (ilen == 0)
+        buf_append(b, "0", 1);
+    else
+        buf_append(b, s + skip, ilen - skip);
+    if (dot && dot[1] != '\0')
+        buf_printf(b, "%s", dot);
+}
+
+/* A validated row: pointers into the line buffer, canonical where numeric. */
+struct row {
+    const char *txid, *origin, *dest, *type, *amount, *date, *branch, *description;
+};
+
+#define REPLAY_INT64_MAX "9223372036854775807"
+#define REPLAY_UINT64_MAX "18446744073709551615"
+
+/* Validates a CSV line (trailing LF/CR removed in place) into r. NULL when valid, else a short
+ * reason for the bad-row report. */
+static const char *parse_row(char *line, struct row *r)
+{
+    char *f[8];
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    if (!is_utf8((const unsigned char *)line))
+        return "not valid UTF-8";
+    if (!split8(line, f))
+        return "not 8 comma-separated fields";
+    r->txid = uint_field(f[0], REPLAY_UINT64_MAX);
+    if (r->txid == NULL)
+        return "TransactionID is not an integer in 0..2^64-1";
+    if (f[1][0] == '\0' || !all_digits(f[1]) || strlen(f[1]) > REPLAY_ACCOUNT_MAX)
+        return "AccountOriginID is not 1..64 digits";
+    if (!all_digits(f[2]) || strlen(f[2]) > REPLAY_ACCOUNT_MAX)
+        return "AccountDestinationID is not 0..64 digits";
+    r->type = f[3][0] ? uint_field(f[3], REPLAY_INT64_MAX) : "";
+    if (r->type == NULL)
+        return "TransactionTypeID is not an integer";
+    if (!is_decimal(f[4]))
+        return "Amount is not a decimal number >= 0";
+    if (strlen(f[5]) > REPLAY_DATE_MAX)
+        return "TransactionDate longer than 40 bytes";
+    r->branch = f[6][0] ? uint_field(f[6], REPLAY_INT64_MAX) : "";
+    if (r->branch == NULL)
+        return "BranchID is not an integer";
+    r->origin = f[1];
+    r->dest = f[2];
+    r->amount = f[4];
+    r->date = f[5];
+    r->description = f[7];
+    return NULL;
+}
+
+/* Appends the event JSON of a validated row. */
+static void row_json(const struct row *r, struct buf *b)
+{
+    if (digits_cmp(r->txid, REPLAY_INT64_MAX) <= 0)
+        buf_printf(b, "{\"transactionId\":%s", r->txid);
+    else /* beyond jansson's integers: the digit-string form of DESIGN.md 3.1 */
+        buf_printf(b, "{\"transactionId\":\"%s\"", r->txid);
+    buf_printf(b, ",\"accountOrigin\":\"%s\"", r->origin);
+    if (r->dest[0]) /* optional, and when present a non-empty account id */
+        buf_printf(b, ",\"accountDestination\":\"%s\"", r->dest);
+    buf_printf(b, ",\"amount\":");
+    json_decimal(b, r->amount);
+    if (r->type[0])
+        buf_printf(b, ",\"type\":%s", r->type);
+    if (r->branch[0])
+        buf_printf(b, ",\"branch\":%s", r->branch);
+    buf_printf(b, ",\"date\":\"");
+    json_escape(b, r->date);
+    buf_printf(b, "\",\"description\":\"");
+    json_escape(b, r->description);
+    buf_printf(b, "\"}");
+}
+
+/* ---------------------------------------------------------------- publishing */
+
+/* Publishes msgs[0..n) and, for QoS 1, waits for their acknowledgements. When the broker is gone
+ * or a checkpoint cannot vouch for delivery, waits for the reconnection and publishes them all
+ * again. Returns 0, or ERR_TIMEOUT when max_wait_s pass without a successful checkpoint. */
+static int publish_span(struct mqttc *m, const struct opts *o, const struct message *msgs, size_t n,
+                        struct stats *st)
+{
+    int64_t give_up = clock_mono_ms() + (int64_t)o->max_wait_s * 1000;
     for (int attempt = 0;; attempt++) {
-        int rv = 0;
-        if (mqttc_wait_connected(m, o->max_wait_s * 1000) != 0)
+        int64_t left = give_up - clock_mono_ms();
+        if (left <= 0 || mqttc_wait_connected(m, (int)left) != 0)
             return ERR_TIMEOUT;
         if (attempt > 0)
-            *republished += (long long)(to - from);
-        for (size_t i = from; i < to && rv == 0; i++)
+            st->republished += (long long)n;
+        int rv = 0;
+        for (size_t i = 0; i < n && rv == 0; i++)
             rv = mqttc_publish(m, msgs[i].topic, msgs[i].payload, msgs[i].len, o->qos);
         if (rv == 0 && o->qos > 0)
-            rv = mqttc_flush(m, 10000);
-        if (rv == 0)
+            rv = mqttc_flush(m, REPLAY_FLUSH_TIMEOUT_MS);
+        if (rv == 0) {
+            for (size_t i = 0; i < n; i++)
+                st->acked += msgs[i].events;
             return 0;
-        clock_sleep_ms(100);
+        }
+        if (attempt == 0)
+            log_warn("replay.retry",
+                     "checkpoint failed (%s); republishing %zu messages after the "
+                     "broker is back",
+                     err_str(rv), n);
+        clock_sleep_ms(REPLAY_RETRY_PAUSE_MS);
     }
+}
+
+/* Sleeps until CLOCK_MONOTONIC reaches due_ns (no-op when it already has). */
+static void sleep_until_ns(int64_t due_ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(due_ns / 1000000000LL),
+                          .tv_nsec = (long)(due_ns % 1000000000LL)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+/* Reads one line into line[cap]. 1 for a line, 0 at EOF, -1 for a line longer than cap (the
+ * rest of it is consumed). */
+static int read_line(FILE *in, char *line, size_t cap)
+{
+    if (fgets(line, (int)cap, in) == NULL)
+        return 0;
+    if (strchr(line, '\n') != NULL || feof(in))
+        return 1;
+    int ch;
+    do
+        ch = fgetc(in);
+    while (ch != '\n' && ch != EOF);
+    return -1;
+}
+
+static void report_bad(const struct opts *o, const struct stats *st, long long lineno,
+                       const char *why)
+{
+    if (o->quiet || st->bad > REPLAY_BAD_REPORTED)
+        return;
+    fprintf(stderr, "aetheris-replay: %s:%lld: bad row (%s), skipped\n", o->file, lineno, why);
+    if (st->bad == REPLAY_BAD_REPORTED)
+        fprintf(stderr, "aetheris-replay: further bad rows are only counted\n");
 }
 
 int main(int argc, char **argv)
@@ -263,86 +515,81 @@ int main(int argc, char **argv)
     log_init(LOG_WARN, "aetheris-replay");
     FILE *in = fopen(o.file, "r");
     if (in == NULL) {
-        fprintf(stderr, "aetheris-replay: cannot open %s\n", o.file);
+        fprintf(stderr, "aetheris-replay: cannot open %s: %s\n", o.file, strerror(errno));
         return 2;
     }
     char client_id[128];
-    snprintf(client_id, sizeof client_id, "%s", o.client_id ? o.client_id : "aetheris-replay");
-    if (o.client_id == NULL)
-        snprintf(client_id, sizeof client_id, "aetheris-replay-%d", (int)getpid());
+    if (o.client_id != NULL)
+        snprintf(client_id, sizeof client_id, "%s", o.client_id);
+    else
+        snprintf(client_id, sizeof client_id, "aetheris-replay-%ld", (long)getpid());
     struct mqttc_options mo = {
         .url = o.url, .client_id = client_id, .clean_session = true, .keepalive_s = 30};
     struct mqttc *m = mqttc_new(&mo);
     if (m == NULL || mqttc_wait_connected(m, o.max_wait_s * 1000) != 0) {
-        fprintf(stderr, "aetheris-replay: broker %s unreachable\n", o.url);
+        fprintf(stderr, "aetheris-replay: broker %s unreachable for %d s\n", o.url, o.max_wait_s);
         mqttc_free(m, 0);
         fclose(in);
         return 1;
     }
-    struct message msgs[REPLAY_FLUSH_EVERY];
+
+    struct message *msgs = xcalloc(REPLAY_FLUSH_EVERY, sizeof *msgs);
     size_t nmsg = 0;
-    char line[REPLAY_LINE_MAX], first_id[32], acct[128];
-    long long rows = 0, events = 0, messages = 0, bad = 0, republished = 0;
+    char *line = xmalloc(REPLAY_LINE_MAX);
+    char first_id[32] = "", acct[REPLAY_ACCOUNT_MAX + 1] = "";
+    struct stats st = {0};
+    long long lineno = 0, last_events = 0;
     int64_t t0 = clock_mono_ns(), last_progress = t0;
     struct buf b;
-    buf_init(&b, REPLAY_MESSAGE_MAX);
+    buf_init(&b, REPLAY_PAYLOAD_MAX);
     int in_batch = 0, rc = 0;
-    bool header = true, eof = false;
+    bool eof = false;
     while (!eof) {
-        eof = fgets(line, sizeof line, in) == NULL || (o.limit >= 0 && rows >= o.limit);
-        if (!eof && header) {
-            header = false;
-            if (strncmp(line, "TransactionID,", 14) == 0)
-                continue;
-        }
+        int got = (o.limit >= 0 && st.rows >= o.limit) ? 0 : read_line(in, line, REPLAY_LINE_MAX);
+        eof = got == 0;
         if (!eof) {
-            rows++;
-            if (strchr(line, '\n') == NULL && !feof(in)) { /* over-long line: skip the rest */
-                int ch;
-                while ((ch = fgetc(in)) != '\n' && ch != EOF)
-                    ;
-                bad++;
+            lineno++;
+            if (lineno == 1 && strncmp(line, "TransactionID,", 14) == 0)
                 continue;
-            }
-            size_t mark = b.len;
-            if (o.batch > 1)
-                buf_append(&b, in_batch == 0 ? "[" : ",", 1);
-            char first[32], a[128];
-            if (!row_json(line, &b, first, sizeof first, a, sizeof a)) {
-                b.len = mark;
-                bad++;
+            if (line[0] == '\n' || (line[0] == '\r' && line[1] == '\n'))
+                continue; /* blank lines are not rows */
+            st.rows++;
+            struct row r;
+            const char *why = got < 0 ? "line too long" : parse_row(line, &r);
+            if (why != NULL) {
+                st.bad++;
+                report_bad(&o, &st, lineno, why);
                 continue;
             }
             if (in_batch == 0) {
-                memcpy(first_id, first, sizeof first_id);
-                memcpy(acct, a, sizeof acct);
+                snprintf(first_id, sizeof first_id, "%s", r.txid);
+                snprintf(acct, sizeof acct, "%s", r.origin);
             }
+            if (o.batch > 1)
+                buf_append(&b, in_batch == 0 ? "[" : ",", 1);
+            row_json(&r, &b);
             in_batch++;
-            events++;
-            if (o.rate > 0) { /* fixed schedule: event k is due at t0 + k/rate */
-                int64_t due = t0 + (int64_t)((double)(events - 1) * 1e9 / o.rate);
-                int64_t now = clock_mono_ns();
-                if (due > now)
-                    clock_sleep_ms((due - now) / 1000000);
-            }
+            st.events++;
+            if (o.rate > 0) /* fixed schedule: event k is due at t0 + k/rate */
+                sleep_until_ns(t0 + (int64_t)((double)(st.events - 1) * 1e9 / o.rate));
         }
-        if (in_batch > 0 && (in_batch == o.batch || eof)) {
+        bool full = in_batch == o.batch || b.len >= REPLAY_SOFT_PAYLOAD;
+        if (in_batch > 0 && (full || eof)) {
+            struct message *msg = &msgs[nmsg++];
             if (o.batch > 1) {
                 buf_append(&b, "]", 1);
-                snprintf(msgs[nmsg].topic, sizeof msgs[nmsg].topic, "%s/batch/%s", o.prefix,
-                         first_id);
+                snprintf(msg->topic, sizeof msg->topic, "%s/batch/%s", o.prefix, first_id);
             } else {
-                snprintf(msgs[nmsg].topic, sizeof msgs[nmsg].topic, "%s/%s/%s", o.prefix, acct,
-                         first_id);
+                snprintf(msg->topic, sizeof msg->topic, "%s/%s/%s", o.prefix, acct, first_id);
             }
-            msgs[nmsg].len = b.len;
-            msgs[nmsg].payload = buf_take(&b);
-            nmsg++;
-            messages++;
+            msg->len = b.len;
+            msg->payload = buf_take(&b);
+            msg->events = in_batch;
+            st.messages++;
             in_batch = 0;
         }
         if (nmsg == REPLAY_FLUSH_EVERY || (eof && nmsg > 0)) {
-            rc = publish_span(m, &o, msgs, 0, nmsg, &republished);
+            rc = publish_span(m, &o, msgs, nmsg, &st);
             for (size_t i = 0; i < nmsg; i++)
                 free(msgs[i].payload);
             nmsg = 0;
@@ -350,22 +597,34 @@ int main(int argc, char **argv)
                 break;
         }
         int64_t now = clock_mono_ns();
-        if (o.progress && now - last_progress >= 1000000000LL) {
-            fprintf(stderr, "replay: %lld rows, %lld events, %.0f events/s\n", rows, events,
-                    (double)events / ((double)(now - t0) / 1e9));
+        if (o.progress && (now - last_progress >= 1000000000LL || eof)) {
+            double dt = (double)(now - last_progress) / 1e9;
+            fprintf(stderr,
+                    "replay: %lld rows, %lld events, %lld bad, %.0f events/s now, "
+                    "%.0f events/s overall\n",
+                    st.rows, st.events, st.bad, dt > 0 ? (double)(st.events - last_events) / dt : 0,
+                    now > t0 ? (double)st.events / ((double)(now - t0) / 1e9) : 0);
             last_progress = now;
+            last_events = st.events;
         }
     }
     double secs = (double)(clock_mono_ns() - t0) / 1e9;
     if (!o.quiet)
         printf("{\"rows\":%lld,\"published_events\":%lld,\"messages\":%lld,\"republished\":%lld,"
                "\"bad_rows\":%lld,\"seconds\":%.3f,\"events_per_s\":%.1f}\n",
-               rows, events, messages, republished, bad, secs, secs > 0 ? events / secs : 0);
+               st.rows, st.acked, st.messages, st.republished, st.bad, secs,
+               secs > 0 ? (double)st.events / secs : 0);
+    fflush(stdout);
+    for (size_t i = 0; i < nmsg; i++)
+        free(msgs[i].payload);
+    free(msgs);
+    free(line);
     buf_cleanup(&b);
     mqttc_free(m, 5000);
     fclose(in);
     if (rc != 0) {
-        fprintf(stderr, "aetheris-replay: broker unreachable for %d s; gave up\n", o.max_wait_s);
+        fprintf(stderr, "aetheris-replay: no acknowledgement from %s for %d s; gave up\n", o.url,
+                o.max_wait_s);
         return 1;
     }
     return 0;

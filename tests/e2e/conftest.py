@@ -1,10 +1,19 @@
 """End-to-end harness: real redis-server, mosquitto and aetherisd on free loopback ports.
 
-Every test gets its own temporary directory, ports, config file and processes (parallel-safe).
-Binaries come from $AETHERIS_BIN_DIR (default: build/). At teardown the daemon is stopped with
-SIGTERM and must exit 0 in time; its stderr must not contain sanitizer reports.
+Every test gets its own temporary directory, ports, config file and processes (parallel-safe:
+ports are never handed out twice by one test process, and each server is checked to be alive
+and listening before a test uses it). Binaries come from $AETHERIS_BIN_DIR (default: build/).
+
+Each server can be stopped (SIGTERM), killed (SIGKILL), paused (SIGSTOP) and resumed (SIGCONT),
+and restarted on the same port with the same data directory. At teardown the daemon is stopped
+with SIGTERM and must exit 0 within 15 s; the test fails if the daemon died on its own or if its
+log (stdout and stderr) contains a sanitizer report.
+
+Also here: an MQTT collector recording what the daemon publishes, and an independent reference
+implementation of the edge scoring (DESIGN.md 3.2) over the CSV.
 """
 import csv
+import functools
 import json
 import math
 import os
@@ -23,105 +32,192 @@ BIN = os.environ.get("AETHERIS_BIN_DIR", os.path.join(ROOT, "build"))
 DATASET = os.path.join(ROOT, "data", "transactions.csv")
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "WARNING: ThreadSanitizer")
+DAEMON_STOP_TIMEOUT = 15  # seconds a SIGTERMed daemon has to drain and exit 0
+READY_TIMEOUT = 20        # seconds from start to GET /readyz == 200 (ASan start-up included)
+
+_ports_given = set()
+_ports_lock = threading.Lock()
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that is free now and was not handed out before by this process."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with _ports_lock:
+            if port not in _ports_given:
+                _ports_given.add(port)
+                return port
+    raise AssertionError("no free loopback port")
 
 
 def wait_until(predicate, timeout, what, interval=0.05):
-    """Polls predicate until it returns a truthy value; fails the test after timeout seconds."""
+    """Polls predicate until it returns a truthy value and returns that value; fails the test
+    after timeout seconds. Connection errors inside predicate (a server restarting) count as
+    'not yet'."""
     deadline = time.monotonic() + timeout
     last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def wait_port(port, timeout=10):
-    def up():
+    while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-    wait_until(up, timeout, f"port {port}")
+            last = predicate()
+        except (OSError, ConnectionError) as e:  # urllib.error.URLError is an OSError
+            last = e
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path, n=40):
+    try:
+        with open(path, "rb") as f:
+            return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+    except OSError:
+        return "(no log)"
 
 
 class Server:
-    """A child process with a fixed command line that can be stopped, killed, paused, restarted."""
+    """A child process with a fixed command line and port, logging stdout+stderr to a file in
+    the test's directory, that can be stopped, killed, paused, resumed and restarted."""
 
     def __init__(self, name, argv, port, workdir):
         self.name, self.argv, self.port, self.workdir = name, argv, port, workdir
         self.proc = None
+        self.logf = None
+        self.paused = False
+        self.stopped_by_test = False
         self.log = os.path.join(workdir, f"{name}.log")
 
-    def start(self):
+    def start(self, timeout=10):
+        if self.logf is not None:
+            self.logf.close()
         self.logf = open(self.log, "ab")
+        self.stopped_by_test = False
+        self.paused = False
         self.proc = subprocess.Popen(self.argv, stdout=self.logf, stderr=subprocess.STDOUT,
                                      cwd=self.workdir)
-        wait_port(self.port)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.proc.returncode} at start:\n"
+                                     f"{tail(self.log)}")
+            return port_open(self.port)
+        wait_until(up, timeout, f"{self.name} listening on port {self.port}")
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, sig):
+        assert self.running(), f"{self.name} is not running"
+        self.proc.send_signal(sig)
+
+    def pause(self):
+        """SIGSTOP: the process keeps its sockets but answers nothing."""
+        self.send(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.send(signal.SIGCONT)
+        self.paused = False
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
+        """Sends sig (resuming a paused process first) and waits for the exit; returns the exit
+        status (negative: killed by that signal), or None if it never ran. Fails the test if
+        the process outlives timeout (it is then killed)."""
+        if self.proc is None:
+            return None
+        self.stopped_by_test = True
         try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"{self.name} did not stop within {timeout}s")
+            if self.proc.poll() is not None:
+                return self.proc.returncode
+            self.proc.send_signal(sig)
+            if self.paused and sig != signal.SIGKILL:
+                self.proc.send_signal(signal.SIGCONT)
+            self.paused = False
+            try:
+                return self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not exit within {timeout}s of signal "
+                                     f"{sig}:\n{tail(self.log)}")
         finally:
-            self.logf.close()
+            if self.logf is not None:
+                self.logf.close()
+                self.logf = None
 
     def kill(self):
         return self.stop(signal.SIGKILL)
 
-    def restart(self):
-        self.stop()
+    def restart(self, sig=signal.SIGTERM):
+        """Stops with sig and starts again on the same port with the same files."""
+        self.stop(sig)
         self.start()
 
 
-def start_redis(workdir):
-    port = free_port()
+def start_redis(workdir, port=None):
     d = os.path.join(workdir, "redis")
     os.makedirs(d, exist_ok=True)
-    srv = Server("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                           "--dir", d, "--appendonly", "yes", "--appendfsync", "everysec",
-                           "--save", ""], port, workdir)
-    srv.start()
-    return srv
+    for attempt in range(3):
+        p = port or free_port()
+        srv = Server("redis", ["redis-server", "--port", str(p), "--bind", "127.0.0.1",
+                               "--dir", d, "--appendonly", "yes", "--appendfsync", "everysec",
+                               "--save", "", "--daemonize", "no"], p, workdir)
+        try:
+            srv.start()
+            return srv
+        except AssertionError:  # the port was taken meanwhile by someone else: another port
+            srv.stop(signal.SIGKILL)
+            if attempt == 2 or port:
+                raise
 
 
 def start_mosquitto(workdir):
-    port = free_port()
     d = os.path.join(workdir, "mosquitto")
     os.makedirs(d, exist_ok=True)
     conf = os.path.join(d, "mosquitto.conf")
-    with open(conf, "w") as f:
-        # Persistence keeps the daemon's persistent-session queue across a broker restart;
-        # max_queued_messages 0 (unlimited) lets that queue hold a whole replay while the daemon
-        # is down (the default of 1000 would drop messages, which is what the tests must not see).
-        # Started as root, mosquitto would switch to user "mosquitto", which cannot write its
-        # database into the test's private directory; `user` keeps the invoking user (ignored
-        # when not root). set_tcp_nodelay: without it every QoS 1 acknowledgement from the broker
-        # waits ~40 ms (Nagle + delayed ACK), which is what a real deployment must avoid too.
-        user = "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")
-        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                f"persistence_location {d}/\nmax_queued_messages 0\nuser {user}\n"
-                f"set_tcp_nodelay true\n")
-    srv = Server("mosquitto", ["mosquitto", "-c", conf], port, workdir)
-    srv.start()
-    return srv
+    for attempt in range(3):
+        port = free_port()
+        with open(conf, "w") as f:
+            # persistence: the daemon's persistent session (its subscription and the QoS 1
+            # messages queued for it) survives a broker restart; mosquitto writes it at SIGTERM.
+            # max_queued_messages 0 = unlimited: the default of 1000 would drop messages queued
+            # while the daemon is down, which is exactly the loss the recovery tests look for.
+            # max_inflight_messages stays at its default (20 per client): flow control per client
+            # is not what these tests exercise.
+            # user: started as root, mosquitto would switch to user "mosquitto", which cannot
+            # write its database into the test's private directory; naming the invoking user
+            # keeps it (ignored when not root).
+            # set_tcp_nodelay: without it every QoS 1 acknowledgement waits ~40 ms (Nagle +
+            # delayed ACK), which a real deployment must avoid too.
+            user = "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")
+            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                    f"persistence_location {d}/\nmax_queued_messages 0\nuser {user}\n"
+                    f"set_tcp_nodelay true\n")
+        srv = Server("mosquitto", ["mosquitto", "-c", conf], port, workdir)
+        try:
+            srv.start()
+            return srv
+        except AssertionError:
+            srv.stop(signal.SIGKILL)
+            if attempt == 2:
+                raise
 
 
 class Daemon(Server):
+    """aetherisd with a per-test config file (`name = value`, names as in common/config.h)."""
+
     def __init__(self, workdir, redis, mosq, extra=None):
         self.http_port = free_port()
         self.conf = os.path.join(workdir, "aetherisd.conf")
@@ -145,23 +241,32 @@ class Daemon(Server):
         super().__init__("aetherisd", [os.path.join(BIN, "server", "aetherisd"), "--config",
                                        self.conf], self.http_port, workdir)
 
-    def start(self):
-        super().start()
+    def start(self, timeout=READY_TIMEOUT):
+        t0 = time.monotonic()
         try:
-            wait_until(lambda: self.get("/readyz")[0] == 200, 20, "aetherisd /readyz")
-        except AssertionError:
-            raise AssertionError("daemon not ready; log tail:\n" + self.log_tail())
+            super().start(timeout=timeout)
+
+            def ready():
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"aetherisd exited {self.proc.returncode}")
+                return self.get("/readyz")[0] == 200
+            wait_until(ready, max(1.0, timeout - (time.monotonic() - t0)), "aetherisd /readyz")
+        except AssertionError as e:
+            raise AssertionError(f"daemon not ready ({e}); log tail:\n{self.log_tail()}")
 
     def log_tail(self, n=30):
-        with open(self.log, "rb") as f:
-            return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
+        return tail(self.log, n)
 
     def sanitizer_reports(self):
-        with open(self.log, "rb") as f:
-            text = f.read().decode(errors="replace")
+        try:
+            with open(self.log, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return []
         return [m for m in SANITIZER_MARKS if m in text]
 
     def request(self, method, path, body=None, headers=None, timeout=10):
+        """One HTTP request; returns (status, headers, body) with JSON bodies parsed."""
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data,
                                      method=method, headers=headers or {})
@@ -186,85 +291,124 @@ class Daemon(Server):
 
 
 class Stack:
+    """One test's servers: redis-server and mosquitto at once, aetherisd on demand."""
+
     def __init__(self, workdir):
         self.workdir = workdir
+        self.redis = self.mosq = self.daemon = None
         self.redis = start_redis(workdir)
         self.mosq = start_mosquitto(workdir)
-        self.daemon = None
 
     def start_daemon(self, extra=None):
+        """Starts aetherisd (a fresh config from the defaults above plus extra) and waits for
+        /readyz. A previous daemon must have been stopped; its data directory is reused."""
+        assert self.daemon is None or not self.daemon.running(), "daemon already running"
         self.daemon = Daemon(self.workdir, self.redis, self.mosq, extra)
         self.daemon.start()
         return self.daemon
 
-    def replay(self, *args, timeout=240, check=True):
-        argv = [os.path.join(BIN, "tools", "aetheris-replay"), "--url",
+    def replay_argv(self, *args):
+        return [os.path.join(BIN, "tools", "aetheris-replay"), "--url",
                 f"tcp://127.0.0.1:{self.mosq.port}", "--file", DATASET, *args]
-        out = subprocess.run(argv, capture_output=True, timeout=timeout, text=True)
+
+    def replay(self, *args, timeout=240, check=True):
+        """Runs aetheris-replay to the end; returns its JSON summary."""
+        out = subprocess.run(self.replay_argv(*args), capture_output=True, timeout=timeout,
+                             text=True)
         if check:
             assert out.returncode == 0, out.stderr
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def replay_async(self, *args):
-        argv = [os.path.join(BIN, "tools", "aetheris-replay"), "--url",
-                f"tcp://127.0.0.1:{self.mosq.port}", "--file", DATASET, *args]
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(self.replay_argv(*args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
     def redis_cmd(self, *args):
+        """One Redis command through redis-cli; its raw text output."""
         out = subprocess.run(["redis-cli", "-p", str(self.redis.port), *map(str, args)],
                              capture_output=True, text=True, timeout=10)
+        assert out.returncode == 0, out.stderr
         return out.stdout.strip()
+
+    def teardown(self):
+        """Stops everything; returns the list of problems found with the daemon."""
+        errors = []
+        d = self.daemon
+        if d is not None and d.proc is not None:
+            died = d.proc.poll() is not None and not d.stopped_by_test
+            try:
+                rc = d.stop(timeout=DAEMON_STOP_TIMEOUT)
+            except AssertionError as e:
+                rc, died = None, False
+                errors.append(str(e))
+            if died:
+                errors.append(f"aetherisd died during the test (exit {rc}):\n{d.log_tail()}")
+            elif rc not in (0, None) and not (rc == -signal.SIGKILL and d.stopped_by_test):
+                errors.append(f"aetherisd exited {rc} on SIGTERM:\n{d.log_tail()}")
+            reports = d.sanitizer_reports()
+            if reports:
+                errors.append(f"sanitizer reports {reports} in {d.log}")
+        for srv in (self.mosq, self.redis):
+            if srv is not None:
+                try:
+                    srv.kill()
+                except AssertionError as e:
+                    errors.append(str(e))
+        return errors
 
 
 @pytest.fixture
 def stack(tmp_path):
     s = Stack(str(tmp_path))
-    yield s
-    errors = []
-    if s.daemon is not None:
-        rc = s.daemon.stop()
-        if rc not in (0, None, -9):
-            errors.append(f"aetherisd exited {rc} on SIGTERM:\n{s.daemon.log_tail()}")
-        reports = s.daemon.sanitizer_reports()
-        if reports:
-            errors.append(f"sanitizer reports {reports} in {s.daemon.log}")
-    for srv in (s.mosq, s.redis):
-        try:
-            srv.kill()
-        except AssertionError:
-            pass
+    try:
+        yield s
+    finally:
+        errors = s.teardown()
     assert not errors, "\n".join(errors)
 
 
 class Collector:
-    """A paho MQTT subscriber recording every payload on the given topics (QoS 1)."""
+    """A paho MQTT subscriber (its own thread, persistent session, QoS 1) recording every
+    payload on the given topics. It reconnects and resubscribes by itself after a broker
+    restart."""
 
     def __init__(self, port, topics, client_id):
         import paho.mqtt.client as mqtt
-        self.messages = {t: [] for t in topics}
+        self.raw = {t: [] for t in topics}
         self.lock = threading.Lock()
-        self.ready = threading.Event()
+        self.subscribed = threading.Event()
         self.client = mqtt.Client(client_id=client_id, clean_session=False)
 
         def on_connect(client, userdata, flags, rc):
-            for t in topics:
-                client.subscribe(t, qos=1)
-            self.ready.set()
+            if rc == 0:
+                client.subscribe([(t, 1) for t in topics])
+
+        def on_subscribe(client, userdata, mid, granted_qos):
+            self.subscribed.set()
 
         def on_message(client, userdata, msg):
-            with self.lock:
-                self.messages[msg.topic].append(json.loads(msg.payload))
+            with self.lock:  # parsing happens in get(): an exception here would kill the loop
+                self.raw.setdefault(msg.topic, []).append(bytes(msg.payload))
 
         self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
         self.client.on_message = on_message
+        self.client.reconnect_delay_set(min_delay=0.1, max_delay=1)
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
-        assert self.ready.wait(10), "collector could not connect"
-        time.sleep(0.2)  # the SUBACK
+        assert self.subscribed.wait(10), "collector could not subscribe"
 
     def get(self, topic):
+        """Every payload received on topic so far, parsed as JSON (each must be JSON)."""
         with self.lock:
-            return list(self.messages[topic])
+            raw = list(self.raw[topic])
+        out = []
+        for p in raw:
+            try:
+                out.append(json.loads(p))
+            except ValueError:
+                raise AssertionError(f"non-JSON payload on {topic}: {p[:200]!r}")
+        return out
 
     def close(self):
         self.client.loop_stop()
@@ -276,7 +420,7 @@ def collector_factory():
     made = []
 
     def make(port, topics=("aetheris/commands", "aetheris/exceptions")):
-        c = Collector(port, topics, f"e2e-collector-{port}-{len(made)}")
+        c = Collector(port, topics, f"e2e-collector-{os.getpid()}-{port}-{len(made)}")
         made.append(c)
         return c
     yield make
@@ -284,15 +428,20 @@ def collector_factory():
         c.close()
 
 
-def reference_exceptions(path=DATASET, window=100, min_points=5, threshold=2.5, scale=5000.0,
-                         immediate=0.9):
-    """An independent two-pass implementation of DESIGN.md 3.2 over the CSV, in file order,
-    skipping repeated transactionIds. Returns {txid: dict(z, mean, std, suspicion, priority)}
-    plus the set of txids whose |z| is within 1e-9 of the threshold (ambiguous in floating
-    point, excluded from set comparisons)."""
+def _round4_ambiguous(x):
+    """True when x is within 1e-9 of a half-way point between two 4-decimal values, where two
+    correct implementations may round differently."""
+    frac = x * 1e4 - math.floor(x * 1e4)
+    return abs(frac - 0.5) < 1e-5
+
+
+@functools.lru_cache(maxsize=8)
+def _reference(path, limit, window, min_points, threshold, scale, immediate):
     windows, seen, out, borderline = {}, set(), {}, set()
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
+        for n, row in enumerate(csv.DictReader(f)):
+            if limit is not None and n >= limit:
+                break
             txid = int(row["TransactionID"])
             if txid in seen:
                 continue
@@ -310,15 +459,46 @@ def reference_exceptions(path=DATASET, window=100, min_points=5, threshold=2.5, 
             if abs(abs(z) - threshold) <= 1e-9 * threshold:
                 borderline.add(txid)
             if abs(z) > threshold:
-                sus = round(0.7 * min(abs(z) / 6, 1) + 0.3 * min(amount / scale, 1), 4)
-                out[txid] = {"z": z, "mean": mean, "std": std, "suspicion": sus,
+                raw = 0.7 * min(abs(z) / 6, 1) + 0.3 * min(amount / scale, 1)
+                sus = round(raw, 4)
+                out[txid] = {"z": z, "abs_z": abs(z), "mean": mean, "std": std,
+                             "suspicion": sus, "suspicion_ambiguous": _round4_ambiguous(raw),
                              "priority": "immediate" if sus >= immediate else "batch",
-                             "account": row["AccountOriginID"]}
+                             "account": row["AccountOriginID"], "amount": amount,
+                             "history": min(len(w) + 1, window)}
             w.append(amount)
             if len(w) > window:
                 w.pop(0)
-    return out, borderline
+    return out, frozenset(borderline)
+
+
+def reference_exceptions(path=DATASET, window=100, min_points=5, threshold=2.5, scale=5000.0,
+                         immediate=0.9, limit=None):
+    """An independent two-pass implementation of DESIGN.md 3.2 over the CSV (its first `limit`
+    data rows, all by default), in file order, skipping repeated transactionIds.
+
+    Returns ({txid: {z, abs_z, mean, std, suspicion, suspicion_ambiguous, priority, account,
+    amount, history}}, borderline) where borderline is the set of txids whose |z| is within 1e-9
+    (relative) of the threshold: floating point cannot say on which side those fall, so tests
+    leave them out of set comparisons. The result is cached; do not modify it."""
+    return _reference(path, limit, window, min_points, threshold, scale, immediate)
+
+
+def suspicion_matches(got, ref):
+    """Suspicion is exact (4 decimals), except at a rounding half-way point where either
+    neighbour is accepted."""
+    if got == ref["suspicion"]:
+        return True
+    return ref["suspicion_ambiguous"] and abs(got - ref["suspicion"]) <= 1.0001e-4
 
 
 def decisions_total(c):
     return c["decisions_approve"] + c["decisions_review"] + c["decisions_block"]
+
+
+def dataset_ids(limit=None):
+    """TransactionIDs of the CSV's first `limit` data rows (all by default), in file order."""
+    with open(DATASET, newline="") as f:
+        rows = csv.DictReader(f)
+        return [int(r["TransactionID"]) for n, r in enumerate(rows)
+                if limit is None or n < limit]

@@ -1,6 +1,4 @@
 """REST surface: health shapes, errors as problem+json, events over HTTP, body limits."""
-import json
-
 from conftest import wait_until
 
 

@@ -4,7 +4,7 @@ import os
 import subprocess
 import time
 
-from conftest import BIN, Daemon, free_port, wait_until
+from conftest import Daemon, free_port, wait_until
 
 
 def test_fail_fast_names_the_missing_dependency(stack):
