@@ -64,6 +64,30 @@ static const struct option_def options[] = {
     INT(http_timeout_s, "http", "30", 1, 3600, NULL, "idle HTTP connection timeout (s)"),
     INT(http_max_body, "http", "1048576", 1024, 67108864, NULL, "largest request body (bytes)"),
     INT(page_max, "http", "500", 1, 10000, NULL, "largest ?limit= for list endpoints"),
+    BOOL(auth_disabled, "http", "false", NULL,
+         "serve the API without API keys (local use only; `make run` sets it)"),
+    {"api_keys", "http", OPT_SECRET, F(api_keys), "", 0, 0, NULL, NULL, NULL,
+     "API keys as name:scope:sha256hex entries, comma-separated (scope read|write|admin)"},
+    STR(api_keys_file, "http", "", NULL, "file of API key entries, one name:scope:sha256hex a line"),
+    BOOL(metrics_public, "http", "true", NULL, "serve GET /metrics without an API key"),
+    DBL(rate_limit_rps, "http", "50", 0, 1e6, NULL,
+        "requests per second one API key may sustain (0 = unlimited)"),
+    INT(rate_limit_burst, "http", "100", 1, 1000000, NULL,
+        "requests one API key may send at once above its rate"),
+    INT(auth_fail_limit, "http", "10", 1, 1000000, NULL,
+        "failed authentications one address may make per window before it is throttled"),
+    INT(auth_fail_window_s, "http", "60", 1, 86400, NULL,
+        "window of the failed-authentication throttle (s)"),
+    INT(api_redis_connections, "http", "4", 1, 256, NULL,
+        "Redis connections shared by the HTTP workers (cache, rate limit, queues)"),
+    INT(cache_ttl_s, "http", "60", 1, 86400, NULL, "lifetime of a cached API response (s)"),
+    INT(cache_invalidate_ms, "http", "250", 10, 60000, NULL,
+        "new events invalidate cached responses at most this often (ms): the freshness bound"),
+    INT(sse_max_streams, "http", "64", 1, 100000, NULL, "concurrent GET /v1/stream clients"),
+    INT(sse_keepalive_s, "http", "15", 1, 3600, NULL,
+        "an idle event stream gets a keep-alive comment this often (s)"),
+    INT(sse_backlog, "http", "1024", 16, 1000000, NULL,
+        "recent stream events kept so a reconnecting client resumes by Last-Event-ID"),
 
     STR(mqtt_url, "mqtt", "tcp://127.0.0.1:1883", NULL,
         "broker URL (MQTT_BROKER + MQTT_PORT also accepted)"),
@@ -294,11 +318,16 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
         snprintf(err, errlen, "--config: cannot open %s: %s", path, strerror(errno));
         return ERR_IO;
     }
-    char line[2048], origin[1100];
+    char line[8192], origin[1100];
     int lineno = 0, rv = 0;
     while (rv == 0 && fgets(line, sizeof line, f)) {
         lineno++;
         snprintf(origin, sizeof origin, "%s:%d", path, lineno);
+        if (strchr(line, '\n') == NULL && !feof(f)) { /* never read one line as two */
+            snprintf(err, errlen, "%s: line longer than %zu bytes", origin, sizeof line - 2);
+            rv = ERR_INVAL;
+            break;
+        }
         char *s = trim(line);
         if (*s == '\0' || *s == '#')
             continue;
