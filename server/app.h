@@ -1,5 +1,6 @@
 /* The daemon's shared context handed to every HTTP handler: configuration, store, pipeline, the
- * API's Redis pool, cache, auth and rate limiter, and start time. Everything here is borrowed by handlers and outlives the HTTP server. */
+ * API's Redis pool, cache, auth and rate limiter, and start time. Everything here is borrowed by
+ * handlers and outlives the HTTP server. */
 #ifndef AETHERIS_APP_H
 #define AETHERIS_APP_H
 #include "fmacros.h"
@@ -17,11 +18,11 @@ struct app {
     const struct config *cfg;
     struct store *store;
     struct pipeline *pipeline;
-    struct rpool *redis;        /* Redis connections of the HTTP workers (rpool.h) */
-    struct api_cache *cache;    /* response cache (api_cache.h) */
-    struct auth *auth;          /* API keys and the failure throttle (auth.h) */
-    struct ratelimit *limiter;  /* per-key rate limit (ratelimit.h) */
-    int64_t started_ms; /* wall clock at start, for uptime */
+    struct rpool *redis;       /* Redis connections of the HTTP workers (rpool.h) */
+    struct api_cache *cache;   /* response cache (api_cache.h) */
+    struct auth *auth;         /* API keys and the failure throttle (auth.h) */
+    struct ratelimit *limiter; /* per-key rate limit (ratelimit.h) */
+    int64_t started_ms;        /* wall clock at start, for uptime */
 };
 
 #endif

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "preflight.h"
+#include "rpool.h"
 #include "store.h"
 
 /* Blocks the signals we wait for (inherited by every thread created later); ignores SIGPIPE. */
@@ -64,6 +65,7 @@ int main(int argc, char **argv)
     struct store *store = NULL;
     struct pipeline *pipeline = NULL;
     struct http_server *http = NULL;
+    struct rpool *redis = NULL;
     if (preflight_mkdirs(cfg.data_dir, err, sizeof err) != 0)
         goto out;
     store = store_open(&cfg, err, sizeof err);
@@ -77,7 +79,17 @@ int main(int argc, char **argv)
     pipeline = pipeline_new(&cfg, store, err, sizeof err);
     if (pipeline == NULL || pipeline_start(pipeline, err, sizeof err) != 0)
         goto out;
-    struct app app = {&cfg, store, pipeline, clock_wall_ms()};
+    redis =
+        rpool_new(cfg.redis_url, cfg.redis_timeout_ms, cfg.api_redis_connections, err, sizeof err);
+    if (redis == NULL)
+        goto out;
+    struct app app = {
+        .cfg = &cfg,
+        .store = store,
+        .pipeline = pipeline,
+        .redis = redis,
+        .started_ms = clock_wall_ms(),
+    };
     http = http_start(&app, err, sizeof err);
     if (http == NULL)
         goto out;
@@ -95,6 +107,7 @@ out:
     }
     http_stop(http);
     pipeline_free(pipeline);
+    rpool_free(redis);
     store_free(store);
     if (rc == 0)
         log_info("aetherisd.stopped", "clean shutdown");
