@@ -28,21 +28,21 @@ struct config {
     int http_max_connections;
     int http_timeout_s;
     int http_max_body;
-    int page_max; /* cap on ?limit= */
-    bool auth_disabled;           /* serve without API keys (local use; make run) */
-    char api_keys[4096];          /* "name:scope:sha256hex" entries, comma-separated (secret) */
+    int page_max;        /* cap on ?limit= */
+    bool auth_disabled;  /* serve without API keys (local use; make run) */
+    char api_keys[4096]; /* "name:scope:sha256hex" entries, comma-separated (secret) */
     char api_keys_file[CONFIG_STR_MAX]; /* one such entry per line; '#' comments */
-    bool metrics_public;          /* GET /metrics without a key */
-    double rate_limit_rps;        /* per-key sustained requests per second; 0 = no limit */
-    int rate_limit_burst;         /* per-key bucket size */
-    int auth_fail_limit;          /* failed authentications per address per window */
-    int auth_fail_window_s;       /* throttle window (s) */
-    int api_redis_connections;    /* Redis connections shared by the HTTP workers */
-    int cache_ttl_s;              /* lifetime of a cached response in Redis */
-    int cache_invalidate_ms;      /* coalescing period of cache invalidation */
-    int sse_max_streams;          /* concurrent GET /v1/stream clients */
-    int sse_keepalive_s;          /* comment line sent on an idle stream */
-    int sse_backlog;              /* recent stream events kept for Last-Event-ID resumption */
+    bool metrics_public;                /* GET /metrics without a key */
+    double rate_limit_rps;              /* per-key sustained requests per second; 0 = no limit */
+    int rate_limit_burst;               /* per-key bucket size */
+    int auth_fail_limit;                /* failed authentications per address per window */
+    int auth_fail_window_s;             /* throttle window (s) */
+    int api_redis_connections;          /* Redis connections shared by the HTTP workers */
+    int cache_ttl_s;                    /* lifetime of a cached response in Redis */
+    int cache_invalidate_ms;            /* coalescing period of cache invalidation */
+    int sse_max_streams;                /* concurrent GET /v1/stream clients */
+    int sse_keepalive_s;                /* comment line sent on an idle stream */
+    int sse_backlog;                    /* recent stream events kept for Last-Event-ID resumption */
 
     /* MQTT */
     char mqtt_url[CONFIG_STR_MAX]; /* tcp://host:port */

@@ -198,8 +198,16 @@ static void on_invalid(void *vctx, enum event_invalid reason, const char *detail
     struct parse_ctx *ctx = vctx;
     struct ingest *ing = ctx->ing;
     metrics_inc(event_invalid_metric(reason));
-    if (ctx->counts)
-        ctx->counts->invalid++;
+    struct submit_counts *c = ctx->counts;
+    if (c) {
+        if (c->nerrors < SUBMIT_ERRORS_MAX) {
+            struct submit_error *e = &c->errors[c->nerrors++];
+            e->index = c->accepted + c->duplicates + c->invalid; /* items arrive in order */
+            snprintf(e->reason, sizeof e->reason, "%s", event_invalid_name(reason));
+            snprintf(e->detail, sizeof e->detail, "%s", detail ? detail : "");
+        }
+        c->invalid++;
+    }
     struct deadletter_item *dl = xcalloc(1, sizeof *dl);
     snprintf(dl->source, sizeof dl->source, "%s", ctx->source);
     snprintf(dl->reason, sizeof dl->reason, "%s", event_invalid_name(reason));

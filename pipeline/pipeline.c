@@ -41,6 +41,7 @@ struct worker {
     struct pipeline *p;
     uint32_t index;
     struct edge_shard *shard;
+    pthread_mutex_t shard_mu; /* held by the worker per batch; pipeline_account reads under it */
     struct bqueue *in;
     pthread_t thread;
     bool started;
@@ -105,10 +106,12 @@ static void *worker_main(void *arg)
             break;
         for (int i = 0; i < n; i++) {
             struct evbatch *b = items[i];
+            pthread_mutex_lock(&w->shard_mu);
             if (b->kind == EVBATCH_EVENTS)
                 worker_score(w, b);
             else if (b->kind == EVBATCH_MARKER)
                 edge_shard_foreach(w->shard, encode_account, b);
+            pthread_mutex_unlock(&w->shard_mu);
             if (bqueue_push(p->sink_queue, b) != 0)
                 evbatch_put(p->pool, b);
         }
@@ -279,6 +282,7 @@ struct pipeline *pipeline_new(const struct config *cfg, struct store *store, cha
         p->workers[w] = (struct worker){
             .p = p, .index = w, .shard = edge_shard_new(&p->params), .in = p->worker_queues[w]};
         atomic_init(&p->workers[w].accounts, 0);
+        pthread_mutex_init(&p->workers[w].shard_mu, NULL);
     }
     p->dedupe = dedupe_new((size_t)cfg->dedupe_capacity);
     p->ingest = ingest_new(cfg, p->worker_queues, p->nworkers, p->pool, p->dedupe);
@@ -404,6 +408,7 @@ void pipeline_free(struct pipeline *p)
             evbatch_put(p->pool, item);
         bqueue_free(p->worker_queues[w]);
         edge_shard_free(p->workers[w].shard);
+        pthread_mutex_destroy(&p->workers[w].shard_mu);
     }
     while (bqueue_pop_many(p->sink_queue, &item, 1, 0) == 1)
         evbatch_put(p->pool, item);
@@ -420,6 +425,25 @@ int pipeline_submit(struct pipeline *p, const char *payload, size_t len, const c
                     struct submit_counts *counts)
 {
     return ingest_payload(p->ingest, payload, len, source, counts);
+}
+
+int pipeline_account(struct pipeline *p, const char *account, struct pipeline_account *out)
+{
+    if (account[0] == '\0' || strlen(account) > EVENT_ACCOUNT_MAX)
+        return ERR_INVAL;
+    struct worker *w = &p->workers[shard_of(account, p->nworkers)];
+    int rv = ERR_NOTFOUND;
+    pthread_mutex_lock(&w->shard_mu);
+    const struct zwin *win = edge_shard_find(w->shard, account);
+    if (win != NULL) {
+        out->n = win->n;
+        out->window = p->params.window;
+        out->last_z = win->last_z;
+        zwin_exact_stats(win, p->params.window, &out->mean, &out->std);
+        rv = 0;
+    }
+    pthread_mutex_unlock(&w->shard_mu);
+    return rv;
 }
 
 void pipeline_health(struct pipeline *p, struct pipeline_health *out)

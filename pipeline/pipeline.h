@@ -23,10 +23,20 @@ struct pipeline_health {
     size_t accounts; /* accounts tracked by the edge */
 };
 
+#define SUBMIT_ERRORS_MAX 10 /* rejected items described per payload; the rest are counted */
+
+struct submit_error { /* why one item of a payload was refused */
+    int index;        /* position in the array (0 for a single object or an unparsed payload) */
+    char reason[32];  /* event_invalid_name(): "bad_json", "amount", ... */
+    char detail[128]; /* human text naming the field ("amount must be a finite number >= 0") */
+};
+
 struct submit_counts { /* outcome of one payload */
     int accepted;
     int duplicates;
     int invalid;
+    int nerrors; /* errors[] filled, <= SUBMIT_ERRORS_MAX */
+    struct submit_error errors[SUBMIT_ERRORS_MAX];
 };
 
 /* Builds every component (nothing is started; no network yet). The store is borrowed and must
@@ -45,5 +55,17 @@ void pipeline_free(struct pipeline *p); /* stops first if needed; NULL is a no-o
 int pipeline_submit(struct pipeline *p, const char *payload, size_t len, const char *source,
                     struct submit_counts *counts);
 void pipeline_health(struct pipeline *p, struct pipeline_health *out);
+
+struct pipeline_account { /* one account's window as the edge holds it now */
+    uint32_t n;           /* amounts in the window */
+    uint32_t window;      /* capacity W */
+    double mean, std;     /* exact two-pass population statistics of the window */
+    double last_z;        /* z of the account's latest scored amount */
+};
+
+/* Reads an account's window from its edge worker (under the worker's shard lock, which the
+ * worker holds per batch: the view is consistent with a batch boundary). 0, ERR_NOTFOUND when
+ * this node has not seen the account, ERR_INVAL for an empty or over-long account. */
+int pipeline_account(struct pipeline *p, const char *account, struct pipeline_account *out);
 
 #endif

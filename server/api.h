@@ -16,6 +16,9 @@ void api_decisions_list(const struct http_request *req, struct http_response *re
 void api_decisions_get(const struct http_request *req, struct http_response *resp);
 void api_deadletter_list(const struct http_request *req, struct http_response *resp);
 void api_events_post(const struct http_request *req, struct http_response *resp);
+void api_queues_list(const struct http_request *req, struct http_response *resp);
+void api_queues_get(const struct http_request *req, struct http_response *resp);
+void api_accounts_get(const struct http_request *req, struct http_response *resp);
 void api_metrics_json(const struct http_request *req, struct http_response *resp);
 void api_metrics_prometheus(const struct http_request *req, struct http_response *resp);
 

@@ -1,17 +1,21 @@
 /* Health endpoints: GET /healthz (the process answers: liveness), GET /readyz (broker, Redis and
  * store all answer: for load balancers and test harnesses), GET /v1/health (component detail for
- * people and dashboards). The store is asked directly (store_ping) on top of the pipeline's own
+ * people and dashboards, including whether the response cache is in use or bypassed because
+ * Redis is unreachable). The store is asked directly (store_ping) on top of the pipeline's own
  * view, so readiness reflects the store at the moment of the probe. */
 #include "api.h"
+#include "api_cache.h"
 #include <stdio.h>
 #include "clock.h"
 #include "pipeline.h"
+#include "rpool.h"
 
 /* The pipeline's view of its dependencies, with the store pinged now. */
 static void probe(const struct http_request *req, struct pipeline_health *h)
 {
     pipeline_health(req->app->pipeline, h);
     h->store_up = h->store_up && store_ping(req->app->store) == 0;
+    h->redis_up = h->redis_up && (req->app->redis == NULL || rpool_is_up(req->app->redis));
 }
 
 static json_int_t uptime_s(const struct app *app)
@@ -52,10 +56,16 @@ void api_health(const struct http_request *req, struct http_response *resp)
     const char *status = !h.store_up ? "down" : (h.mqtt_up && h.redis_up) ? "ok" : "degraded";
     json_t *store = component(h.store_up);
     json_object_set_new(store, "backend", json_string(store_backend_name(req->app->store)));
+    const struct app *app = req->app;
+    bool cache_up = app->cache == NULL || api_cache_up(app->cache);
+    json_t *cache = json_pack("{s:s, s:i, s:i, s:I}", "status", cache_up ? "up" : "bypassed",
+                              "ttl_s", app->cfg->cache_ttl_s, "invalidate_ms",
+                              app->cfg->cache_invalidate_ms, "invalidations",
+                              (json_int_t)(app->cache ? api_cache_invalidations(app->cache) : 0));
     json_t *components =
-        json_pack("{s:o, s:o, s:o, s:{s:s}, s:{s:s}}", "mqtt", component(h.mqtt_up), "redis",
-                  component(h.redis_up), "store", store, "llm", "status", "disabled", "webhooks",
-                  "status", "disabled");
+        json_pack("{s:o, s:o, s:o, s:o, s:{s:s}, s:{s:s}}", "mqtt", component(h.mqtt_up), "redis",
+                  component(h.redis_up), "store", store, "cache", cache, "llm", "status",
+                  "disabled", "webhooks", "status", "disabled");
     http_json_response(resp, 200,
                        json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:I}", "status", status, "version",
                                  AETHERIS_VERSION, "node_id", req->app->cfg->node_id, "uptime_s",

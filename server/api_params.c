@@ -12,6 +12,7 @@
 #include <string.h>
 #include "err.h"
 #include "fsutil.h"
+#include "rpool.h"
 
 #define EPOCH_DIGITS_MAX 15 /* 10^15 ms is year 33658: anything longer is not a timestamp */
 #define TXID_DIGITS_MAX 20  /* UINT64_MAX has 20 digits */
@@ -236,4 +237,13 @@ void api_params_serve_get(const struct http_request *req, struct http_response *
         doc = NULL;
     }
     json_decref(doc);
+}
+
+struct rconn *api_redis_borrow(const struct http_request *req, struct http_response *resp)
+{
+    struct rconn *rc = rpool_get(req->app->redis, API_REDIS_WAIT_MS);
+    if (rc == NULL)
+        http_problem(resp, 503, PROBLEM_UNAVAILABLE, "no Redis connection is free; retry",
+                     req->path);
+    return rc;
 }

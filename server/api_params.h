@@ -56,4 +56,11 @@ void api_params_serve_list(const struct http_request *req, struct http_response 
 void api_params_serve_get(const struct http_request *req, struct http_response *resp,
                           int (*get)(struct store *, uint64_t, json_t **), const char *what);
 
+/* Borrows a Redis connection of the API's pool (app->redis) for the rest of the handler, to be
+ * returned with rpool_put(req->app->redis, rc). When none comes free within
+ * API_REDIS_WAIT_MS, answers 503 and returns NULL. */
+#define API_REDIS_WAIT_MS 250
+struct rconn;
+struct rconn *api_redis_borrow(const struct http_request *req, struct http_response *resp);
+
 #endif

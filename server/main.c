@@ -15,6 +15,7 @@
 #include "http.h"
 #include "log.h"
 #include "pipeline.h"
+#include "api_cache.h"
 #include "preflight.h"
 #include "rpool.h"
 #include "store.h"
@@ -66,6 +67,7 @@ int main(int argc, char **argv)
     struct pipeline *pipeline = NULL;
     struct http_server *http = NULL;
     struct rpool *redis = NULL;
+    struct api_cache *cache = NULL;
     if (preflight_mkdirs(cfg.data_dir, err, sizeof err) != 0)
         goto out;
     store = store_open(&cfg, err, sizeof err);
@@ -83,11 +85,17 @@ int main(int argc, char **argv)
         rpool_new(cfg.redis_url, cfg.redis_timeout_ms, cfg.api_redis_connections, err, sizeof err);
     if (redis == NULL)
         goto out;
+    cache = api_cache_new(&cfg, redis);
+    if (cache == NULL) {
+        snprintf(err, sizeof err, "cannot start the response cache thread");
+        goto out;
+    }
     struct app app = {
         .cfg = &cfg,
         .store = store,
         .pipeline = pipeline,
         .redis = redis,
+        .cache = cache,
         .started_ms = clock_wall_ms(),
     };
     http = http_start(&app, err, sizeof err);
@@ -107,6 +115,7 @@ out:
     }
     http_stop(http);
     pipeline_free(pipeline);
+    api_cache_free(cache);
     rpool_free(redis);
     store_free(store);
     if (rc == 0)

@@ -15,6 +15,7 @@ static const struct {
     {PROBLEM_PAYLOAD_TOO_LARGE, "Content Too Large"},
     {PROBLEM_INVALID_JSON, "Invalid JSON Body"},
     {PROBLEM_INVALID_PARAMETER, "Invalid Parameter"},
+    {PROBLEM_INVALID_EVENT, "Invalid Event"},
     {PROBLEM_UNAVAILABLE, "Service Unavailable"},
     {PROBLEM_INTERNAL, "Internal Error"},
 };

@@ -16,6 +16,7 @@
 #define PROBLEM_PAYLOAD_TOO_LARGE "payload-too-large"
 #define PROBLEM_INVALID_JSON "invalid-json"
 #define PROBLEM_INVALID_PARAMETER "invalid-parameter"
+#define PROBLEM_INVALID_EVENT "invalid-event"
 #define PROBLEM_UNAVAILABLE "unavailable"
 #define PROBLEM_INTERNAL "internal"
 

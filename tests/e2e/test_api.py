@@ -10,7 +10,7 @@ def test_health_and_errors(stack):
     assert d.get("/readyz")[0] == 200
     status, h = d.get("/v1/health")
     assert status == 200 and h["status"] == "ok" and h["node_id"] == "e2e-node"
-    assert set(h["components"]) == {"mqtt", "redis", "store", "llm", "webhooks"}
+    assert set(h["components"]) == {"mqtt", "redis", "store", "cache", "llm", "webhooks"}
     assert h["components"]["store"]["backend"] == "sqlite"
 
     status, hdrs, body = d.request("GET", "/v1/nope")
@@ -40,9 +40,10 @@ def test_post_events_and_limits(stack):
              {"transactionId": 11, "accountOrigin": "H1", "amount": 6},
              {"transactionId": 12, "accountOrigin": "H1"}]
     status, _, body = d.request("POST", "/v1/events", batch)
-    assert status == 202 and body == {"accepted": 1, "duplicates": 1, "invalid": 1}
+    assert status == 202 and body == {"accepted": 1, "duplicates": 1, "invalid": 1, "errors": [
+        {"index": 2, "reason": "amount", "detail": "amount is required"}]}
     status, _, body = d.request("POST", "/v1/events", b"{broken")
-    assert status == 202 and body["invalid"] == 1
+    assert status == 400 and body["type"].endswith("/invalid-json")
     status, _, body = d.request("POST", "/v1/events", b"x" * 5000)
     assert status == 413 and body["type"].endswith("payload-too-large")
     wait_until(lambda: d.counters()["scored"] == 2, 10, "HTTP events scored")

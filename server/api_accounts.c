@@ -1,0 +1,89 @@
+/* GET /v1/accounts/{account_id}: what the service knows of one account right now: its rolling
+ * window as the edge holds it (n, W, exact mean and std, the last z), the kill-switch lock in
+ * Redis (set after a BLOCK consensus, DESIGN.md 3.4) with its remaining lifetime, and its newest
+ * decisions from the store (?limit=, default 10). 404 when none of the three knows the account.
+ * A Redis outage does not fail the request: the lock is reported as unknown (null). */
+#include "api.h"
+#include <stdio.h>
+#include <string.h>
+#include "api_params.h"
+#include "buffer.h"
+#include "err.h"
+#include "event.h"
+#include "pipeline.h"
+#include "rpool.h"
+
+#define ACCOUNT_DECISIONS_DEFAULT 10
+
+/* {"locked": bool, "ttl_s": int|null}, both null when Redis cannot be asked. */
+static json_t *lock_state(const struct http_request *req, const char *account, bool *locked)
+{
+    *locked = false;
+    struct rconn *rc = rpool_get(req->app->redis, API_REDIS_WAIT_MS);
+    redisReply *r = NULL;
+    if (rc) {
+        struct buffer_keys k;
+        buffer_keys_init(req->app->cfg, &k);
+        char key[sizeof k.lock_prefix + EVENT_ACCOUNT_MAX + 1];
+        snprintf(key, sizeof key, "%s%s", k.lock_prefix, account);
+        r = rconn_cmd(rc, "PTTL", key, NULL);
+        rpool_put(req->app->redis, rc);
+    }
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+        if (r)
+            freeReplyObject(r);
+        return json_pack("{s:n, s:n}", "locked", "ttl_s");
+    }
+    long long pttl = r->integer; /* -2: no key, -1: no expiry, else ms left */
+    freeReplyObject(r);
+    *locked = pttl != -2;
+    json_t *ttl = pttl >= 0 ? json_integer((pttl + 999) / 1000) : json_null();
+    return json_pack("{s:b, s:o}", "locked", *locked, "ttl_s", ttl);
+}
+
+void api_accounts_get(const struct http_request *req, struct http_response *resp)
+{
+    const char *account = req->params[0];
+    if (strlen(account) > EVENT_ACCOUNT_MAX) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "account_id must be 1 to %d bytes", EVENT_ACCOUNT_MAX);
+        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+        return;
+    }
+    int limit = 0;
+    const char *limit_text = http_query(req, "limit");
+    if (limit_text == NULL) {
+        limit = ACCOUNT_DECISIONS_DEFAULT;
+    } else if (api_params_limit(limit_text, req->app->cfg->page_max, &limit) != 0) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "limit must be an integer from 1 to %d",
+                 req->app->cfg->page_max);
+        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+        return;
+    }
+
+    struct pipeline_account w;
+    bool known_window = pipeline_account(req->app->pipeline, account, &w) == 0;
+    struct store_query q = {.account = account, .limit = limit};
+    json_t *decisions = NULL;
+    char next[STORE_CURSOR_MAX];
+    if (store_list_decisions(req->app->store, &q, &decisions, next) != 0) {
+        http_problem(resp, 503, PROBLEM_UNAVAILABLE, "the store is unavailable", req->path);
+        return;
+    }
+    bool locked = false;
+    json_t *lock = lock_state(req, account, &locked);
+    if (!known_window && !locked && json_array_size(decisions) == 0) {
+        json_decref(lock);
+        json_decref(decisions);
+        http_problem(resp, 404, PROBLEM_NOT_FOUND, "no such account", req->path);
+        return;
+    }
+    json_t *window =
+        known_window ? json_pack("{s:i, s:i, s:f, s:f, s:f}", "n", (int)w.n, "size", (int)w.window,
+                                 "mean", w.mean, "std", w.std, "last_z", w.last_z)
+                     : json_null();
+    http_json_response(resp, 200,
+                       json_pack("{s:s, s:o, s:o, s:o}", "account", account, "window", window,
+                                 "lock", lock, "recent_decisions", decisions));
+}

@@ -1,0 +1,234 @@
+/* Redis response cache with generation-counter invalidation (api_cache.h).
+ *
+ * Keys (prefix = redis_prefix):
+ *   <prefix>cache:gen                              one integer, the generation
+ *   <prefix>cache:<node>:<name>:<gen>:<variant>    a cached body, SET with EX cache_ttl_s
+ * The node id is part of an entry's key because a metrics snapshot describes one daemon.
+ *
+ * Lookup is one round trip: a Lua script reads the generation and the entry of that generation
+ * together, so a reader can never pair an old generation with a newer entry. A MISS hands the
+ * caller the key of the generation it saw; storing there is always safe, because any event after
+ * that read moves the generation on and the next lookup misses.
+ *
+ * Invalidation never deletes (no KEYS/SCAN): bumping the generation orphans every entry at once,
+ * and the orphans expire on their TTL. The bump is coalesced: the invalidation thread wakes every
+ * cache_invalidate_ms, compares an event stamp (the sum of the event-driven metrics counters:
+ * received, scored, anomalies, decisions) with the stamp of its last successful INCR, and sends
+ * one INCR when it moved. However high the event rate, that is at most 1000 / cache_invalidate_ms
+ * Redis calls per second, and a cached body hides an event for at most one period (plus the INCR
+ * round trip). If the INCR fails, the stamp is not recorded, the next period retries, and until
+ * one succeeds every lookup BYPASSes: entries cached before a Redis outage are never served
+ * after it for events that arrived during it. */
+#include "api_cache.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "log.h"
+#include "metrics.h"
+#include "xmalloc.h"
+
+#define CACHE_POOL_WAIT_MS 100 /* a busy pool means skip the cache, not wait for it */
+
+struct api_cache {
+    const struct config *cfg;
+    struct rpool *redis;
+    struct rscript lookup_script;
+    char gen_key[256];
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    atomic_bool up;
+    atomic_bool behind; /* an invalidation failed and is not yet made good: do not serve */
+    atomic_ullong invalidations;
+};
+
+/* Returns {generation, entry-or-nil}. KEYS[1] = generation key; ARGV[1] = entry key up to the
+ * generation, ARGV[2] = the rest (":" variant). */
+static const char LOOKUP_LUA[] = "local g = redis.call('GET', KEYS[1]) or '0'\n"
+                                 "return {g, redis.call('GET', ARGV[1] .. g .. ARGV[2])}\n";
+
+/* The counters that move when an event arrives or is decided: the invalidation trigger. */
+static const enum metric_counter event_counters[] = {
+    M_EVENTS_INGESTED,   M_EVENTS_DUPLICATE, M_INVALID_BAD_JSON,    M_INVALID_NOT_OBJECT,
+    M_INVALID_TXID,      M_INVALID_ACCOUNT,  M_INVALID_AMOUNT,      M_INVALID_FIELD,
+    M_INVALID_TOO_LARGE, M_EVENTS_SCORED,    M_ANOMALIES_IMMEDIATE, M_ANOMALIES_BATCH,
+    M_DECISIONS_APPROVE, M_DECISIONS_REVIEW, M_DECISIONS_BLOCK,
+};
+
+static uint64_t event_stamp(void)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < sizeof event_counters / sizeof event_counters[0]; i++)
+        sum += metrics_get(event_counters[i]);
+    return sum;
+}
+
+/* Sends one INCR of the generation; true when Redis took it. */
+static bool bump_generation(struct api_cache *c)
+{
+    struct rconn *rc = rpool_get(c->redis, CACHE_POOL_WAIT_MS);
+    if (rc == NULL)
+        return false;
+    redisReply *r = rconn_cmd(rc, "INCR", c->gen_key, NULL);
+    rpool_put(c->redis, rc);
+    bool ok = r != NULL && r->type == REDIS_REPLY_INTEGER;
+    if (r)
+        freeReplyObject(r);
+    atomic_store(&c->up, ok);
+    atomic_store(&c->behind, !ok);
+    if (ok)
+        atomic_fetch_add(&c->invalidations, 1);
+    return ok;
+}
+
+static void *invalidator_main(void *arg)
+{
+    struct api_cache *c = arg;
+    uint64_t published = event_stamp();
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        long ns = until.tv_nsec + (long)c->cfg->cache_invalidate_ms % 1000 * 1000000L;
+        until.tv_sec += c->cfg->cache_invalidate_ms / 1000 + ns / 1000000000L;
+        until.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&c->cv, &c->mu, &until);
+        if (c->stop)
+            break;
+        uint64_t now = event_stamp();
+        if (now == published)
+            continue;
+        pthread_mutex_unlock(&c->mu);
+        if (bump_generation(c))
+            published = now;
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+struct api_cache *api_cache_new(const struct config *cfg, struct rpool *redis)
+{
+    struct api_cache *c = xcalloc(1, sizeof *c);
+    c->cfg = cfg;
+    c->redis = redis;
+    rscript_init(&c->lookup_script, LOOKUP_LUA);
+    snprintf(c->gen_key, sizeof c->gen_key, "%scache:gen", cfg->redis_prefix);
+    atomic_init(&c->up, true);
+    atomic_init(&c->behind, false);
+    atomic_init(&c->invalidations, 0);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&c->thread, NULL, invalidator_main, c) != 0) {
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void api_cache_free(struct api_cache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}
+
+enum api_cache_result api_cache_lookup(struct api_cache *c, const char *name, const char *variant,
+                                       char **body, size_t *len, struct api_cache_ticket *ticket)
+{
+    char head[API_CACHE_KEY_MAX], tail[API_CACHE_KEY_MAX];
+    snprintf(head, sizeof head, "%scache:%s:%s:", c->cfg->redis_prefix, c->cfg->node_id, name);
+    int n = snprintf(tail, sizeof tail, ":%s", variant);
+    if (n < 0 || (size_t)n >= sizeof tail)
+        return API_CACHE_BYPASS; /* an absurd query string is simply not cached */
+    if (atomic_load(&c->behind))
+        return API_CACHE_BYPASS;
+    struct rconn *rc = rpool_get(c->redis, CACHE_POOL_WAIT_MS);
+    if (rc == NULL)
+        return API_CACHE_BYPASS;
+    const char *args[3] = {c->gen_key, head, tail};
+    redisReply *r = rscript_run(rc, &c->lookup_script, 1, 3, args, NULL);
+    rpool_put(c->redis, rc);
+    bool ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+              r->element[0]->type == REDIS_REPLY_STRING;
+    atomic_store(&c->up, r != NULL);
+    if (!ok) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            log_warn("cache.lookup", "cache lookup script failed: %s", r->str);
+        if (r)
+            freeReplyObject(r);
+        return API_CACHE_BYPASS;
+    }
+    enum api_cache_result res = API_CACHE_MISS;
+    const redisReply *v = r->element[1];
+    if (v->type == REDIS_REPLY_STRING) {
+        *body = xmalloc(v->len + 1);
+        memcpy(*body, v->str, v->len);
+        (*body)[v->len] = '\0';
+        *len = v->len;
+        res = API_CACHE_HIT;
+    } else {
+        n = snprintf(ticket->key, sizeof ticket->key, "%s%s%s", head, r->element[0]->str, tail);
+        if (n < 0 || (size_t)n >= sizeof ticket->key)
+            res = API_CACHE_BYPASS;
+    }
+    freeReplyObject(r);
+    return res;
+}
+
+void api_cache_store(struct api_cache *c, const struct api_cache_ticket *ticket, const char *body,
+                     size_t len)
+{
+    struct rconn *rc = rpool_get(c->redis, CACHE_POOL_WAIT_MS);
+    if (rc == NULL)
+        return;
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%d", c->cfg->cache_ttl_s);
+    const char *argv[5] = {"SET", ticket->key, body, "EX", ttl};
+    size_t lens[5] = {3, strlen(ticket->key), len, 2, strlen(ttl)};
+    redisReply *r = rconn_command(rc, 5, argv, lens);
+    rpool_put(c->redis, rc);
+    atomic_store(&c->up, r != NULL);
+    if (r)
+        freeReplyObject(r);
+}
+
+const char *api_cache_result_name(enum api_cache_result r)
+{
+    switch (r) {
+    case API_CACHE_HIT:
+        return "HIT";
+    case API_CACHE_MISS:
+        return "MISS";
+    case API_CACHE_BYPASS:
+        return "BYPASS";
+    }
+    return "BYPASS";
+}
+
+bool api_cache_up(const struct api_cache *c)
+{
+    return atomic_load(&c->up) && !atomic_load(&c->behind);
+}
+
+unsigned long long api_cache_invalidations(const struct api_cache *c)
+{
+    return atomic_load(&c->invalidations);
+}
