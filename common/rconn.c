@@ -331,6 +331,11 @@ bool rconn_is_up(const struct rconn *rc)
 
 /* PING with the configured timeout: 0 on a normal reply; ERR_CONN when the connection failed, is
  * in backoff, or Redis answered with an error (NOAUTH, LOADING: not usable yet). */
+bool rconn_tried(const struct rconn *rc)
+{
+    return rc->state != RCONN_NEW;
+}
+
 int rconn_ping(struct rconn *rc)
 {
     redisReply *r = rconn_cmd(rc, "PING", (char *)NULL);

@@ -36,6 +36,8 @@ redisReply *rconn_cmd(struct rconn *rc, const char *arg0, ...) __attribute__((se
 int rconn_pipeline(struct rconn *rc, size_t n, const struct rcmd *cmds, redisReply **replies);
 /* True after the last call succeeded at the connection level. */
 bool rconn_is_up(const struct rconn *rc);
+/* True once a call has tried to reach Redis (so rconn_is_up() tells something). */
+bool rconn_tried(const struct rconn *rc);
 /* PING with the configured timeout: 0 or ERR_CONN. */
 int rconn_ping(struct rconn *rc);
 /* Appends a NUL-terminated argument to a struct rcmd (argc must stay < RCONN_MAX_ARGS). */

@@ -82,7 +82,8 @@ struct rconn *rpool_get(struct rpool *p, int wait_ms)
 
 void rpool_put(struct rpool *p, struct rconn *rc)
 {
-    atomic_store_explicit(&p->up, rconn_is_up(rc), memory_order_relaxed);
+    if (rconn_tried(rc)) /* a connection borrowed and returned unused says nothing */
+        atomic_store_explicit(&p->up, rconn_is_up(rc), memory_order_relaxed);
     pthread_mutex_lock(&p->mu);
     p->free[p->nfree++] = rc;
     pthread_cond_signal(&p->freed);
