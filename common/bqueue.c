@@ -2,6 +2,7 @@
  * (not empty / not full) on CLOCK_MONOTONIC, so timeouts are immune to wall-clock jumps. pop_many
  * takes everything available up to `max` in one lock round, which is what lets consumers batch. */
 #include "bqueue.h"
+#include "clock.h"
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -23,13 +24,9 @@ struct bqueue {
 struct bqueue *bqueue_new(size_t capacity)
 {
     struct bqueue *q = xcalloc(1, sizeof *q);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->not_empty, &attr);
-    pthread_cond_init(&q->not_full, &attr);
-    pthread_condattr_destroy(&attr);
+    clock_cond_init(&q->not_empty);
+    clock_cond_init(&q->not_full);
     q->cap = capacity ? capacity : 1;
     q->ring = xcalloc(q->cap, sizeof *q->ring);
     return q;
@@ -77,23 +74,9 @@ int bqueue_try_push(struct bqueue *q, void *item)
     return rv;
 }
 
-/* Absolute CLOCK_MONOTONIC deadline timeout_ms from now. */
-static struct timespec deadline_after(int timeout_ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 int bqueue_pop_many(struct bqueue *q, void **items, size_t max, int timeout_ms)
 {
-    struct timespec deadline = deadline_after(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec deadline = clock_mono_deadline(timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&q->mu);
     while (q->len == 0 && !q->closed && timeout_ms != 0) {
         if (timeout_ms < 0) {

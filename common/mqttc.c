@@ -70,22 +70,6 @@ static char *dup_or_null(const char *s)
     return s && s[0] ? xstrdup(s) : NULL;
 }
 
-/* Absolute CLOCK_MONOTONIC deadline ms from now, for pthread_cond_timedwait on m->cv. */
-static struct timespec deadline_in(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (ms < 0)
-        ms = 0;
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* Removes one occurrence of token from the pending list. Caller holds m->state. */
 static void pending_remove(struct mqttc *m, MQTTClient_deliveryToken token)
 {
@@ -233,7 +217,7 @@ static void *supervisor_main(void *arg)
             log_warn("mqtt.connect_failed", "%s cannot connect to %s (paho code %d); retrying",
                      m->client_id, m->url, rc);
         logged_down = true;
-        struct timespec ts = deadline_in(backoff);
+        struct timespec ts = clock_mono_deadline(backoff);
         while (!m->stop && pthread_cond_timedwait(&m->cv, &m->state, &ts) == 0)
             ;
         backoff = backoff * 2 > MQTTC_BACKOFF_MAX_MS ? MQTTC_BACKOFF_MAX_MS : backoff * 2;
@@ -272,11 +256,7 @@ struct mqttc *mqttc_new(const struct mqttc_options *o)
     m->ctx = o->ctx;
     pthread_mutex_init(&m->api, NULL);
     pthread_mutex_init(&m->state, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&m->cv);
     int ptype = MQTTCLIENT_PERSISTENCE_NONE;
     void *pctx = NULL;
     if (o->persist_dir && o->persist_dir[0]) {
@@ -352,7 +332,7 @@ void mqttc_free(struct mqttc *m, int timeout_ms)
  * timeout_ms (or once mqttc_free has begun). */
 int mqttc_wait_connected(struct mqttc *m, int timeout_ms)
 {
-    struct timespec ts = deadline_in(timeout_ms);
+    struct timespec ts = clock_mono_deadline(timeout_ms);
     pthread_mutex_lock(&m->state);
     while (!m->connected && !m->stop)
         if (pthread_cond_timedwait(&m->cv, &m->state, &ts) != 0)
@@ -436,7 +416,7 @@ int mqttc_flush(struct mqttc *m, int timeout_ms)
             break;
         }
         struct timespec ts =
-            deadline_in(left < MQTTC_FLUSH_RECHECK_MS ? left : MQTTC_FLUSH_RECHECK_MS);
+            clock_mono_deadline(left < MQTTC_FLUSH_RECHECK_MS ? left : MQTTC_FLUSH_RECHECK_MS);
         if (pthread_cond_timedwait(&m->cv, &m->state, &ts) != 0) {
             pthread_mutex_unlock(&m->state);
             pending_prune(m);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <openssl/sha.h>
+#include "clock.h"
 #include "xmalloc.h"
 
 struct rpool {
@@ -28,11 +29,7 @@ struct rpool *rpool_new(const char *url, int timeout_ms, int size, char *err, si
     p->all = xcalloc((size_t)p->size, sizeof *p->all);
     p->free = xcalloc((size_t)p->size, sizeof *p->free);
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->freed, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&p->freed);
     atomic_init(&p->up, true);
     for (int i = 0; i < p->size; i++) {
         p->all[i] = rconn_new(url, timeout_ms, err, errlen);
@@ -61,14 +58,7 @@ void rpool_free(struct rpool *p)
 
 struct rconn *rpool_get(struct rpool *p, int wait_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += wait_ms / 1000;
-    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_mono_deadline(wait_ms);
     pthread_mutex_lock(&p->mu);
     while (p->nfree == 0)
         if (pthread_cond_timedwait(&p->freed, &p->mu, &deadline) != 0 && p->nfree == 0) {

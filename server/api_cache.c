@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "xmalloc.h"
@@ -91,11 +92,7 @@ static void *invalidator_main(void *arg)
     uint64_t published = event_stamp();
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        long ns = until.tv_nsec + (long)c->cfg->cache_invalidate_ms % 1000 * 1000000L;
-        until.tv_sec += c->cfg->cache_invalidate_ms / 1000 + ns / 1000000000L;
-        until.tv_nsec = ns % 1000000000L;
+        struct timespec until = clock_mono_deadline(c->cfg->cache_invalidate_ms);
         pthread_cond_timedwait(&c->cv, &c->mu, &until);
         if (c->stop)
             break;
@@ -122,11 +119,7 @@ struct api_cache *api_cache_new(const struct config *cfg, struct rpool *redis)
     atomic_init(&c->behind, false);
     atomic_init(&c->invalidations, 0);
     pthread_mutex_init(&c->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&c->cv);
     if (pthread_create(&c->thread, NULL, invalidator_main, c) != 0) {
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
