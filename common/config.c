@@ -114,6 +114,8 @@ static const struct option_def options[] = {
     STR(consumer_group, "redis", "aetheris-agents", "REDIS_CONSUMER_GROUP",
         "stream consumer group"),
     INT(redis_timeout_ms, "redis", "2000", 10, 60000, NULL, "Redis connect/command timeout (ms)"),
+    INT(stream_retention_s, "redis", "3600", 0, 2592000, NULL,
+        "decided (acknowledged) stream entries are trimmed after this long (s)"),
 
     STR(sqlite_path, "store", "var/aetheris.db", NULL, "SQLite database file"),
     {"mongodb_uri", "store", OPT_URL_SECRET, F(mongodb_uri), "", 0, 0, NULL, "MONGODB_URI", NULL,
@@ -130,7 +132,7 @@ static const struct option_def options[] = {
     {"audit_ttl_days", "store", OPT_INT, F(audit_ttl_days), "30", 1, 3650, NULL,
      "MONGODB_AUDIT_TTL_DAYS", NULL, "days tool-audit rows are kept"},
     INT(store_batch_max, "store", "1000", 1, 100000, NULL, "rows per store write transaction"),
-    INT(deadletter_keep, "store", "10000", 10, 10000000, NULL, "newest dead letters kept"),
+    INT(deadletter_keep, "store", "10000", 10, 10000000, NULL, "newest dead letters kept (store table and Redis dead-letter stream)"),
 
     INT(edge_workers, "edge", "2", 1, 64, NULL, "edge worker threads (accounts are sharded)"),
     INT(window_size, "edge", "100", 2, 100000, NULL, "amounts per account window (W)"),

@@ -62,6 +62,7 @@ struct config {
     char redis_prefix[128];         /* key prefix, default "aetheris:" */
     char consumer_group[128];
     int redis_timeout_ms;
+    int stream_retention_s; /* decided entries stay readable in the lane streams this long */
 
     /* store */
     char sqlite_path[CONFIG_STR_MAX];

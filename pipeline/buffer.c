@@ -23,6 +23,7 @@ void buffer_keys_init(const struct config *cfg, struct buffer_keys *k)
         snprintf(k->stream[l], sizeof k->stream[l], "%sstream:%s", cfg->redis_prefix,
                  lane_names[l]);
     snprintf(k->deadletter, sizeof k->deadletter, "%sstream:deadletter", cfg->redis_prefix);
+    snprintf(k->deadletter_max, sizeof k->deadletter_max, "%d", cfg->deadletter_keep);
     snprintf(k->lock_prefix, sizeof k->lock_prefix, "%saccount:lock:", cfg->redis_prefix);
     snprintf(k->group, sizeof k->group, "%s", cfg->consumer_group);
     snprintf(k->consumer, sizeof k->consumer, "%s", cfg->node_id);
@@ -279,6 +280,9 @@ int buffer_deadletter(struct rconn *rc, const struct buffer_keys *k, const struc
     struct rcmd c = {0};
     rcmd_add(&c, "XADD");
     rcmd_add(&c, k->deadletter);
+    rcmd_add(&c, "MAXLEN");
+    rcmd_add(&c, "~");
+    rcmd_add(&c, k->deadletter_max);
     rcmd_add(&c, "*");
     rcmd_add(&c, "lane");
     rcmd_add(&c, lane_name(e->lane));
@@ -299,6 +303,86 @@ int buffer_deadletter(struct rconn *rc, const struct buffer_keys *k, const struc
     if (st == 0)
         metrics_inc(M_STREAM_DEADLETTERED);
     return st;
+}
+
+/* last-delivered-id of the group in an XINFO GROUPS reply, copied to out; false if absent. */
+static bool group_last_delivered(const redisReply *groups, const char *group, char *out,
+                                 size_t outlen)
+{
+    for (size_t i = 0; groups->type == REDIS_REPLY_ARRAY && i < groups->elements; i++) {
+        const redisReply *g = groups->element[i];
+        const char *name = NULL, *last = NULL;
+        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
+            const redisReply *key = g->element[j], *val = g->element[j + 1];
+            if (key->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(key->str, "name") == 0)
+                name = val->str;
+            else if (strcmp(key->str, "last-delivered-id") == 0)
+                last = val->str;
+        }
+        if (name && last && strcmp(name, group) == 0) {
+            snprintf(out, outlen, "%s", last);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Stream id order: "ms-seq" compared numerically. */
+static int id_cmp(const char *a, const char *b)
+{
+    unsigned long long ams = strtoull(a, NULL, 10), bms = strtoull(b, NULL, 10);
+    if (ams != bms)
+        return ams < bms ? -1 : 1;
+    const char *ad = strchr(a, '-'), *bd = strchr(b, '-');
+    unsigned long long aseq = ad ? strtoull(ad + 1, NULL, 10) : 0;
+    unsigned long long bseq = bd ? strtoull(bd + 1, NULL, 10) : 0;
+    return aseq < bseq ? -1 : aseq > bseq;
+}
+
+int buffer_trim(struct rconn *rc, const struct buffer_keys *k, enum lane lane, int64_t now_ms,
+                int64_t keep_ms)
+{
+    /* Reading the group's state and trimming are two steps, which is safe: between them the
+     * pending list can only shrink and last-delivered only grow, so the bound computed here
+     * only becomes more conservative. */
+    struct rcmd cmds[2] = {0};
+    rcmd_add(&cmds[0], "XINFO");
+    rcmd_add(&cmds[0], "GROUPS");
+    rcmd_add(&cmds[0], k->stream[lane]);
+    rcmd_add(&cmds[1], "XPENDING");
+    rcmd_add(&cmds[1], k->stream[lane]);
+    rcmd_add(&cmds[1], k->group);
+    redisReply *r[2] = {0};
+    if (rconn_pipeline(rc, 2, cmds, r) != 0) {
+        metrics_inc(M_REDIS_ERRORS);
+        return ERR_CONN;
+    }
+    char bound[BUFFER_ID_MAX];
+    int st = ERR_NOTFOUND;
+    if (group_last_delivered(r[0], k->group, bound, sizeof bound)) {
+        st = 0;
+        const redisReply *p = r[1];
+        if (p->type == REDIS_REPLY_ARRAY && p->elements >= 2 &&
+            p->element[0]->type == REDIS_REPLY_INTEGER && p->element[0]->integer > 0 &&
+            p->element[1]->type == REDIS_REPLY_STRING && id_cmp(p->element[1]->str, bound) < 0)
+            snprintf(bound, sizeof bound, "%s", p->element[1]->str);
+        char aged[BUFFER_ID_MAX];
+        snprintf(aged, sizeof aged, "%lld-0", (long long)(now_ms - keep_ms));
+        if (now_ms - keep_ms >= 0 && id_cmp(aged, bound) < 0)
+            snprintf(bound, sizeof bound, "%s", aged);
+    }
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
+    if (st != 0)
+        return st;
+    redisReply *t = rconn_cmd(rc, "XTRIM", k->stream[lane], "MINID", bound, (char *)NULL);
+    st = reply_status(t);
+    long long trimmed = (st == 0 && t->type == REDIS_REPLY_INTEGER) ? t->integer : 0;
+    if (t)
+        freeReplyObject(t);
+    return st != 0 ? st : (int)(trimmed > INT32_MAX ? INT32_MAX : trimmed);
 }
 
 void stream_entries_cleanup(struct stream_entry *e, size_t n)

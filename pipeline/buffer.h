@@ -22,6 +22,7 @@ struct buffer_keys {
     char lock_prefix[192]; /* + account = kill-switch key */
     char group[128];
     char consumer[64];
+    char deadletter_max[24]; /* MAXLEN ~ of the dead-letter stream (deadletter_keep) */
 };
 
 struct stream_entry {
@@ -59,6 +60,12 @@ int buffer_autoclaim(struct rconn *rc, const struct buffer_keys *k, enum lane la
 /* Moves an entry to the dead-letter stream (XADD with lane, id, reason, payload) and XACKs it. */
 int buffer_deadletter(struct rconn *rc, const struct buffer_keys *k, const struct stream_entry *e,
                       const char *reason);
+/* Trims a lane's stream of entries that are both decided (older than every pending and every
+ * undelivered entry of the group) and older than keep_ms: XTRIM MINID. Entries still to be
+ * decided are never removed. Returns the number trimmed or a negative enum err (ERR_NOTFOUND
+ * when the group does not exist). */
+int buffer_trim(struct rconn *rc, const struct buffer_keys *k, enum lane lane, int64_t now_ms,
+                int64_t keep_ms);
 /* Frees the payloads of n entries. */
 void stream_entries_cleanup(struct stream_entry *e, size_t n);
 

@@ -470,6 +470,19 @@ static void reclaim(struct decider *d)
     }
 }
 
+/* Trims decided entries older than stream_retention_s from both lanes (bounded Redis memory). */
+static void trim(struct decider *d)
+{
+    int64_t now = clock_wall_ms();
+    for (int l = 0; l < LANE__COUNT; l++) {
+        int n = buffer_trim(d->rc, &d->keys, (enum lane)l, now,
+                            (int64_t)d->cfg->stream_retention_s * 1000);
+        if (n > 0)
+            log_debug("decide.trim", "%d decided entries trimmed from the %s lane", n,
+                      lane_name((enum lane)l));
+    }
+}
+
 /* Reads new entries: without blocking when block_ms is 0. */
 static void top_up(struct decider *d, int block_ms)
 {
@@ -527,6 +540,7 @@ static void *decider_main(void *arg)
         int64_t now = clock_mono_ms();
         if (now >= d->next_reclaim_ms) {
             reclaim(d);
+            trim(d);
             int64_t every = d->cfg->reclaim_idle_ms / 2;
             d->next_reclaim_ms = now + (every < 1000 ? 1000 : every);
         }

@@ -173,3 +173,17 @@ def test_post_events_errors(stack):
         (1, "transaction_id"), (2, "account_origin")]
     assert "accountOrigin" in body["errors"][1]["detail"]
     wait_until(lambda: len(d.get("/v1/deadletter")[1]["items"]) == 6, 10, "six dead letters")
+
+
+def test_decided_entries_trimmed(stack):
+    """Invariant: with stream_retention_s = 0 the lanes are trimmed of decided entries (bounded
+    Redis memory) while the last delivered one stays, and nothing undecided is ever trimmed."""
+    d = stack.start_daemon({"stream_retention_s": 0, "reclaim_idle_ms": 2000})
+    ids = [make_block(d, f"T{i}", 5000 + 100 * i) for i in range(3)]
+    for txid in ids:
+        wait_until(lambda: d.get(f"/v1/decisions/{txid}")[0] == 200, 20, f"decision {txid}")
+    wait_until(lambda: d.get("/v1/queues")[1]["lanes"]["immediate"]["length"] == 1, 10,
+               "decided entries trimmed")
+    status, body = d.get("/v1/queues/immediate")
+    assert [i["exception"]["transactionId"] for i in body["items"]] == [ids[-1]]
+    assert int(stack.redis_cmd("XLEN", "aetheris:stream:immediate")) == 1
