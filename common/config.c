@@ -132,7 +132,8 @@ static const struct option_def options[] = {
     {"audit_ttl_days", "store", OPT_INT, F(audit_ttl_days), "30", 1, 3650, NULL,
      "MONGODB_AUDIT_TTL_DAYS", NULL, "days tool-audit rows are kept"},
     INT(store_batch_max, "store", "1000", 1, 100000, NULL, "rows per store write transaction"),
-    INT(deadletter_keep, "store", "10000", 10, 10000000, NULL, "newest dead letters kept (store table and Redis dead-letter stream)"),
+    INT(deadletter_keep, "store", "10000", 10, 10000000, NULL,
+        "newest dead letters kept (store table and Redis dead-letter stream)"),
 
     INT(edge_workers, "edge", "2", 1, 64, NULL, "edge worker threads (accounts are sharded)"),
     INT(window_size, "edge", "100", 2, 100000, NULL, "amounts per account window (W)"),
