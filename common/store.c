@@ -275,15 +275,15 @@ int store_list_deadletters(struct store *s, const struct store_query *q, json_t 
     return list_page(s, s->ops->list_deadletters, false, q, items, next_cursor);
 }
 
-int store_account_history(struct store *s, const char *account, int max_rows,
-                          struct store_history *out)
+int store_account_history(struct store *s, const char *account, const uint64_t *exclude_txid,
+                          int max_rows, struct store_history *out)
 {
     if (out == NULL)
         return ERR_INVAL;
     memset(out, 0, sizeof *out);
     if (account == NULL || max_rows < 1)
         return ERR_INVAL;
-    return s->ops->account_history(s, account, max_rows, out);
+    return s->ops->account_history(s, account, exclude_txid, max_rows, out);
 }
 
 int64_t store_count(struct store *s, const char *table)

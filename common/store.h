@@ -108,9 +108,10 @@ int store_list_exceptions(struct store *s, const struct store_query *q, json_t *
 /* Dead letters, newest first; only q->limit and q->cursor apply. */
 int store_list_deadletters(struct store *s, const struct store_query *q, json_t **items,
                            char next_cursor[STORE_CURSOR_MAX]);
-/* Statistics over the account's newest max_rows stored transactions. */
-int store_account_history(struct store *s, const char *account, int max_rows,
-                          struct store_history *out);
+/* Statistics over the account's newest max_rows stored transactions, without *exclude_txid when
+ * it is not NULL (the transaction being judged must not count towards its own history). */
+int store_account_history(struct store *s, const char *account, const uint64_t *exclude_txid,
+                          int max_rows, struct store_history *out);
 /* Row counts for tests and /v1/health: table is "transactions", "exceptions", "decisions",
  * "tool_audit" or "dead_letters". Returns the count (>= 0) or a negative enum err. */
 int64_t store_count(struct store *s, const char *table);

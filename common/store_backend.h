@@ -62,8 +62,8 @@ struct store_ops {
     int (*list_deadletters)(struct store *s, const struct store_query *q,
                             const struct store_pos *after, struct store_page *page);
     /* account non-NULL, max_rows >= 1, *out zeroed on entry. */
-    int (*account_history)(struct store *s, const char *account, int max_rows,
-                           struct store_history *out);
+    int (*account_history)(struct store *s, const char *account, const uint64_t *exclude_txid,
+                           int max_rows, struct store_history *out);
     int64_t (*count)(struct store *s, enum store_table table);
 };
 

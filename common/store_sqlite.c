@@ -109,7 +109,7 @@ static const char *const fixed_sql[ST_FIXED] = {
     [ST_GET_DEC] = "SELECT doc FROM decisions WHERE txid = ?1",
     [ST_GET_EXC] = "SELECT doc FROM exceptions WHERE txid = ?1",
     [ST_HISTORY] = "SELECT COUNT(amount), COALESCE(AVG(amount), 0), COALESCE(MAX(amount), 0)"
-                   " FROM (SELECT amount FROM transactions WHERE account = ?1"
+                   " FROM (SELECT amount FROM transactions WHERE account = ?1 AND txid IS NOT ?3"
                    " ORDER BY ingested_ms DESC, txid DESC LIMIT ?2)",
     [ST_LIST_DL] = "SELECT id, source, reason, ts_ms, payload FROM dead_letters"
                    " ORDER BY id DESC LIMIT ?2",
@@ -846,8 +846,8 @@ out:
     return rv;
 }
 
-static int sql_account_history(struct store *s, const char *account, int max_rows,
-                               struct store_history *out)
+static int sql_account_history(struct store *s, const char *account, const uint64_t *exclude_txid,
+                               int max_rows, struct store_history *out)
 {
     struct sql_store *ss = s->state;
     struct conn *c = reader_take(ss);
@@ -861,6 +861,8 @@ static int sql_account_history(struct store *s, const char *account, int max_row
     }
     sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, max_rows);
+    if (exclude_txid) /* unbound ?3 is NULL, and "txid IS NOT NULL" holds for every row */
+        sqlite3_bind_int64(st, 3, key_of(*exclude_txid));
     if (step(c, st) == SQLITE_ROW) {
         out->count = sqlite3_column_int64(st, 0);
         out->mean = sqlite3_column_double(st, 1);

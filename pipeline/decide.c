@@ -193,8 +193,8 @@ static void item_decide(struct decider *d, struct item *it, bool locked, struct 
                              .suspicion = it->suspicion,
                              .immediate = it->immediate,
                              .account_locked = locked};
-    in.history_ok =
-        store_account_history(d->store, it->account, DECIDE_HISTORY_ROWS, &in.history) == 0;
+    in.history_ok = store_account_history(d->store, it->account, &it->txid, DECIDE_HISTORY_ROWS,
+                                          &in.history) == 0;
     int64_t now = clock_wall_ms();
     json_t *aj = json_pack("{s:s, s:s, s:b, s:I, s:f, s:f}", "agent", "Auditor", "account",
                            it->account, "ok", in.history_ok, "rows", (json_int_t)in.history.count,

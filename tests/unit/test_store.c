@@ -144,8 +144,8 @@ static void t_empty_and_invalid(struct store *s)
     struct store_deadletter dl = {"mqtt", "x", 1, "p", 1};
     is_int(store_put_deadletters(s, &dl, 1, -1), ERR_INVAL, "negative keep refused");
     struct store_history h;
-    is_int(store_account_history(s, "A", 0, &h), ERR_INVAL, "max_rows 0 refused");
-    is_int(store_account_history(s, NULL, 10, &h), ERR_INVAL, "NULL account refused");
+    is_int(store_account_history(s, "A", NULL, 0, &h), ERR_INVAL, "max_rows 0 refused");
+    is_int(store_account_history(s, NULL, NULL, 10, &h), ERR_INVAL, "NULL account refused");
     json_t *items = json_true();
     char next[STORE_CURSOR_MAX] = "x";
     struct store_query q = {.limit = 0};
@@ -164,7 +164,7 @@ static void t_transactions_idempotent(struct store *s)
     is_int(store_put_transactions(s, again, 2), 0, "put a known and a new one");
     is_int(store_count(s, "transactions"), 4, "the known one is not duplicated");
     struct store_history h;
-    is_int(store_account_history(s, "A", 100, &h), 0, "history");
+    is_int(store_account_history(s, "A", NULL, 100, &h), 0, "history");
     ok(h.count == 3 && h.mean == 20 && h.max == 30,
        "the first version of a row is kept (%" PRId64 " rows, mean %g, max %g)", h.count, h.mean,
        h.max);
@@ -274,7 +274,8 @@ static void t_extreme_txids(struct store *s)
     struct store_txn t[2] = {{UINT64_MAX, "X", 4, 1, "{}"}, {0, "X", 2, 1, "{}"}};
     struct store_history h;
     store_put_transactions(s, t, 2);
-    ok(store_account_history(s, "X", 10, &h) == 0 && h.count == 2 && h.mean == 3 && h.max == 4,
+    ok(store_account_history(s, "X", NULL, 10, &h) == 0 && h.count == 2 && h.mean == 3 &&
+           h.max == 4,
        "transactions at 0 and UINT64_MAX are both stored");
 }
 
@@ -587,18 +588,24 @@ static void t_history(struct store *s)
     };
     is_int(store_put_transactions(s, t, 6), 0, "transactions of three accounts");
     struct store_history h;
-    is_int(store_account_history(s, "H", 100, &h), 0, "history of H");
+    is_int(store_account_history(s, "H", NULL, 100, &h), 0, "history of H");
     ok(h.count == 4 && h.mean == 26.375 && h.max == 45.5,
        "all rows: count 4, mean 26.375, max "
        "45.5 (%" PRId64 ", %.17g, %.17g)",
        h.count, h.mean, h.max);
-    store_account_history(s, "H", 2, &h);
+    store_account_history(s, "H", NULL, 2, &h);
     ok(h.count == 2 && h.mean == 20 && h.max == 30,
        "the newest 2 by ingestion time, not by txid: mean 20, max 30 (%" PRId64 ", %g, %g)",
        h.count, h.mean, h.max);
-    store_account_history(s, "H", 1, &h);
+    store_account_history(s, "H", NULL, 1, &h);
     ok(h.count == 1 && h.mean == 10 && h.max == 10, "the newest 1");
-    is_int(store_account_history(s, "nobody", 100, &h), 0, "history of an unknown account");
+    store_account_history(s, "H", &(uint64_t){4}, 100, &h);
+    ok(h.count == 3 && h.mean == 20 && h.max == 30,
+       "excluding the transaction being judged (txid 4): count 3, mean 20, max 30");
+    store_account_history(s, "H", &(uint64_t){1}, 1, &h);
+    ok(h.count == 1 && h.mean == 30 && h.max == 30,
+       "excluding the newest: the next newest takes its place");
+    is_int(store_account_history(s, "nobody", NULL, 100, &h), 0, "history of an unknown account");
     ok(h.count == 0 && h.mean == 0 && h.max == 0, "is all zero");
 }
 
@@ -674,7 +681,7 @@ static void *worker_run(void *arg)
         struct store_query q = {.limit = 20, .account = "W"};
         if (store_get_decision(w->s, own, &doc) != 0 || doc_txid(doc) != own ||
             store_list_decisions(w->s, &q, &items, next) != 0 ||
-            store_account_history(w->s, "W", 50, &h) != 0 || h.count < 1 ||
+            store_account_history(w->s, "W", NULL, 50, &h) != 0 || h.count < 1 ||
             store_count(w->s, "decisions") < 1)
             w->errors++;
         else
@@ -847,8 +854,8 @@ static void sqlite_only(void)
        "its ids read back, in SQLite's documented order (signed keys: 2^64-1 is newest)");
     json_decref(all);
     struct store_history h = {0, 0, 0};
-    ok(s && store_get_exception(s, 7, &doc) == 0 && store_account_history(s, "A", 5, &h) == 0 &&
-           h.count == 1 && h.max == 8,
+    ok(s && store_get_exception(s, 7, &doc) == 0 &&
+           store_account_history(s, "A", NULL, 5, &h) == 0 && h.count == 1 && h.max == 8,
        "and its exceptions and transactions");
     json_decref(doc);
     store_free(s);
