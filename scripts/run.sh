@@ -155,12 +155,15 @@ done
 echo
 echo "Summary (GET /v1/metrics):"
 metric "'  events scored      %d (%d duplicates, %d invalid)\n  anomalies          %d (%d immediate, %d batch)\n  decisions          %d APPROVE, %d REVIEW, %d BLOCK' % (c['scored'], c['duplicates'], sum(v for k, v in c.items() if k.startswith('invalid_')), c['anomalies_immediate'] + c['anomalies_batch'], c['anomalies_immediate'], c['anomalies_batch'], c['decisions_approve'], c['decisions_review'], c['decisions_block'])"
-first_id() {
+# The newest decision's "<transaction_id> <account>" (BLOCK first), or "" when there is none.
+first_decision() {
   curl -fs "$API/v1/decisions?$1limit=1" |
-    python3 -c "import json,sys; i=json.load(sys.stdin)['items']; print(i[0]['transaction_id'] if i else '')"
+    python3 -c "import json,sys; i=json.load(sys.stdin)['items']; print(f\"{i[0]['transaction_id']} {i[0]['account_origin']}\" if i else '')"
 }
-ID=$(first_id 'action=BLOCK&')
-[ -n "$ID" ] || ID=$(first_id '')
+DECISION=$(first_decision 'action=BLOCK&')
+[ -n "$DECISION" ] || DECISION=$(first_decision '')
+ID=${DECISION%% *}
+ACCOUNT=${DECISION#* }
 cat <<MSG
 
 API: $API (OpenAPI spec in openapi/openapi.yaml). Try:
@@ -168,7 +171,11 @@ API: $API (OpenAPI spec in openapi/openapi.yaml). Try:
   curl -s '$API/v1/anomalies?priority=immediate&limit=5'
   curl -s '$API/v1/decisions?action=BLOCK&limit=5'
   curl -s $API/v1/decisions/${ID:-<transaction_id>}
-  curl -s $API/v1/metrics
+  curl -s $API/v1/accounts/${ACCOUNT:-<account>}
+  curl -s $API/v1/queues
+  curl -s -i $API/v1/metrics            (X-Cache: HIT until new events arrive)
+  curl -sN $API/v1/stream               (live anomalies and decisions; Ctrl-C stops it)
+  curl -s $API/openapi.json
 Prometheus text: curl -s $API/metrics
 Logs: $VAR/aetherisd.log (JSON lines), $VAR/redis.log, $VAR/mosquitto.log
 Store: $VAR/aetheris.db (sqlite3: tables transactions, exceptions, decisions)
