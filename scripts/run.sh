@@ -121,8 +121,11 @@ if listening 8080; then
   echo "run: port 8080 is taken; stop whatever serves it (another aetherisd?) and retry" >&2
   exit 1
 fi
+# A local demo on loopback: API keys are switched off (auth_disabled), and said so below. A real
+# deployment configures api_keys (tools/aetheris-keygen) and leaves auth on.
+echo "aetherisd: starting with auth_disabled=true (local demo: no API key needed on 127.0.0.1)"
 setsid "$BUILD/server/aetherisd" --data-dir "$VAR" --sqlite-path "$VAR/aetheris.db" \
-  > "$VAR/aetherisd.log" 2>&1 &
+  --auth-disabled=true > "$VAR/aetherisd.log" 2>&1 &
 DAEMON_PID=$!
 ready=0
 for _ in $(seq 1 200); do
@@ -181,6 +184,7 @@ Logs: $VAR/aetherisd.log (JSON lines), $VAR/redis.log, $VAR/mosquitto.log
 Store: $VAR/aetheris.db (sqlite3: tables transactions, exceptions, decisions)
 Publish your own: mosquitto_pub -t aetheris/transactions/A1/1 -m '{"transactionId":1,"accountOrigin":"A1","amount":10}'
 
+Auth is disabled for this local demo (auth_disabled=true); see README "Authentication".
 Serving until Ctrl-C.
 MSG
 wait "$DAEMON_PID" || true

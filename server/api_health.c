@@ -5,6 +5,8 @@
  * view, so readiness reflects the store at the moment of the probe. */
 #include "api.h"
 #include "api_cache.h"
+#include "auth.h"
+#include "ratelimit.h"
 #include <stdio.h>
 #include "clock.h"
 #include "pipeline.h"
@@ -62,10 +64,14 @@ void api_health(const struct http_request *req, struct http_response *resp)
                               "ttl_s", app->cfg->cache_ttl_s, "invalidate_ms",
                               app->cfg->cache_invalidate_ms, "invalidations",
                               (json_int_t)(app->cache ? api_cache_invalidations(app->cache) : 0));
-    json_t *components =
-        json_pack("{s:o, s:o, s:o, s:o, s:{s:s}, s:{s:s}}", "mqtt", component(h.mqtt_up), "redis",
-                  component(h.redis_up), "store", store, "cache", cache, "llm", "status",
-                  "disabled", "webhooks", "status", "disabled");
+    const char *limiter = app->limiter == NULL || !ratelimit_enabled(app->limiter) ? "disabled"
+                          : ratelimit_redis_in_use(app->limiter)                   ? "redis"
+                                                                                   : "local";
+    json_t *components = json_pack(
+        "{s:o, s:o, s:o, s:o, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}", "mqtt", component(h.mqtt_up),
+        "redis", component(h.redis_up), "store", store, "cache", cache, "ratelimit", "status",
+        limiter, "auth", "status", app->auth && !auth_enabled(app->auth) ? "disabled" : "enabled",
+        "llm", "status", "disabled", "webhooks", "status", "disabled");
     http_json_response(resp, 200,
                        json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:I}", "status", status, "version",
                                  AETHERIS_VERSION, "node_id", req->app->cfg->node_id, "uptime_s",

@@ -26,15 +26,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <microhttpd.h>
+#include "auth.h"
 #include "buf.h"
 #include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "xmalloc.h"
 
 #define HTTP_CONN_MEMORY (64 * 1024) /* MHD pool per connection: request line, headers, reads */
@@ -56,7 +59,12 @@ struct req_ctx {
     unsigned allowed;        /* the Allow mask for a 405 */
     bool too_large;          /* the body passed the cap: answer 413 at the end */
     bool answered;           /* a response was queued on the first call */
-    int64_t t0_ns;           /* monotonic start, for the latency histogram */
+    bool has_early;          /* auth or rate limit refused: `early` waits for the final call */
+    struct http_response early;
+    bool limited; /* rl holds this request's rate-limit state (for the headers) */
+    struct ratelimit_result rl;
+    char principal[AUTH_NAME_MAX];
+    int64_t t0_ns; /* monotonic start, for the latency histogram */
     char id[HTTP_REQUEST_ID_MAX];
 };
 
@@ -193,6 +201,100 @@ static bool content_length(struct MHD_Connection *conn, uint64_t *out)
     return true;
 }
 
+/* Adds RateLimit-Limit/Remaining/Reset (and Retry-After when refused). */
+static void add_ratelimit_headers(struct http_response *resp, const struct ratelimit_result *rl)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%ld", rl->limit);
+    http_add_header(resp, "RateLimit-Limit", v);
+    snprintf(v, sizeof v, "%ld", rl->remaining);
+    http_add_header(resp, "RateLimit-Remaining", v);
+    snprintf(v, sizeof v, "%ld", rl->reset_s);
+    http_add_header(resp, "RateLimit-Reset", v);
+    if (!rl->allowed) {
+        snprintf(v, sizeof v, "%ld", rl->retry_after_s);
+        http_add_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+}
+
+/* The client address as text, for the per-address bucket with auth disabled. */
+static void client_text(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "unknown");
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)outlen);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)outlen);
+}
+
+/* Auth, the failure throttle and the rate limit for a matched route, before any body is read.
+ * True to proceed; false with *resp set to the refusal (401, 403 or 429). */
+static bool gate(struct http_server *h, struct MHD_Connection *conn, struct req_ctx *rc,
+                 const char *url, struct http_response *resp)
+{
+    const struct app *app = h->app;
+    enum route_scope need = rc->route->scope;
+    if ((rc->route->flags & ROUTE_METRICS_SCOPE) && !app->cfg->metrics_public)
+        need = ROUTE_SCOPE_READ;
+    if (need == ROUTE_SCOPE_PUBLIC)
+        return true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *client = ci ? ci->client_addr : NULL;
+    char detail[160], retry[16];
+    if (app->auth) {
+        const char *key = auth_presented_key(
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-API-Key"),
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+        struct auth_identity who;
+        int wait = 0;
+        switch (auth_check(app->auth, key, need, client, &who, &wait)) {
+        case AUTH_OK:
+            snprintf(rc->principal, sizeof rc->principal, "%s", who.name);
+            break;
+        case AUTH_MISSING:
+        case AUTH_INVALID:
+            http_problem(resp, 401, PROBLEM_UNAUTHORIZED,
+                         key ? "the API key is not valid"
+                             : "an API key is required (X-API-Key or Authorization: Bearer)",
+                         url);
+            http_add_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"aetheris\"");
+            return false;
+        case AUTH_FORBIDDEN:
+            snprintf(detail, sizeof detail, "this route needs scope %s; key '%s' has scope %s",
+                     route_scope_name(need), who.name, route_scope_name(who.scope));
+            http_problem(resp, 403, PROBLEM_FORBIDDEN, detail, url);
+            return false;
+        case AUTH_THROTTLED:
+            snprintf(detail, sizeof detail,
+                     "too many failed authentications from this address; retry in %d s", wait);
+            http_problem(resp, 429, PROBLEM_RATE_LIMITED, detail, url);
+            snprintf(retry, sizeof retry, "%d", wait);
+            http_add_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+            return false;
+        }
+    }
+    if (app->limiter && ratelimit_enabled(app->limiter)) {
+        char bucket[AUTH_NAME_MAX + 64], addr[INET6_ADDRSTRLEN];
+        if (app->auth && auth_enabled(app->auth)) {
+            snprintf(bucket, sizeof bucket, "key:%s", rc->principal);
+        } else {
+            client_text(client, addr, sizeof addr);
+            snprintf(bucket, sizeof bucket, "ip:%s", addr);
+        }
+        ratelimit_take(app->limiter, bucket, &rc->rl);
+        rc->limited = true;
+        if (!rc->rl.allowed) {
+            snprintf(detail, sizeof detail, "rate limit of %ld requests exceeded; retry in %ld s",
+                     rc->rl.limit, rc->rl.retry_after_s);
+            http_problem(resp, 429, PROBLEM_RATE_LIMITED, detail, url);
+            add_ratelimit_headers(resp, &rc->rl);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* First call: context, route resolution and the early refusals. */
 static enum MHD_Result on_headers(struct http_server *h, struct MHD_Connection *conn,
                                   const char *url, const char *method, void **req_cls)
@@ -216,6 +318,16 @@ static enum MHD_Result on_headers(struct http_server *h, struct MHD_Connection *
     }
     size_t cap = route_body_cap(rc->route, (size_t)h->app->cfg->http_max_body);
     buf_init(&rc->body, cap);
+    if (!gate(h, conn, rc, url, &rc->early)) {
+        /* As for 404/405: at once when a body is coming (MHD then closes without reading it),
+         * else on the final call so the connection stays usable. */
+        if (announces_body(conn, declared, has_length)) {
+            rc->answered = true;
+            return send_response(conn, rc, method, url, &rc->early);
+        }
+        rc->has_early = true;
+        return MHD_YES;
+    }
     if (has_length && declared > cap)
         return refuse(conn, rc, method, url, ROUTE_MATCH, 0);
     return MHD_YES;
@@ -227,6 +339,11 @@ static enum MHD_Result on_complete_request(struct http_server *h, struct MHD_Con
 {
     if (rc->match != ROUTE_MATCH)
         return refuse(conn, rc, method, url, rc->match, rc->allowed);
+    if (rc->has_early) {
+        rc->answered = true;
+        rc->has_early = false;
+        return send_response(conn, rc, method, url, &rc->early);
+    }
     if (rc->too_large)
         return refuse(conn, rc, method, url, ROUTE_MATCH, 0);
     struct http_request req = {
@@ -238,6 +355,7 @@ static enum MHD_Result on_complete_request(struct http_server *h, struct MHD_Con
         .conn = conn,
         .route = rc->route,
         .request_id = rc->id,
+        .principal = rc->principal[0] ? rc->principal : NULL,
     };
     for (size_t i = 0; i < rc->params.n; i++)
         req.params[i] = rc->params.value[i];
@@ -248,6 +366,8 @@ static enum MHD_Result on_complete_request(struct http_server *h, struct MHD_Con
                   resp.status);
         http_problem(&resp, 500, PROBLEM_INTERNAL, "the handler gave no response", url);
     }
+    if (rc->limited)
+        add_ratelimit_headers(&resp, &rc->rl);
     rc->answered = true;
     return send_response(conn, rc, method, url, &resp);
 }
@@ -262,7 +382,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (rc == NULL)
         return on_headers(h, conn, url, method, req_cls);
     if (*upload_data_size > 0) {
-        if (!rc->answered && !rc->too_large &&
+        if (!rc->answered && !rc->too_large && !rc->has_early &&
             buf_append(&rc->body, upload_data, *upload_data_size) != 0) {
             rc->too_large = true;
             buf_cleanup(&rc->body);
@@ -285,6 +405,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (rc == NULL)
         return;
     buf_cleanup(&rc->body);
+    if (rc->has_early) /* refused, and the client left before the final call */
+        free(rc->early.body);
     free(rc);
     *req_cls = NULL;
 }

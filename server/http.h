@@ -16,7 +16,7 @@
 #include "problem.h"
 #include "route.h"
 
-#define HTTP_MAX_HEADERS 4        /* extra headers one handler may add */
+#define HTTP_MAX_HEADERS 8        /* extra headers of one response (Allow, RateLimit-*, ...) */
 #define HTTP_HEADER_VALUE_MAX 128 /* bytes of one extra header value, NUL included */
 #define HTTP_REQUEST_ID_MAX 17    /* 16 hex digits and the NUL */
 
@@ -32,6 +32,7 @@ struct http_request { /* borrowed by the handler for the call */
     void *conn;                           /* the MHD connection, for http_query() */
     const struct route *route;            /* the matched table entry */
     const char *request_id;               /* also sent as X-Request-Id */
+    const char *principal;                /* the API key's name, "anonymous", or NULL (public) */
 };
 
 struct http_header {

@@ -16,7 +16,9 @@
 #include "log.h"
 #include "pipeline.h"
 #include "api_cache.h"
+#include "auth.h"
 #include "preflight.h"
+#include "ratelimit.h"
 #include "rpool.h"
 #include "store.h"
 
@@ -56,11 +58,24 @@ int main(int argc, char **argv)
         free(dump);
         return 0;
     }
+    /* Keys are configuration: a bad or missing one is refused before anything starts. */
+    struct auth *auth = auth_new(&cfg, err, sizeof err);
+    if (auth == NULL) {
+        fprintf(stderr, "aetherisd: configuration error: %s\n", err);
+        return 2;
+    }
     sigset_t sigs;
     setup_signals(&sigs);
     json_object_seed(0);
     log_info("aetherisd.starting", "aetherisd %s starting", AETHERIS_VERSION);
     log_config(&cfg);
+    if (auth_enabled(auth))
+        log_info("auth.keys", "%zu API key(s) loaded", auth_key_count(auth));
+    else
+        log_warn("auth.disabled",
+                 "auth_disabled is set: the API is open to anyone who can reach "
+                 "%s:%d (local use only)",
+                 cfg.http_host, cfg.http_port);
 
     int rc = 1;
     struct store *store = NULL;
@@ -68,6 +83,7 @@ int main(int argc, char **argv)
     struct http_server *http = NULL;
     struct rpool *redis = NULL;
     struct api_cache *cache = NULL;
+    struct ratelimit *limiter = NULL;
     if (preflight_mkdirs(cfg.data_dir, err, sizeof err) != 0)
         goto out;
     store = store_open(&cfg, err, sizeof err);
@@ -90,12 +106,15 @@ int main(int argc, char **argv)
         snprintf(err, sizeof err, "cannot start the response cache thread");
         goto out;
     }
+    limiter = ratelimit_new(&cfg, redis);
     struct app app = {
         .cfg = &cfg,
         .store = store,
         .pipeline = pipeline,
         .redis = redis,
         .cache = cache,
+        .auth = auth,
+        .limiter = limiter,
         .started_ms = clock_wall_ms(),
     };
     http = http_start(&app, err, sizeof err);
@@ -116,6 +135,8 @@ out:
     http_stop(http);
     pipeline_free(pipeline);
     api_cache_free(cache);
+    ratelimit_free(limiter);
+    auth_free(auth);
     rpool_free(redis);
     store_free(store);
     if (rc == 0)

@@ -16,6 +16,9 @@ static const struct {
     {PROBLEM_INVALID_JSON, "Invalid JSON Body"},
     {PROBLEM_INVALID_PARAMETER, "Invalid Parameter"},
     {PROBLEM_INVALID_EVENT, "Invalid Event"},
+    {PROBLEM_UNAUTHORIZED, "Unauthorized"},
+    {PROBLEM_FORBIDDEN, "Forbidden"},
+    {PROBLEM_RATE_LIMITED, "Too Many Requests"},
     {PROBLEM_UNAVAILABLE, "Service Unavailable"},
     {PROBLEM_INTERNAL, "Internal Error"},
 };

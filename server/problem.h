@@ -17,6 +17,9 @@
 #define PROBLEM_INVALID_JSON "invalid-json"
 #define PROBLEM_INVALID_PARAMETER "invalid-parameter"
 #define PROBLEM_INVALID_EVENT "invalid-event"
+#define PROBLEM_UNAUTHORIZED "unauthorized"
+#define PROBLEM_FORBIDDEN "forbidden"
+#define PROBLEM_RATE_LIMITED "rate-limited"
 #define PROBLEM_UNAVAILABLE "unavailable"
 #define PROBLEM_INTERNAL "internal"
 

@@ -25,7 +25,8 @@ enum route_method {                      /* bits, so a set of methods is a mask 
 
 enum route_scope { ROUTE_SCOPE_PUBLIC, ROUTE_SCOPE_READ, ROUTE_SCOPE_WRITE, ROUTE_SCOPE_ADMIN };
 
-#define ROUTE_BODY_CONFIG 0x1u /* flag: the body cap is the configured http_max_body */
+#define ROUTE_BODY_CONFIG 0x1u   /* flag: the body cap is the configured http_max_body */
+#define ROUTE_METRICS_SCOPE 0x2u /* flag: public when metrics_public, else scope read */
 
 struct route {
     enum route_method method;

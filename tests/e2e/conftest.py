@@ -232,6 +232,7 @@ class Daemon(Server):
             "reclaim_idle_ms": 2000,
             "drain_timeout_ms": 10000,
             "log_level": "info",
+            "auth_disabled": "true",  # auth has its own tests (test_auth.py), with keys
         }
         opts.update(extra or {})
         with open(self.conf, "w") as f:
