@@ -20,6 +20,7 @@
 #include "buffer.h"
 #include "clock.h"
 #include "err.h"
+#include "feed.h"
 #include "log.h"
 #include "metrics.h"
 #include "mqttc.h"
@@ -42,6 +43,7 @@ struct lane_acc {
 struct decider {
     const struct config *cfg;
     struct store *store;
+    struct feed *feed; /* new decisions are announced here (GET /v1/stream) */
     struct agent_thresholds thresholds;
     struct buffer_keys keys;
     struct rconn *rc;
@@ -73,11 +75,12 @@ struct item {
     bool inserted;
 };
 
-struct decider *decider_new(const struct config *cfg, struct store *store)
+struct decider *decider_new(const struct config *cfg, struct store *store, struct feed *feed)
 {
     struct decider *d = xcalloc(1, sizeof *d);
     d->cfg = cfg;
     d->store = store;
+    d->feed = feed;
     agents_thresholds_from_config(cfg, &d->thresholds);
     buffer_keys_init(cfg, &d->keys);
     atomic_init(&d->stop, false);
@@ -371,6 +374,14 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
         goto out;
     }
     metrics_add(M_COMMANDS_PUBLISHED, published);
+    for (size_t i = 0; d->feed && i < nfresh; i++) {
+        if (!fresh[i].inserted)
+            continue;
+        char *text = json_dumps(fresh[i].doc, JSON_COMPACT);
+        if (text)
+            feed_publish(d->feed, FEED_DECISION, text, strlen(text));
+        free(text);
+    }
 
     for (size_t i = 0; i < nitems; i++)
         ack[nack++] = items[i].entry->id;

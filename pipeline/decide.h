@@ -14,8 +14,11 @@
 #include "store.h"
 
 struct decider;
+struct feed;
 
-struct decider *decider_new(const struct config *cfg, struct store *store);
+/* The decider over store (borrowed); each new decision is announced on feed (borrowed; may be
+ * NULL) once its command is published. Replays of stored decisions are not announced again. */
+struct decider *decider_new(const struct config *cfg, struct store *store, struct feed *feed);
 /* Starts the thread (it connects in the background): 0 or ERR_INTERNAL. */
 int decider_start(struct decider *d);
 /* Asks the thread to finish its current batch and exit, then waits for it. Idempotent. */

@@ -22,6 +22,7 @@
 #include "decide.h"
 #include "dedupe.h"
 #include "edge.h"
+#include "feed.h"
 #include "err.h"
 #include "ingest.h"
 #include "log.h"
@@ -61,6 +62,7 @@ struct pipeline {
     struct ingest *ingest;
     struct sink *sink;
     struct decider *decider;
+    struct feed *feed; /* anomalies and decisions for GET /v1/stream */
     struct mqttc *subscriber;
     pthread_t timer;
     bool timer_started;
@@ -286,8 +288,9 @@ struct pipeline *pipeline_new(const struct config *cfg, struct store *store, cha
     }
     p->dedupe = dedupe_new((size_t)cfg->dedupe_capacity);
     p->ingest = ingest_new(cfg, p->worker_queues, p->nworkers, p->pool, p->dedupe);
-    p->sink = sink_new(cfg, store, p->pool, p->nworkers, p->sink_queue);
-    p->decider = decider_new(cfg, store);
+    p->feed = feed_new((size_t)cfg->sse_backlog);
+    p->sink = sink_new(cfg, store, p->pool, p->nworkers, p->sink_queue, p->feed);
+    p->decider = decider_new(cfg, store, p->feed);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     return p;
@@ -401,6 +404,7 @@ void pipeline_free(struct pipeline *p)
     mqttc_free(p->subscriber, 0);
     decider_free(p->decider);
     sink_free(p->sink);
+    feed_free(p->feed);
     ingest_free(p->ingest); /* frees the dedupe too */
     void *item;
     for (uint32_t w = 0; w < p->nworkers; w++) {
@@ -425,6 +429,11 @@ int pipeline_submit(struct pipeline *p, const char *payload, size_t len, const c
                     struct submit_counts *counts)
 {
     return ingest_payload(p->ingest, payload, len, source, counts);
+}
+
+struct feed *pipeline_feed(struct pipeline *p)
+{
+    return p->feed;
 }
 
 int pipeline_account(struct pipeline *p, const char *account, struct pipeline_account *out)

@@ -13,6 +13,7 @@
 #include "buffer.h"
 #include "clock.h"
 #include "err.h"
+#include "feed.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
@@ -36,6 +37,7 @@ struct sink {
     const struct config *cfg;
     struct store *store;
     struct evbatch_pool *pool;
+    struct feed *feed; /* exceptions are announced here (GET /v1/stream) */
     uint32_t nworkers;
     struct bqueue *in;
     pthread_t thread;
@@ -54,12 +56,13 @@ struct sink {
 };
 
 struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
-                      uint32_t nworkers, struct bqueue *in)
+                      uint32_t nworkers, struct bqueue *in, struct feed *feed)
 {
     struct sink *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
     s->store = store;
     s->pool = pool;
+    s->feed = feed;
     s->nworkers = nworkers;
     s->in = in;
     atomic_init(&s->aborted, false);
@@ -257,6 +260,8 @@ static void flush_staged(struct sink *s)
     rows_build(s, &fr);
     if (flush_store(s, &fr) && flush_streams(s, &fr)) {
         publish_exceptions(s, &fr);
+        for (size_t i = 0; s->feed && i < fr.nexc; i++)
+            feed_publish(s->feed, FEED_ANOMALY, fr.exc_doc[i], fr.exc_len[i]);
         count_anomalies(&fr);
     }
     rows_cleanup(&fr);

@@ -19,10 +19,12 @@
 #include "store.h"
 
 struct sink;
+struct feed;
 
-/* Creates the sink reading `in` (borrowed), returning batches to `pool` (borrowed). */
+/* Creates the sink reading `in` (borrowed), returning batches to `pool` (borrowed), and
+ * announcing each exception on `feed` (borrowed; may be NULL) once it is in its stream. */
 struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
-                      uint32_t nworkers, struct bqueue *in);
+                      uint32_t nworkers, struct bqueue *in, struct feed *feed);
 /* Starts the thread: 0 or ERR_INTERNAL. */
 int sink_start(struct sink *s);
 /* Stops retrying failed stages: pending work is dropped (it is still in the journal). */

@@ -7,6 +7,7 @@
 #include "api_cache.h"
 #include "auth.h"
 #include "ratelimit.h"
+#include "stream.h"
 #include <stdio.h>
 #include "clock.h"
 #include "pipeline.h"
@@ -72,6 +73,11 @@ void api_health(const struct http_request *req, struct http_response *resp)
         "redis", component(h.redis_up), "store", store, "cache", cache, "ratelimit", "status",
         limiter, "auth", "status", app->auth && !auth_enabled(app->auth) ? "disabled" : "enabled",
         "llm", "status", "disabled", "webhooks", "status", "disabled");
+    if (app->streams)
+        json_object_set_new(components, "stream",
+                            json_pack("{s:s, s:I, s:i}", "status", "up", "clients",
+                                      (json_int_t)stream_hub_clients(app->streams), "max",
+                                      app->cfg->sse_max_streams));
     http_json_response(resp, 200,
                        json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:I}", "status", status, "version",
                                  AETHERIS_VERSION, "node_id", req->app->cfg->node_id, "uptime_s",

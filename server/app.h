@@ -13,16 +13,18 @@ struct rpool;
 struct api_cache;
 struct auth;
 struct ratelimit;
+struct stream_hub;
 
 struct app {
     const struct config *cfg;
     struct store *store;
     struct pipeline *pipeline;
-    struct rpool *redis;       /* Redis connections of the HTTP workers (rpool.h) */
-    struct api_cache *cache;   /* response cache (api_cache.h) */
-    struct auth *auth;         /* API keys and the failure throttle (auth.h) */
-    struct ratelimit *limiter; /* per-key rate limit (ratelimit.h) */
-    int64_t started_ms;        /* wall clock at start, for uptime */
+    struct rpool *redis;        /* Redis connections of the HTTP workers (rpool.h) */
+    struct api_cache *cache;    /* response cache (api_cache.h) */
+    struct auth *auth;          /* API keys and the failure throttle (auth.h) */
+    struct ratelimit *limiter;  /* per-key rate limit (ratelimit.h) */
+    struct stream_hub *streams; /* GET /v1/stream clients (stream.h) */
+    int64_t started_ms;         /* wall clock at start, for uptime */
 };
 
 #endif

@@ -38,11 +38,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "stream.h"
 #include "xmalloc.h"
 
 #define HTTP_CONN_MEMORY (64 * 1024) /* MHD pool per connection: request line, headers, reads */
 #define HTTP_PER_IP_LIMIT 256        /* generous for proxies, yet one client cannot take all */
 #define HTTP_JSON_TYPE "application/json"
+#define HTTP_STREAM_BLOCK 4096 /* bytes MHD asks a stream for at a time */
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -124,15 +126,25 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
                                      const char *method, const char *url,
                                      struct http_response *resp)
 {
-    if (resp->body == NULL)
-        resp->body = xstrdup("");
     if (resp->content_type == NULL)
         resp->content_type = HTTP_JSON_TYPE;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer_with_free_callback(resp->len, resp->body, free);
-    if (r == NULL) {
-        free(resp->body);
-        return MHD_NO;
+    struct MHD_Response *r;
+    if (resp->stream_read) {
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK,
+                                              resp->stream_read, resp->stream_ctx,
+                                              resp->stream_free);
+        if (r == NULL) {
+            resp->stream_free(resp->stream_ctx);
+            return MHD_NO;
+        }
+    } else {
+        if (resp->body == NULL)
+            resp->body = xstrdup("");
+        r = MHD_create_response_from_buffer_with_free_callback(resp->len, resp->body, free);
+        if (r == NULL) {
+            free(resp->body);
+            return MHD_NO;
+        }
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -490,7 +502,10 @@ struct http_server *http_start(struct app *app, char *err, size_t errlen)
     unsigned int threads = (unsigned int)cfg->http_threads;
     if (threads > (unsigned int)cfg->http_max_connections)
         threads = (unsigned int)cfg->http_max_connections;
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    /* Suspend/resume (which brings MHD's inter-thread channel) lets a stream wait for events
+     * without holding a worker thread (stream.h). */
+    unsigned int flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
 
@@ -526,6 +541,8 @@ void http_stop(struct http_server *h)
 {
     if (h == NULL)
         return;
+    if (h->app->streams) /* MHD must not be stopped with suspended connections */
+        stream_hub_shutdown(h->app->streams);
     MHD_stop_daemon(h->daemon);
     free(h);
 }

@@ -11,6 +11,8 @@
 #define AETHERIS_HTTP_H
 #include "fmacros.h"
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 #include <jansson.h>
 #include "app.h"
 #include "problem.h"
@@ -40,6 +42,10 @@ struct http_header {
     char value[HTTP_HEADER_VALUE_MAX];
 };
 
+/* A streamed body (MHD content-reader contract): returns bytes written to buf, 0 after
+ * suspending the connection, or MHD_CONTENT_READER_END_OF_STREAM. */
+typedef ssize_t (*http_stream_read_fn)(void *ctx, uint64_t pos, char *buf, size_t max);
+
 struct http_response { /* filled by the handler; zero-initialized by the server */
     int status;
     char *body;               /* malloc'd; ownership passes to the server */
@@ -47,6 +53,9 @@ struct http_response { /* filled by the handler; zero-initialized by the server 
     const char *content_type; /* static string */
     size_t nheaders;          /* extra headers set with http_add_header() */
     struct http_header headers[HTTP_MAX_HEADERS];
+    http_stream_read_fn stream_read; /* set for a streamed body (body then unused) */
+    void (*stream_free)(void *ctx);  /* called once when the stream ends, however it ends */
+    void *stream_ctx;
 };
 
 /* Starts listening on cfg->http_host:http_port (port 0 picks a free port) with cfg->http_threads

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "preflight.h"
 #include "ratelimit.h"
+#include "stream.h"
 #include "rpool.h"
 #include "store.h"
 
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
     struct rpool *redis = NULL;
     struct api_cache *cache = NULL;
     struct ratelimit *limiter = NULL;
+    struct stream_hub *streams = NULL;
     if (preflight_mkdirs(cfg.data_dir, err, sizeof err) != 0)
         goto out;
     store = store_open(&cfg, err, sizeof err);
@@ -107,6 +109,11 @@ int main(int argc, char **argv)
         goto out;
     }
     limiter = ratelimit_new(&cfg, redis);
+    streams = stream_hub_new(&cfg, pipeline_feed(pipeline));
+    if (streams == NULL) {
+        snprintf(err, sizeof err, "cannot start the event-stream thread");
+        goto out;
+    }
     struct app app = {
         .cfg = &cfg,
         .store = store,
@@ -115,6 +122,7 @@ int main(int argc, char **argv)
         .cache = cache,
         .auth = auth,
         .limiter = limiter,
+        .streams = streams,
         .started_ms = clock_wall_ms(),
     };
     http = http_start(&app, err, sizeof err);
@@ -133,6 +141,7 @@ out:
         fprintf(stderr, "aetherisd: %s\n", err);
     }
     http_stop(http);
+    stream_hub_free(streams); /* after the HTTP server released every stream */
     pipeline_free(pipeline);
     api_cache_free(cache);
     ratelimit_free(limiter);

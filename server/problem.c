@@ -19,6 +19,7 @@ static const struct {
     {PROBLEM_UNAUTHORIZED, "Unauthorized"},
     {PROBLEM_FORBIDDEN, "Forbidden"},
     {PROBLEM_RATE_LIMITED, "Too Many Requests"},
+    {PROBLEM_TOO_MANY_STREAMS, "Too Many Streams"},
     {PROBLEM_UNAVAILABLE, "Service Unavailable"},
     {PROBLEM_INTERNAL, "Internal Error"},
 };

@@ -20,6 +20,7 @@
 #define PROBLEM_UNAUTHORIZED "unauthorized"
 #define PROBLEM_FORBIDDEN "forbidden"
 #define PROBLEM_RATE_LIMITED "rate-limited"
+#define PROBLEM_TOO_MANY_STREAMS "too-many-streams"
 #define PROBLEM_UNAVAILABLE "unavailable"
 #define PROBLEM_INTERNAL "internal"
 

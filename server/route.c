@@ -26,6 +26,7 @@ static const struct route routes[] = {
      "accounts_get"},
     {ROUTE_POST, "/v1/events", api_events_post, ROUTE_SCOPE_WRITE, 0, ROUTE_BODY_CONFIG,
      "events_post"},
+    {ROUTE_GET, "/v1/stream", api_stream, ROUTE_SCOPE_READ, 0, 0, "stream"},
     {ROUTE_GET, "/v1/metrics", api_metrics_json, ROUTE_SCOPE_READ, 0, 0, "metrics_json"},
     {ROUTE_GET, "/metrics", api_metrics_prometheus, ROUTE_SCOPE_PUBLIC, 0, ROUTE_METRICS_SCOPE,
      "metrics_prometheus"},
