@@ -8,7 +8,7 @@ PACKAGES=(
   libmicrohttpd-dev libhiredis-dev libmongoc-dev libbson-dev libcurl4-openssl-dev
   libjansson-dev libpaho-mqtt-dev libssl-dev libsqlite3-dev
   mosquitto mosquitto-clients redis-server
-  python3 python3-pytest python3-paho-mqtt
+  python3 python3-pytest python3-paho-mqtt python3-yaml python3-jsonschema nodejs
   curl
 )
 

@@ -20,6 +20,8 @@ void api_queues_list(const struct http_request *req, struct http_response *resp)
 void api_queues_get(const struct http_request *req, struct http_response *resp);
 void api_accounts_get(const struct http_request *req, struct http_response *resp);
 void api_stream(const struct http_request *req, struct http_response *resp);
+void api_openapi_json(const struct http_request *req, struct http_response *resp);
+void api_openapi_yaml(const struct http_request *req, struct http_response *resp);
 void api_metrics_json(const struct http_request *req, struct http_response *resp);
 void api_metrics_prometheus(const struct http_request *req, struct http_response *resp);
 

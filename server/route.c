@@ -28,6 +28,8 @@ static const struct route routes[] = {
      "events_post"},
     {ROUTE_GET, "/v1/stream", api_stream, ROUTE_SCOPE_READ, 0, 0, "stream"},
     {ROUTE_GET, "/v1/metrics", api_metrics_json, ROUTE_SCOPE_READ, 0, 0, "metrics_json"},
+    {ROUTE_GET, "/openapi.json", api_openapi_json, ROUTE_SCOPE_PUBLIC, 0, 0, "openapi_json"},
+    {ROUTE_GET, "/openapi.yaml", api_openapi_yaml, ROUTE_SCOPE_PUBLIC, 0, 0, "openapi_yaml"},
     {ROUTE_GET, "/metrics", api_metrics_prometheus, ROUTE_SCOPE_PUBLIC, 0, ROUTE_METRICS_SCOPE,
      "metrics_prometheus"},
 };

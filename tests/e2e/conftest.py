@@ -23,9 +23,14 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import re
+import warnings
 
+import jsonschema
 import pytest
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("AETHERIS_BIN_DIR", os.path.join(ROOT, "build"))
@@ -34,6 +39,66 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
                    "WARNING: ThreadSanitizer")
 DAEMON_STOP_TIMEOUT = 15  # seconds a SIGTERMed daemon has to drain and exit 0
 READY_TIMEOUT = 20        # seconds from start to GET /readyz == 200 (ASan start-up included)
+
+SPEC_PATH = os.path.join(ROOT, "openapi", "openapi.yaml")
+
+
+@functools.lru_cache(maxsize=1)
+def openapi_spec():
+    """The repository's OpenAPI spec, parsed once, with a compiled matcher per path."""
+    with open(SPEC_PATH) as f:
+        spec = yaml.safe_load(f)
+    matchers = [(re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", p) + "$"), p)
+                for p in spec["paths"]]
+    return spec, matchers
+
+
+def _deref(spec, node):
+    while isinstance(node, dict) and "$ref" in node:
+        node = _resolve_pointer(spec, node["$ref"])
+    return node
+
+
+def _resolve_pointer(spec, ref):
+    node = spec
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def validate_against_spec(method, path, status, headers, body):
+    """Checks one real response against openapi/openapi.yaml: the operation exists (or the
+    status is a route-level 404/405), the status is documented for it (or falls under its
+    `default`), the content type is a documented one, and a JSON body matches the schema.
+    Raises AssertionError naming the mismatch."""
+    spec, matchers = openapi_spec()
+    bare = urllib.parse.urlsplit(path).path
+    template = next((p for rx, p in matchers if rx.match(bare)), None)
+    op = spec["paths"][template].get(method.lower() if method != "HEAD" else "get") \
+        if template else None
+    if op is None:
+        assert status in (404, 405), f"{method} {bare} -> {status}: not an operation of the spec"
+        assert headers.get("Content-Type", "").startswith("application/problem+json")
+        return
+    responses = op["responses"]
+    resp = _deref(spec, responses.get(str(status)) or responses.get("default"))
+    assert resp is not None, f"{method} {template}: status {status} is not documented"
+    ctype = headers.get("Content-Type", "").split(";")[0].strip()
+    content = resp.get("content")
+    if content is None or method == "HEAD":
+        return
+    assert ctype in content, f"{method} {template} {status}: content type {ctype} not in spec"
+    schema = content[ctype].get("schema")
+    if schema is None or "json" not in ctype:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        resolver = jsonschema.RefResolver("", spec)
+        validator = jsonschema.Draft202012Validator(schema, resolver=resolver)
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
+    assert not errors, (f"{method} {template} {status}: body does not match the spec: "
+                        f"{errors[0].message} at {list(errors[0].path)}")
+
 
 _ports_given = set()
 _ports_lock = threading.Lock()
@@ -233,6 +298,7 @@ class Daemon(Server):
             "drain_timeout_ms": 10000,
             "log_level": "info",
             "auth_disabled": "true",  # auth has its own tests (test_auth.py), with keys
+            "rate_limit_rps": 0,  # so is the rate limit; other tests poll the API freely
         }
         opts.update(extra or {})
         with open(self.conf, "w") as f:
@@ -279,6 +345,7 @@ class Daemon(Server):
             raw, status, hdrs = e.read(), e.code, dict(e.headers)
         ctype = hdrs.get("Content-Type", "")
         parsed = json.loads(raw) if raw and "json" in ctype else raw
+        validate_against_spec(method, path, status, hdrs, parsed)
         return status, hdrs, parsed
 
     def get(self, path):

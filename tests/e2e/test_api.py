@@ -10,7 +10,8 @@ def test_health_and_errors(stack):
     assert d.get("/readyz")[0] == 200
     status, h = d.get("/v1/health")
     assert status == 200 and h["status"] == "ok" and h["node_id"] == "e2e-node"
-    assert set(h["components"]) == {"mqtt", "redis", "store", "cache", "ratelimit", "auth", "llm",
+    assert set(h["components"]) == {"mqtt", "redis", "store", "cache", "ratelimit", "auth", "stream",
+                                    "llm",
                                     "webhooks"}
     assert h["components"]["store"]["backend"] == "sqlite"
 

@@ -187,3 +187,18 @@ def test_decided_entries_trimmed(stack):
     status, body = d.get("/v1/queues/immediate")
     assert [i["exception"]["transactionId"] for i in body["items"]] == [ids[-1]]
     assert int(stack.redis_cmd("XLEN", "aetheris:stream:immediate")) == 1
+
+
+def test_spec_served(stack):
+    """Invariant: the daemon serves the spec it was built with: /openapi.yaml is the repository
+    file byte for byte and /openapi.json is the same document, both without a key."""
+    import json
+    import yaml
+    from conftest import SPEC_PATH
+    d = stack.start_daemon({"auth_disabled": "false", "api_keys": "k:read:" + "0" * 64})
+    with open(SPEC_PATH, "rb") as f:
+        text = f.read()
+    status, hdrs, body = d.request("GET", "/openapi.yaml")
+    assert status == 200 and hdrs["Content-Type"] == "application/yaml" and body == text
+    status, hdrs, body = d.request("GET", "/openapi.json")
+    assert status == 200 and body == json.loads(json.dumps(yaml.safe_load(text)))
