@@ -7,9 +7,11 @@
  * (IPv4 or IPv6 bytes). An entry counts failures in a window that starts at its first failure;
  * a different address hashing to an occupied slot replaces it only when that entry's window is
  * over or it holds fewer failures, so memory stays fixed and an address near its limit is not
- * freed by one colliding stranger. The first refusal of an address in a window is logged. */
+ * freed by one colliding stranger. The first refusal of an address in a window is logged with
+ * the address (an operator may want to block it). */
 #include "auth.h"
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -267,21 +269,35 @@ static struct throttle_slot *slot_of(struct auth *a, const uint8_t key[17])
     return &a->slots[h % AUTH_THROTTLE_SLOTS];
 }
 
+/* The address of a throttle-table key as text ("unknown" for a non-IP client). */
+static void addr_text(const uint8_t key[17], char *out, size_t outlen)
+{
+    if (key[0] == AF_INET || key[0] == AF_INET6)
+        inet_ntop(key[0], key + 1, out, (socklen_t)outlen);
+    else
+        snprintf(out, outlen, "unknown");
+}
+
 /* Seconds the address must still wait, or 0 when it is not throttled. */
 static int throttled_for(struct auth *a, const uint8_t key[17], int64_t now)
 {
-    int wait = 0;
+    int wait = 0, failures = 0;
+    bool log = false;
     pthread_mutex_lock(&a->mu);
     struct throttle_slot *s = slot_of(a, key);
     if (memcmp(s->addr, key, 17) == 0 && now < s->window_end_ms && s->failures >= a->fail_limit) {
         wait = (int)((s->window_end_ms - now + 999) / 1000);
-        if (!s->logged) {
-            s->logged = true;
-            log_warn("auth.throttled", "a client made %d failed authentications; refused for %d s",
-                     s->failures, wait);
-        }
+        log = !s->logged;
+        s->logged = true;
+        failures = s->failures;
     }
     pthread_mutex_unlock(&a->mu);
+    if (log) { /* once per address and window, outside the lock */
+        char addr[INET6_ADDRSTRLEN];
+        addr_text(key, addr, sizeof addr);
+        log_warn("auth.throttled", "%s made %d failed authentications; refused for %d s", addr,
+                 failures, wait);
+    }
     return wait;
 }
 

@@ -8,7 +8,9 @@
  * mutex, on the monotonic clock; a bucket name hashing to a busy slot takes it over (starting
  * full), which can only make the fallback more lenient for colliding clients, never stricter.
  * The pool is asked with a short wait: a busy or dead Redis sends the request to the local
- * table instead of delaying it. */
+ * table instead of delaying it. Only a failed or refused command reports Redis as lost (health
+ * and the log line); a pool that is merely busy under load does not, so the reported limiter
+ * does not flap with contention. */
 #include "ratelimit.h"
 #include <math.h>
 #include <pthread.h>
@@ -107,14 +109,21 @@ static void fill(struct ratelimit_result *out, bool allowed, long long remaining
     out->local = local;
 }
 
-/* The Redis decision; false when Redis could not give one. */
-static bool take_redis(struct ratelimit *rl, const char *bucket, struct ratelimit_result *out)
+enum redis_outcome {
+    RL_REDIS_DECIDED, /* *out holds Redis's decision */
+    RL_REDIS_BUSY,    /* no pooled connection came free in time: Redis itself may be fine */
+    RL_REDIS_FAILED   /* no Redis, a connection error or a script error */
+};
+
+/* The Redis decision into *out when it is RL_REDIS_DECIDED. */
+static enum redis_outcome take_redis(struct ratelimit *rl, const char *bucket,
+                                     struct ratelimit_result *out)
 {
     if (rl->redis == NULL)
-        return false;
+        return RL_REDIS_FAILED;
     struct rconn *rc = rpool_get(rl->redis, RL_POOL_WAIT_MS);
     if (rc == NULL)
-        return false;
+        return RL_REDIS_BUSY;
     char key[RL_BUCKET_MAX + 160];
     snprintf(key, sizeof key, "%sratelimit:%s", rl->cfg->redis_prefix, bucket);
     const char *args[3] = {key, rl->rate_text, rl->burst_text};
@@ -130,7 +139,7 @@ static bool take_redis(struct ratelimit *rl, const char *bucket, struct ratelimi
         log_warn("ratelimit.script", "rate-limit script failed: %s", r->str);
     if (r)
         freeReplyObject(r);
-    return ok;
+    return ok ? RL_REDIS_DECIDED : RL_REDIS_FAILED;
 }
 
 static void take_local(struct ratelimit *rl, const char *bucket, struct ratelimit_result *out)
@@ -161,11 +170,18 @@ static void take_local(struct ratelimit *rl, const char *bucket, struct ratelimi
 
 void ratelimit_take(struct ratelimit *rl, const char *bucket, struct ratelimit_result *out)
 {
-    bool redis = take_redis(rl, bucket, out);
-    if (redis != atomic_exchange(&rl->redis_in_use, redis))
-        log_info(redis ? "ratelimit.redis" : "ratelimit.local",
-                 redis ? "rate limiting through Redis again"
-                       : "Redis unavailable: rate limiting with the in-process buckets");
-    if (!redis)
+    if (!ratelimit_enabled(rl)) {
+        *out = (struct ratelimit_result){.allowed = true};
+        return;
+    }
+    enum redis_outcome got = take_redis(rl, bucket, out);
+    if (got != RL_REDIS_BUSY) {
+        bool redis = got == RL_REDIS_DECIDED;
+        if (redis != atomic_exchange(&rl->redis_in_use, redis))
+            log_info(redis ? "ratelimit.redis" : "ratelimit.local",
+                     redis ? "rate limiting through Redis again"
+                           : "Redis unavailable: rate limiting with the in-process buckets");
+    }
+    if (got != RL_REDIS_DECIDED)
         take_local(rl, bucket, out);
 }

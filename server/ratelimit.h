@@ -29,9 +29,12 @@ struct ratelimit *ratelimit_new(const struct config *cfg, struct rpool *redis);
 void ratelimit_free(struct ratelimit *rl); /* NULL is a no-op */
 /* False when limiting is disabled (rate_limit_rps = 0). */
 bool ratelimit_enabled(const struct ratelimit *rl);
-/* Takes one token from `bucket` (a key name or "ip:<address>"). */
+/* Takes one token from `bucket` (a key name or "ip:<address>"). With limiting disabled it
+ * allows everything and fills nothing else (no headers are due). */
 void ratelimit_take(struct ratelimit *rl, const char *bucket, struct ratelimit_result *out);
-/* True when the last decision came from Redis (false: the local fallback is in use). */
+/* False once Redis failed a decision (the local fallback is in use), true again after Redis
+ * decides one; a busy pool (a request decided locally for want of a free connection) leaves it
+ * unchanged. */
 bool ratelimit_redis_in_use(const struct ratelimit *rl);
 
 #endif
