@@ -23,6 +23,7 @@
 #include <openssl/sha.h>
 #include "clock.h"
 #include "log.h"
+#include "shard.h"
 #include "xmalloc.h"
 
 #define AUTH_KEYS_MAX 1024
@@ -263,10 +264,7 @@ static void addr_key(const struct sockaddr *sa, uint8_t out[17])
 
 static struct throttle_slot *slot_of(struct auth *a, const uint8_t key[17])
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (int i = 0; i < 17; i++)
-        h = (h ^ key[i]) * 1099511628211ULL;
-    return &a->slots[h % AUTH_THROTTLE_SLOTS];
+    return &a->slots[shard_hash((const char *)key, 17) % AUTH_THROTTLE_SLOTS];
 }
 
 /* The address of a throttle-table key as text ("unknown" for a non-IP client). */

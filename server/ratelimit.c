@@ -21,6 +21,7 @@
 #include <string.h>
 #include "clock.h"
 #include "log.h"
+#include "shard.h"
 #include "xmalloc.h"
 
 #define RL_LOCAL_SLOTS 4096
@@ -144,9 +145,7 @@ static enum redis_outcome take_redis(struct ratelimit *rl, const char *bucket,
 
 static void take_local(struct ratelimit *rl, const char *bucket, struct ratelimit_result *out)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = bucket; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    uint64_t h = shard_hash(bucket, strlen(bucket));
     double rate = rl->cfg->rate_limit_rps / 1000.0, burst = rl->cfg->rate_limit_burst;
     int64_t now = clock_mono_ms();
     pthread_mutex_lock(&rl->mu);
