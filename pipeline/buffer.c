@@ -305,28 +305,72 @@ int buffer_deadletter(struct rconn *rc, const struct buffer_keys *k, const struc
     return st;
 }
 
-/* last-delivered-id of the group in an XINFO GROUPS reply, copied to out; false if absent. */
-static bool group_last_delivered(const redisReply *groups, const char *group, char *out,
-                                 size_t outlen)
+/* Integer or string field `name` of a flat [name, value, ...] reply (XINFO GROUPS entry). */
+static const redisReply *map_field(const redisReply *map, const char *name)
+{
+    for (size_t i = 0; map->type == REDIS_REPLY_ARRAY && i + 1 < map->elements; i += 2) {
+        const redisReply *key = map->element[i];
+        if ((key->type == REDIS_REPLY_STRING || key->type == REDIS_REPLY_STATUS) &&
+            strcmp(key->str, name) == 0)
+            return map->element[i + 1];
+    }
+    return NULL;
+}
+
+/* Fills the group part of *st from an XINFO GROUPS reply; false when the group is absent. */
+static bool read_group(const redisReply *groups, const char *group, struct lane_state *st)
 {
     for (size_t i = 0; groups->type == REDIS_REPLY_ARRAY && i < groups->elements; i++) {
         const redisReply *g = groups->element[i];
-        const char *name = NULL, *last = NULL;
-        for (size_t j = 0; g->type == REDIS_REPLY_ARRAY && j + 1 < g->elements; j += 2) {
-            const redisReply *key = g->element[j], *val = g->element[j + 1];
-            if (key->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
-                continue;
-            if (strcmp(key->str, "name") == 0)
-                name = val->str;
-            else if (strcmp(key->str, "last-delivered-id") == 0)
-                last = val->str;
-        }
-        if (name && last && strcmp(name, group) == 0) {
-            snprintf(out, outlen, "%s", last);
-            return true;
-        }
+        const redisReply *name = map_field(g, "name"), *last = map_field(g, "last-delivered-id");
+        if (name == NULL || name->type != REDIS_REPLY_STRING || strcmp(name->str, group) != 0)
+            continue;
+        const redisReply *consumers = map_field(g, "consumers"), *lag = map_field(g, "lag");
+        st->consumers =
+            consumers && consumers->type == REDIS_REPLY_INTEGER ? consumers->integer : 0;
+        st->lag = lag && lag->type == REDIS_REPLY_INTEGER ? lag->integer : -1;
+        if (last && last->type == REDIS_REPLY_STRING)
+            snprintf(st->last_delivered, sizeof st->last_delivered, "%s", last->str);
+        return true;
     }
     return false;
+}
+
+int buffer_lane_state(struct rconn *rc, const struct buffer_keys *k, enum lane lane,
+                      struct lane_state *st)
+{
+    memset(st, 0, sizeof *st);
+    struct rcmd cmds[3] = {0};
+    rcmd_add(&cmds[0], "XLEN");
+    rcmd_add(&cmds[0], k->stream[lane]);
+    rcmd_add(&cmds[1], "XINFO");
+    rcmd_add(&cmds[1], "GROUPS");
+    rcmd_add(&cmds[1], k->stream[lane]);
+    rcmd_add(&cmds[2], "XPENDING");
+    rcmd_add(&cmds[2], k->stream[lane]);
+    rcmd_add(&cmds[2], k->group);
+    redisReply *r[3] = {0};
+    if (rconn_pipeline(rc, 3, cmds, r) != 0)
+        return ERR_CONN;
+    st->length = r[0]->type == REDIS_REPLY_INTEGER ? r[0]->integer : 0;
+    st->group = read_group(r[1], k->group, st); /* an error reply: no stream, so no group */
+    const redisReply *p = r[2];
+    if (st->group && p->type == REDIS_REPLY_ARRAY && p->elements >= 2 &&
+        p->element[0]->type == REDIS_REPLY_INTEGER && p->element[0]->integer > 0 &&
+        p->element[1]->type == REDIS_REPLY_STRING) {
+        st->pending = p->element[0]->integer;
+        snprintf(st->oldest_pending, sizeof st->oldest_pending, "%s", p->element[1]->str);
+    }
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(r[i]);
+    return 0;
+}
+
+int64_t buffer_id_ms(const char *id)
+{
+    char *end = NULL;
+    long long ms = strtoll(id, &end, 10);
+    return (end != id && *end == '-' && ms >= 0) ? (int64_t)ms : -1;
 }
 
 /* Stream id order: "ms-seq" compared numerically. */
@@ -347,42 +391,28 @@ int buffer_trim(struct rconn *rc, const struct buffer_keys *k, enum lane lane, i
     /* Reading the group's state and trimming are two steps, which is safe: between them the
      * pending list can only shrink and last-delivered only grow, so the bound computed here
      * only becomes more conservative. */
-    struct rcmd cmds[2] = {0};
-    rcmd_add(&cmds[0], "XINFO");
-    rcmd_add(&cmds[0], "GROUPS");
-    rcmd_add(&cmds[0], k->stream[lane]);
-    rcmd_add(&cmds[1], "XPENDING");
-    rcmd_add(&cmds[1], k->stream[lane]);
-    rcmd_add(&cmds[1], k->group);
-    redisReply *r[2] = {0};
-    if (rconn_pipeline(rc, 2, cmds, r) != 0) {
+    struct lane_state st;
+    int rv = buffer_lane_state(rc, k, lane, &st);
+    if (rv != 0) {
         metrics_inc(M_REDIS_ERRORS);
-        return ERR_CONN;
+        return rv;
     }
+    if (!st.group || st.last_delivered[0] == '\0')
+        return ERR_NOTFOUND;
     char bound[BUFFER_ID_MAX];
-    int st = ERR_NOTFOUND;
-    if (group_last_delivered(r[0], k->group, bound, sizeof bound)) {
-        st = 0;
-        const redisReply *p = r[1];
-        if (p->type == REDIS_REPLY_ARRAY && p->elements >= 2 &&
-            p->element[0]->type == REDIS_REPLY_INTEGER && p->element[0]->integer > 0 &&
-            p->element[1]->type == REDIS_REPLY_STRING && id_cmp(p->element[1]->str, bound) < 0)
-            snprintf(bound, sizeof bound, "%s", p->element[1]->str);
-        char aged[BUFFER_ID_MAX];
-        snprintf(aged, sizeof aged, "%lld-0", (long long)(now_ms - keep_ms));
-        if (now_ms - keep_ms >= 0 && id_cmp(aged, bound) < 0)
-            snprintf(bound, sizeof bound, "%s", aged);
-    }
-    freeReplyObject(r[0]);
-    freeReplyObject(r[1]);
-    if (st != 0)
-        return st;
+    snprintf(bound, sizeof bound, "%s", st.last_delivered);
+    if (st.pending > 0 && id_cmp(st.oldest_pending, bound) < 0)
+        snprintf(bound, sizeof bound, "%s", st.oldest_pending);
+    char aged[BUFFER_ID_MAX];
+    snprintf(aged, sizeof aged, "%lld-0", (long long)(now_ms - keep_ms));
+    if (now_ms - keep_ms >= 0 && id_cmp(aged, bound) < 0)
+        snprintf(bound, sizeof bound, "%s", aged);
     redisReply *t = rconn_cmd(rc, "XTRIM", k->stream[lane], "MINID", bound, (char *)NULL);
-    st = reply_status(t);
-    long long trimmed = (st == 0 && t->type == REDIS_REPLY_INTEGER) ? t->integer : 0;
+    int st_rv = reply_status(t);
+    long long trimmed = (st_rv == 0 && t->type == REDIS_REPLY_INTEGER) ? t->integer : 0;
     if (t)
         freeReplyObject(t);
-    return st != 0 ? st : (int)(trimmed > INT32_MAX ? INT32_MAX : trimmed);
+    return st_rv != 0 ? st_rv : (int)(trimmed > INT32_MAX ? INT32_MAX : trimmed);
 }
 
 void stream_entries_cleanup(struct stream_entry *e, size_t n)

@@ -60,6 +60,21 @@ int buffer_autoclaim(struct rconn *rc, const struct buffer_keys *k, enum lane la
 /* Moves an entry to the dead-letter stream (XADD with lane, id, reason, payload) and XACKs it. */
 int buffer_deadletter(struct rconn *rc, const struct buffer_keys *k, const struct stream_entry *e,
                       const char *reason);
+struct lane_state {      /* one lane and its consumer group, as Redis reports them now */
+    long long length;    /* XLEN: entries in the stream, acknowledged ones included */
+    bool group;          /* the consumer group exists (the fields below are 0/"" if not) */
+    long long consumers; /* consumers of the group */
+    long long lag;       /* entries not yet delivered to the group; -1 when Redis cannot say */
+    long long pending;   /* delivered, not yet acknowledged */
+    char last_delivered[BUFFER_ID_MAX]; /* the group's last-delivered-id */
+    char oldest_pending[BUFFER_ID_MAX]; /* the oldest pending id when pending > 0 */
+};
+
+/* XLEN, XINFO GROUPS and the XPENDING summary of a lane in one round trip. 0 or ERR_CONN. */
+int buffer_lane_state(struct rconn *rc, const struct buffer_keys *k, enum lane lane,
+                      struct lane_state *st);
+/* The milliseconds part of a stream id ("1700000000000-3"); -1 when malformed. */
+int64_t buffer_id_ms(const char *id);
 /* Trims a lane's stream of entries that are both decided (older than every pending and every
  * undelivered entry of the group) and older than keep_ms: XTRIM MINID. Entries still to be
  * decided are never removed. Returns the number trimmed or a negative enum err (ERR_NOTFOUND

@@ -28,35 +28,12 @@ static const char *queue_key(const struct buffer_keys *k, int q)
     return q == QUEUE_DEADLETTER ? k->deadletter : k->stream[q];
 }
 
-/* The millisecond part of a stream id ("1700000000000-3"); -1 when malformed. */
-static int64_t id_ms(const char *id)
-{
-    char *end = NULL;
-    long long ms = strtoll(id, &end, 10);
-    return (end != id && *end == '-' && ms >= 0) ? (int64_t)ms : -1;
-}
-
 static json_t *age_of(const char *id, int64_t now)
 {
-    int64_t ms = id ? id_ms(id) : -1;
+    int64_t ms = id ? buffer_id_ms(id) : -1;
     if (ms < 0)
         return json_null();
     return json_integer(now > ms ? now - ms : 0);
-}
-
-/* Integer field `name` of a flat [name, value, ...] reply array; -1 when absent or not a
- * number (lag is nil while Redis cannot compute it). */
-static long long field_int(const redisReply *map, const char *name)
-{
-    for (size_t i = 0; map && map->type == REDIS_REPLY_ARRAY && i + 1 < map->elements; i += 2) {
-        const redisReply *k = map->element[i], *v = map->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS)
-            continue;
-        if (strcmp(k->str, name) != 0)
-            continue;
-        return v->type == REDIS_REPLY_INTEGER ? v->integer : -1;
-    }
-    return -1;
 }
 
 static const char *field_str(const redisReply *map, const char *name)
@@ -65,17 +42,6 @@ static const char *field_str(const redisReply *map, const char *name)
         const redisReply *k = map->element[i], *v = map->element[i + 1];
         if (k->type == REDIS_REPLY_STRING && strcmp(k->str, name) == 0)
             return v->type == REDIS_REPLY_STRING ? v->str : NULL;
-    }
-    return NULL;
-}
-
-/* The group's entry in an XINFO GROUPS reply, or NULL. */
-static const redisReply *find_group(const redisReply *groups, const char *group)
-{
-    for (size_t i = 0; groups && groups->type == REDIS_REPLY_ARRAY && i < groups->elements; i++) {
-        const char *name = field_str(groups->element[i], "name");
-        if (name && strcmp(name, group) == 0)
-            return groups->element[i];
     }
     return NULL;
 }
@@ -92,60 +58,37 @@ static const char *first_id(const redisReply *r)
     return e->element[0]->str;
 }
 
-/* One decision lane: XLEN, XINFO GROUPS, XPENDING summary, then (when nothing is pending) the
- * first undelivered entry. NULL when the connection failed. */
-static json_t *lane_stats(struct rconn *rc, const struct buffer_keys *k, int q, int64_t now)
+/* One decision lane: its state (buffer_lane_state) and, when nothing is pending, the first
+ * undelivered entry. NULL when the connection failed. */
+static json_t *lane_stats(struct rconn *rc, const struct buffer_keys *k, enum lane lane,
+                          int64_t now)
 {
-    const char *key = queue_key(k, q);
-    struct rcmd cmds[3] = {0};
-    rcmd_add(&cmds[0], "XLEN");
-    rcmd_add(&cmds[0], key);
-    rcmd_add(&cmds[1], "XINFO");
-    rcmd_add(&cmds[1], "GROUPS");
-    rcmd_add(&cmds[1], key);
-    rcmd_add(&cmds[2], "XPENDING");
-    rcmd_add(&cmds[2], key);
-    rcmd_add(&cmds[2], k->group);
-    redisReply *r[3] = {0};
-    if (rconn_pipeline(rc, 3, cmds, r) != 0)
+    struct lane_state st;
+    if (buffer_lane_state(rc, k, lane, &st) != 0)
         return NULL;
-    long long length = r[0]->type == REDIS_REPLY_INTEGER ? r[0]->integer : 0;
-    const redisReply *g = r[1]->type == REDIS_REPLY_ARRAY ? find_group(r[1], k->group) : NULL;
-    long long consumers = g ? field_int(g, "consumers") : 0;
-    long long lag = g ? field_int(g, "lag") : 0;
-    const char *last = g ? field_str(g, "last-delivered-id") : NULL;
-    long long pending = 0;
-    const char *oldest_pending = NULL;
-    if (r[2]->type == REDIS_REPLY_ARRAY && r[2]->elements >= 2 &&
-        r[2]->element[0]->type == REDIS_REPLY_INTEGER) {
-        pending = r[2]->element[0]->integer;
-        if (pending > 0 && r[2]->element[1]->type == REDIS_REPLY_STRING)
-            oldest_pending = r[2]->element[1]->str;
-    }
     json_t *oldest = NULL;
-    if (oldest_pending) {
-        oldest = age_of(oldest_pending, now);
+    if (st.pending > 0) {
+        oldest = age_of(st.oldest_pending, now);
     } else {
         /* Nothing pending: the oldest entry to decide is the first one after last-delivered
          * (the whole stream when the group does not exist yet). */
         char start[BUFFER_ID_MAX + 2];
-        snprintf(start, sizeof start, "(%s", last ? last : "0-0");
-        redisReply *x = rconn_cmd(rc, "XRANGE", key, last ? start : "-", "+", "COUNT", "1", NULL);
-        if (x == NULL) {
-            for (int i = 0; i < 3; i++)
-                freeReplyObject(r[i]);
+        snprintf(start, sizeof start, "(%s", st.last_delivered);
+        redisReply *x = rconn_cmd(rc, "XRANGE", k->stream[lane], st.last_delivered[0] ? start : "-",
+                                  "+", "COUNT", "1", NULL);
+        if (x == NULL)
             return NULL;
-        }
         oldest = age_of(first_id(x), now);
         freeReplyObject(x);
     }
-    json_t *lane = json_pack("{s:I, s:I, s:o, s:I}", "length", (json_int_t)length, "pending",
-                             (json_int_t)pending, "oldest_age_ms", oldest, "consumers",
-                             (json_int_t)(consumers > 0 ? consumers : 0));
-    json_object_set_new(lane, "lag", lag >= 0 ? json_integer(lag) : json_null());
-    for (int i = 0; i < 3; i++)
-        freeReplyObject(r[i]);
-    return lane;
+    json_t *out = json_pack("{s:I, s:I, s:o, s:I}", "length", (json_int_t)st.length, "pending",
+                            (json_int_t)st.pending, "oldest_age_ms", oldest, "consumers",
+                            (json_int_t)st.consumers);
+    json_object_set_new(out, "lag",
+                        !st.group     ? json_integer(0)
+                        : st.lag >= 0 ? json_integer(st.lag)
+                                      : json_null());
+    return out;
 }
 
 /* The dead-letter stream: no consumer group, every entry is waiting for a person. */
@@ -207,7 +150,7 @@ static json_t *entry_item(const redisReply *e, bool deadletter)
         return NULL;
     const char *id = e->element[0]->str;
     const redisReply *fields = e->element[1];
-    int64_t ms = id_ms(id);
+    int64_t ms = buffer_id_ms(id);
     json_t *item =
         json_pack("{s:s, s:o}", "id", id, "enqueued_ms", ms >= 0 ? json_integer(ms) : json_null());
     const char *payload = field_str(fields, "payload");
