@@ -51,16 +51,8 @@ void api_accounts_get(const struct http_request *req, struct http_response *resp
         return;
     }
     int limit = 0;
-    const char *limit_text = http_query(req, "limit");
-    if (limit_text == NULL) {
-        limit = ACCOUNT_DECISIONS_DEFAULT;
-    } else if (api_params_limit(limit_text, req->app->cfg->page_max, &limit) != 0) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "limit must be an integer from 1 to %d",
-                 req->app->cfg->page_max);
-        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+    if (api_params_serve_limit(req, resp, ACCOUNT_DECISIONS_DEFAULT, &limit) != 0)
         return;
-    }
 
     struct pipeline_account w;
     bool known_window = pipeline_account(req->app->pipeline, account, &w) == 0;

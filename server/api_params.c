@@ -136,12 +136,18 @@ bool api_params_one_of(const char *s, const char *allowed)
     return s[0] != '\0' && strlist_has(allowed, s);
 }
 
+/* The one wording of a bad ?limit=. */
+static void limit_detail(int page_max, char *detail, size_t detaillen)
+{
+    snprintf(detail, detaillen, "limit must be an integer from 1 to %d", page_max);
+}
+
 int api_params_query(api_lookup_fn lookup, const void *ctx, const struct api_list_spec *spec,
                      int page_max, struct store_query *q, char *detail, size_t detaillen)
 {
     memset(q, 0, sizeof *q);
     if (api_params_limit(lookup(ctx, "limit"), page_max, &q->limit) != 0) {
-        snprintf(detail, detaillen, "limit must be an integer from 1 to %d", page_max);
+        limit_detail(page_max, detail, detaillen);
         return ERR_INVAL;
     }
     q->cursor = lookup(ctx, "cursor");
@@ -237,6 +243,22 @@ void api_params_serve_get(const struct http_request *req, struct http_response *
         doc = NULL;
     }
     json_decref(doc);
+}
+
+int api_params_serve_limit(const struct http_request *req, struct http_response *resp,
+                           int when_absent, int *out)
+{
+    const char *text = http_query(req, "limit");
+    if (text == NULL && when_absent > 0) {
+        *out = when_absent;
+        return 0;
+    }
+    if (api_params_limit(text, req->app->cfg->page_max, out) == 0)
+        return 0;
+    char detail[96];
+    limit_detail(req->app->cfg->page_max, detail, sizeof detail);
+    http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+    return ERR_INVAL;
 }
 
 struct rconn *api_redis_borrow(const struct http_request *req, struct http_response *resp)

@@ -56,6 +56,12 @@ void api_params_serve_list(const struct http_request *req, struct http_response 
 void api_params_serve_get(const struct http_request *req, struct http_response *resp,
                           int (*get)(struct store *, uint64_t, json_t **), const char *what);
 
+/* ?limit= of a request that is not a store list: when_absent when the parameter is missing (0:
+ * the list default), else api_params_limit(). 0, or ERR_INVAL after answering the same 400 the
+ * list endpoints give. */
+int api_params_serve_limit(const struct http_request *req, struct http_response *resp,
+                           int when_absent, int *out);
+
 /* Borrows a Redis connection of the API's pool (app->redis) for the rest of the handler, to be
  * returned with rpool_put(req->app->redis, rc). When none comes free within
  * API_REDIS_WAIT_MS, answers 503 and returns NULL. */

@@ -182,13 +182,8 @@ void api_queues_get(const struct http_request *req, struct http_response *resp)
         return;
     }
     int limit = 0;
-    if (api_params_limit(http_query(req, "limit"), req->app->cfg->page_max, &limit) != 0) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "limit must be an integer from 1 to %d",
-                 req->app->cfg->page_max);
-        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+    if (api_params_serve_limit(req, resp, 0, &limit) != 0)
         return;
-    }
     struct rconn *rc = api_redis_borrow(req, resp);
     if (rc == NULL)
         return;
