@@ -338,4 +338,22 @@ static inline bool srv_tempdir(const char *tag, char *out, size_t outlen)
     return mkdtemp(out) != NULL;
 }
 
+/* Starts the server a test cannot run without. When its binary is not installed: prints a TAP
+ * skip and exits 0 (counted as skipped, never as passed). When it does not start: prints a
+ * failing TAP plan and exits 1. Otherwise returns with the server running. */
+static inline void srv_start_or_exit(struct test_server *s, enum srv_kind kind,
+                                     const char *password)
+{
+    if (srv_start(s, kind, password))
+        return;
+    const char *name = kind == SRV_REDIS ? "redis-server" : "mosquitto";
+    if (s->bin[0] == '\0') {
+        printf("ok 1 # SKIP %s not installed\n1..1\n", name);
+        exit(0);
+    }
+    printf("not ok 1 - %s starts\n1..1\n", name);
+    srv_cleanup(s);
+    exit(1);
+}
+
 #endif
