@@ -1,8 +1,8 @@
 /* Health endpoints: GET /healthz (the process answers: liveness), GET /readyz (broker, Redis and
  * store all answer: for load balancers and test harnesses), GET /v1/health (component detail for
  * people and dashboards, including whether the response cache is in use or bypassed because
- * Redis is unreachable). The store is asked directly (store_ping) on top of the pipeline's own
- * view, so readiness reflects the store at the moment of the probe. */
+ * Redis is unreachable). pipeline_health pings the store on every call, so readiness reflects
+ * the store at the moment of the probe. */
 #include "api.h"
 #include "api_cache.h"
 #include "auth.h"
@@ -13,11 +13,10 @@
 #include "pipeline.h"
 #include "rpool.h"
 
-/* The pipeline's view of its dependencies, with the store pinged now. */
+/* The pipeline's view of its dependencies (the store pinged now), with the API's own Redis. */
 static void probe(const struct http_request *req, struct pipeline_health *h)
 {
     pipeline_health(req->app->pipeline, h);
-    h->store_up = h->store_up && store_ping(req->app->store) == 0;
     h->redis_up = h->redis_up && (req->app->redis == NULL || rpool_is_up(req->app->redis));
 }
 
