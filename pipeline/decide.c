@@ -375,12 +375,8 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
     }
     metrics_add(M_COMMANDS_PUBLISHED, published);
     for (size_t i = 0; d->feed && i < nfresh; i++) {
-        if (!fresh[i].inserted)
-            continue;
-        char *text = json_dumps(fresh[i].doc, JSON_COMPACT);
-        if (text)
-            feed_publish(d->feed, FEED_DECISION, text, strlen(text));
-        free(text);
+        if (fresh[i].inserted && fresh[i].doc_text) /* the text just stored as the row */
+            feed_publish(d->feed, FEED_DECISION, fresh[i].doc_text, strlen(fresh[i].doc_text));
     }
 
     for (size_t i = 0; i < nitems; i++)
