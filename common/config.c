@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include "err.h"
 #include "fsutil.h"
+#include "ssrf.h"
 #include "xmalloc.h"
 
 enum opt_type { OPT_STR, OPT_SECRET, OPT_URL_SECRET, OPT_INT, OPT_DOUBLE, OPT_BOOL, OPT_ENUM };
@@ -134,6 +135,27 @@ static const struct option_def options[] = {
     INT(store_batch_max, "store", "1000", 1, 100000, NULL, "rows per store write transaction"),
     INT(deadletter_keep, "store", "10000", 10, 10000000, NULL,
         "newest dead letters kept (store table and Redis dead-letter stream)"),
+
+    STR(webhook_allow_cidrs, "webhooks", "", NULL,
+        "CIDRs webhook targets may use despite the SSRF guard (\"127.0.0.0/8,::1/128\")"),
+    STR(webhook_retry_schedule, "webhooks", "5,300,1800,7200,18000,36000,36000", NULL,
+        "delays (s) before each retry of a failed delivery; its length is the retry count"),
+    DBL(webhook_retry_jitter, "webhooks", "0.2", 0, 1, NULL,
+        "each retry delay is scaled by a random factor in [1 - this, 1 + this]"),
+    INT(webhook_retry_after_max_s, "webhooks", "36000", 1, 604800, NULL,
+        "longest Retry-After (s) of a 429/5xx answer that is honoured"),
+    INT(webhook_timeout_ms, "webhooks", "10000", 100, 300000, NULL,
+        "time limit of one delivery attempt, connection included (ms)"),
+    INT(webhook_max_inflight, "webhooks", "32", 1, 1024, NULL,
+        "delivery attempts in flight at once (bounds the dispatcher's memory)"),
+    INT(webhook_disable_after_s, "webhooks", "432000", 1, 31536000, NULL,
+        "a subscription whose deliveries fail continuously this long (s) is disabled"),
+    INT(webhook_rotation_grace_s, "webhooks", "86400", 0, 2592000, NULL,
+        "after rotate-secret, the old secret also signs deliveries this long (s)"),
+    INT(webhook_max_subscriptions, "webhooks", "100", 1, 10000, NULL,
+        "webhook subscriptions that may exist at once"),
+    INT(webhook_deliveries_keep, "webhooks", "100000", 100, 100000000, NULL,
+        "newest delivery-attempt records kept"),
 
     INT(edge_workers, "edge", "2", 1, 64, NULL, "edge worker threads (accounts are sharded)"),
     INT(window_size, "edge", "100", 2, 100000, NULL, "amounts per account window (W)"),
@@ -398,6 +420,51 @@ static int load_env(struct config *cfg, env_fn getenv_fn, char *err, size_t errl
     return 0;
 }
 
+int config_retry_schedule(const char *text, int *out, char *err, size_t errlen)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p != '\0') {
+        char *end = NULL;
+        errno = 0;
+        long v = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : -1;
+        if (v < 1 || v > CONFIG_RETRY_DELAY_MAX_S || errno != 0 || (*end != ',' && *end != '\0')) {
+            snprintf(err, errlen,
+                     "webhook_retry_schedule: '%s' must be comma-separated delays of 1..%d "
+                     "seconds",
+                     text, CONFIG_RETRY_DELAY_MAX_S);
+            return ERR_INVAL;
+        }
+        if (n == CONFIG_RETRIES_MAX) {
+            snprintf(err, errlen, "webhook_retry_schedule: more than %d retries",
+                     CONFIG_RETRIES_MAX);
+            return ERR_INVAL;
+        }
+        if (out)
+            out[n] = (int)v;
+        n++;
+        p = *end == ',' ? end + 1 : end;
+        if (*end == ',' && *p == '\0') {
+            snprintf(err, errlen, "webhook_retry_schedule: '%s' ends with a comma", text);
+            return ERR_INVAL;
+        }
+    }
+    return n;
+}
+
+/* True when the SSRF allow-list parses; else err names the bad entry. */
+static bool allow_list_valid(const char *list, char *err, size_t errlen)
+{
+    char why[256];
+    struct ssrf_allow *a = ssrf_allow_parse(list, why, sizeof why);
+    if (a == NULL) {
+        snprintf(err, errlen, "webhook_allow_cidrs: %s", why);
+        return false;
+    }
+    ssrf_allow_free(a);
+    return true;
+}
+
 static int validate(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->min_points > cfg->window_size)
@@ -413,6 +480,9 @@ static int validate(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "mqtt_url: '%s' must start with tcp:// or ssl://", cfg->mqtt_url);
     else if (strncmp(cfg->redis_url, "redis://", 8) != 0)
         snprintf(err, errlen, "redis_url: must start with redis://");
+    else if (config_retry_schedule(cfg->webhook_retry_schedule, NULL, err, errlen) < 0 ||
+             !allow_list_valid(cfg->webhook_allow_cidrs, err, errlen))
+        return ERR_INVAL;
     else if (cfg->node_id[0] == '\0')
         snprintf(err, errlen, "node_id: must not be empty");
     else

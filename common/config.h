@@ -103,7 +103,22 @@ struct config {
     int auditor_min_history;      /* fewer stored transactions -> REVIEW */
     double strategist_block_loss; /* expected loss = suspicion * amount */
     double strategist_review_loss;
+
+    /* webhooks */
+    char webhook_allow_cidrs[CONFIG_STR_MAX];    /* SSRF allow-list, e.g. "127.0.0.0/8,::1/128" */
+    char webhook_retry_schedule[CONFIG_STR_MAX]; /* "5,300,...": delays (s) before each retry */
+    double webhook_retry_jitter;                 /* delays scaled by U[1 - j, 1 + j] */
+    int webhook_retry_after_max_s;               /* cap on an honoured Retry-After */
+    int webhook_timeout_ms;                      /* one attempt, connection included */
+    int webhook_max_inflight;                    /* concurrent attempts */
+    int webhook_disable_after_s;   /* continuous failure after which a subscription is disabled */
+    int webhook_rotation_grace_s;  /* the old secret keeps signing this long after a rotation */
+    int webhook_max_subscriptions; /* subscriptions that may exist */
+    int webhook_deliveries_keep;   /* newest delivery-attempt records kept */
 };
+
+#define CONFIG_RETRIES_MAX 20           /* entries of webhook_retry_schedule */
+#define CONFIG_RETRY_DELAY_MAX_S 604800 /* one week: the longest single retry delay */
 
 enum config_result {
     CONFIG_OK = 0,     /* loaded and valid: run */
@@ -121,6 +136,10 @@ void config_defaults(struct config *cfg);
 /* Sets one option by its name (e.g. "window_size") from text, with full validation.
  * Returns 0 or ERR_INVAL / ERR_RANGE with err filled. */
 int config_set(struct config *cfg, const char *name, const char *value, char *err, size_t errlen);
+/* Parses a webhook retry schedule: comma-separated delays of 1..CONFIG_RETRY_DELAY_MAX_S
+ * seconds, at most CONFIG_RETRIES_MAX of them ("" means no retries). Writes them to out (when
+ * not NULL, CONFIG_RETRIES_MAX ints) and returns how many, or ERR_INVAL with err filled. */
+int config_retry_schedule(const char *text, int *out, char *err, size_t errlen);
 /* Prints --help: every option with flag, env vars, default, bounds and help. */
 void config_print_help(FILE *out, const char *argv0);
 /* JSON text of every option with secrets (passwords, URIs with credentials) redacted.

@@ -29,9 +29,11 @@ static const struct counter_def counter_defs[M__COUNT] = {METRIC_COUNTERS(METRIC
 #undef METRIC_DEF_C
 #define METRIC_DEF_H(e, n, j, h) {n, j, h},
 static const struct histogram_def histogram_defs[H__COUNT] = {METRIC_HISTOGRAMS(METRIC_DEF_H)};
+static const struct histogram_def gauge_defs[G__COUNT] = {METRIC_GAUGES(METRIC_DEF_H)};
 #undef METRIC_DEF_H
 
 static _Atomic uint64_t counters[M__COUNT];
+static _Atomic int64_t gauges[G__COUNT];
 
 struct histogram {
     _Atomic uint64_t buckets[NBUCKETS + 1]; /* last = +Inf */
@@ -48,6 +50,16 @@ void metrics_add(enum metric_counter c, uint64_t n)
 uint64_t metrics_get(enum metric_counter c)
 {
     return atomic_load_explicit(&counters[c], memory_order_relaxed);
+}
+
+void metrics_set(enum metric_gauge g, int64_t value)
+{
+    atomic_store_explicit(&gauges[g], value, memory_order_relaxed);
+}
+
+int64_t metrics_gauge(enum metric_gauge g)
+{
+    return atomic_load_explicit(&gauges[g], memory_order_relaxed);
 }
 
 void metrics_observe(enum metric_histogram h, double seconds)
@@ -100,7 +112,10 @@ json_t *metrics_json(void)
                                       metrics_quantile(i, 0.50), "p95", metrics_quantile(i, 0.95),
                                       "p99", metrics_quantile(i, 0.99)));
     }
-    return json_pack("{s:o, s:o}", "counters", c, "latency_seconds", lat);
+    json_t *g = json_object();
+    for (int i = 0; i < G__COUNT; i++)
+        json_object_set_new(g, gauge_defs[i].json, json_integer((json_int_t)metrics_gauge(i)));
+    return json_pack("{s:o, s:o, s:o}", "counters", c, "gauges", g, "latency_seconds", lat);
 }
 
 int metrics_prometheus(struct buf *out)
@@ -114,6 +129,10 @@ int metrics_prometheus(struct buf *out)
             rv = buf_printf(out, "%s%s%s%s %llu\n", d->name, d->labels[0] ? "{" : "", d->labels,
                             d->labels[0] ? "}" : "", (unsigned long long)metrics_get(i));
     }
+    for (int i = 0; i < G__COUNT && rv == 0; i++)
+        rv = buf_printf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %lld\n", gauge_defs[i].name,
+                        gauge_defs[i].help, gauge_defs[i].name, gauge_defs[i].name,
+                        (long long)metrics_gauge(i));
     for (int i = 0; i < H__COUNT && rv == 0; i++) {
         const struct histogram_def *d = &histogram_defs[i];
         const struct histogram *hg = &histograms[i];

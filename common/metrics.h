@@ -1,4 +1,4 @@
-/* Process-wide metrics registry: fixed counters and histograms declared once in the X-macro tables
+/* Process-wide metrics registry: fixed counters, gauges and histograms declared once in the X-macro tables
  * below, so the enum, the names and the help text cannot drift apart. Counters only grow while the
  * daemon runs. Rendered as a JSON snapshot (/v1/metrics) and as Prometheus text (/metrics).
  * Thread-safe and lock-free: relaxed atomics; a render is a consistent-enough snapshot. */
@@ -69,14 +69,35 @@
     X(SNAPSHOTS, "aetheris_edge_snapshots_total", "", "snapshots", "Edge state snapshots written") \
     X(JOURNAL_REPLAYED, "aetheris_journal_replayed_total", "", "journal_replayed",                 \
       "Journal records replayed at startup")                                                       \
-    X(HTTP_REQUESTS, "aetheris_http_requests_total", "", "http_requests", "HTTP requests served")
+    X(HTTP_REQUESTS, "aetheris_http_requests_total", "", "http_requests", "HTTP requests served") \
+    X(WEBHOOK_DELIVERED, "aetheris_webhook_deliveries_total", "outcome=\"delivered\"",          \
+      "webhook_delivered", "Webhook delivery attempts, by outcome")                              \
+    X(WEBHOOK_RETRY, "aetheris_webhook_deliveries_total", "outcome=\"retry\"", "webhook_retry",  \
+      "Webhook delivery attempts, by outcome")                                                   \
+    X(WEBHOOK_EXHAUSTED, "aetheris_webhook_deliveries_total", "outcome=\"exhausted\"",          \
+      "webhook_exhausted", "Webhook delivery attempts, by outcome")                              \
+    X(WEBHOOK_GONE, "aetheris_webhook_deliveries_total", "outcome=\"gone\"", "webhook_gone",     \
+      "Webhook delivery attempts, by outcome")                                                   \
+    X(WEBHOOK_DROPPED, "aetheris_webhook_dropped_total", "", "webhook_dropped",                  \
+      "Pending webhook deliveries dropped because their subscription was disabled or deleted")   \
+    X(WEBHOOK_AUTO_DISABLED, "aetheris_webhook_disabled_total", "", "webhook_disabled",          \
+      "Webhook subscriptions disabled by the dispatcher (410 Gone or continuous failure)")
 
 /* X(ENUM, prometheus base name (no _seconds suffix), json key, help) */
 #define METRIC_HISTOGRAMS(X)                                                                       \
     X(EVENT_TO_DECISION, "aetheris_event_to_decision", "event_to_decision",                        \
       "Time from ingest to published decision")                                                    \
     X(AGENT_BATCH, "aetheris_agent_batch", "agent_batch", "Time to decide one agent batch")        \
-    X(HTTP_REQUEST, "aetheris_http_request", "http_request", "HTTP request handling time")
+    X(HTTP_REQUEST, "aetheris_http_request", "http_request", "HTTP request handling time")       \
+    X(WEBHOOK_ATTEMPT, "aetheris_webhook_attempt", "webhook_attempt",                            \
+      "Duration of one webhook delivery attempt")
+
+/* X(ENUM, prometheus name, json key, help): values set by their owner, not accumulated */
+#define METRIC_GAUGES(X)                                                                           \
+    X(WEBHOOK_OUTBOX, "aetheris_webhook_outbox_depth", "webhook_outbox_depth",                     \
+      "Webhook deliveries waiting in the outbox (pending or retrying)")                          \
+    X(WEBHOOKS_DISABLED, "aetheris_webhooks_disabled", "webhooks_disabled",                        \
+      "Webhook subscriptions currently disabled")
 
 #define METRIC_ENUM_C(e, n, l, j, h) M_##e,
 enum metric_counter { METRIC_COUNTERS(METRIC_ENUM_C) M__COUNT };
@@ -84,18 +105,24 @@ enum metric_counter { METRIC_COUNTERS(METRIC_ENUM_C) M__COUNT };
 #define METRIC_ENUM_H(e, n, j, h) H_##e,
 enum metric_histogram { METRIC_HISTOGRAMS(METRIC_ENUM_H) H__COUNT };
 #undef METRIC_ENUM_H
+#define METRIC_ENUM_G(e, n, j, h) G_##e,
+enum metric_gauge { METRIC_GAUGES(METRIC_ENUM_G) G__COUNT };
+#undef METRIC_ENUM_G
 
 /* Adds n to a counter. */
 void metrics_add(enum metric_counter c, uint64_t n);
 #define metrics_inc(c) metrics_add((c), 1)
 /* Current value of a counter. */
 uint64_t metrics_get(enum metric_counter c);
+/* Sets a gauge; the last value set is reported. */
+void metrics_set(enum metric_gauge g, int64_t value);
+int64_t metrics_gauge(enum metric_gauge g);
 /* Records one observation, in seconds, into a histogram. */
 void metrics_observe(enum metric_histogram h, double seconds);
 /* Estimated quantile (0 < q < 1) in seconds from the histogram buckets; 0 when empty. */
 double metrics_quantile(enum metric_histogram h, double q);
-/* JSON snapshot: {"counters":{json key: n,...},"latency_seconds":{json key:{"count","p50","p95",
- * "p99"}}}.
+/* JSON snapshot: {"counters":{json key: n,...},"gauges":{json key: n,...},
+ * "latency_seconds":{json key:{"count","p50","p95","p99"}}}.
  * Caller owns the returned reference. */
 json_t *metrics_json(void);
 /* Appends the Prometheus text exposition of every counter and histogram; 0 or ERR_FULL. */

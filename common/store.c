@@ -25,7 +25,9 @@
 static const char *const table_names[STORE_TABLE_COUNT] = {
     [STORE_TABLE_TRANSACTIONS] = "transactions", [STORE_TABLE_EXCEPTIONS] = "exceptions",
     [STORE_TABLE_DECISIONS] = "decisions",       [STORE_TABLE_TOOL_AUDIT] = "tool_audit",
-    [STORE_TABLE_DEAD_LETTERS] = "dead_letters",
+    [STORE_TABLE_DEAD_LETTERS] = "dead_letters", [STORE_TABLE_WEBHOOKS] = "webhooks",
+    [STORE_TABLE_WEBHOOK_OUTBOX] = "webhook_outbox",
+    [STORE_TABLE_WEBHOOK_DELIVERIES] = "webhook_deliveries",
 };
 
 struct store *store_open(const struct config *cfg, char *err, size_t errlen)
@@ -74,6 +76,18 @@ int store_ping(struct store *s)
 /* ------------------------------------------------------------------------------------------ */
 /* Writers                                                                                      */
 
+/* True when n outbox rows at rows have every string (no rows: rows may be NULL). */
+static bool outbox_valid(const struct store_outbox *rows, size_t n)
+{
+    if (n > 0 && rows == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].webhook_id == NULL || rows[i].msg_id == NULL || rows[i].event_type == NULL ||
+            rows[i].payload == NULL)
+            return false;
+    return true;
+}
+
 int store_put_transactions(struct store *s, const struct store_txn *rows, size_t n)
 {
     if (n == 0)
@@ -93,7 +107,8 @@ int store_put_exceptions(struct store *s, const struct store_exception *rows, si
     if (rows == NULL)
         return ERR_INVAL;
     for (size_t i = 0; i < n; i++)
-        if (rows[i].account == NULL || rows[i].priority == NULL || rows[i].json == NULL)
+        if (rows[i].account == NULL || rows[i].priority == NULL || rows[i].json == NULL ||
+            !outbox_valid(rows[i].outbox, rows[i].noutbox))
             return ERR_INVAL;
     return s->ops->put_exceptions(s, rows, n);
 }
@@ -106,7 +121,8 @@ int store_put_decisions(struct store *s, const struct store_decision *rows, size
     if (rows == NULL)
         return ERR_INVAL;
     for (size_t i = 0; i < n; i++)
-        if (rows[i].account == NULL || rows[i].action == NULL || rows[i].json == NULL)
+        if (rows[i].account == NULL || rows[i].action == NULL || rows[i].json == NULL ||
+            !outbox_valid(rows[i].outbox, rows[i].noutbox))
             return ERR_INVAL;
     if (inserted)
         memset(inserted, 0, n * sizeof *inserted);
@@ -275,6 +291,19 @@ int store_list_deadletters(struct store *s, const struct store_query *q, json_t 
     return list_page(s, s->ops->list_deadletters, false, q, items, next_cursor);
 }
 
+int store_list_deliveries(struct store *s, const struct store_query *q, json_t **items,
+                          char next_cursor[STORE_CURSOR_MAX])
+{
+    if (q != NULL && q->webhook_id == NULL) {
+        if (items)
+            *items = NULL;
+        if (next_cursor)
+            next_cursor[0] = '\0';
+        return ERR_INVAL;
+    }
+    return list_page(s, s->ops->list_deliveries, false, q, items, next_cursor);
+}
+
 int store_account_history(struct store *s, const char *account, const uint64_t *exclude_txid,
                           int max_rows, struct store_history *out)
 {
@@ -294,4 +323,108 @@ int64_t store_count(struct store *s, const char *table)
         if (strcmp(table, table_names[t]) == 0)
             return s->ops->count(s, (enum store_table)t);
     return ERR_INVAL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Webhooks                                                                                     */
+
+int store_webhook_insert(struct store *s, const struct store_webhook *w, int max)
+{
+    if (w == NULL || w->id == NULL || w->json == NULL || max < 1)
+        return ERR_INVAL;
+    return s->ops->webhook_insert(s, w, max);
+}
+
+int store_webhook_update(struct store *s, const struct store_webhook *w, int64_t *dropped)
+{
+    int64_t ignored = 0;
+    if (dropped == NULL)
+        dropped = &ignored;
+    *dropped = 0;
+    if (w == NULL || w->id == NULL || w->json == NULL)
+        return ERR_INVAL;
+    return s->ops->webhook_update(s, w, dropped);
+}
+
+int store_webhook_delete(struct store *s, const char *id, int64_t *dropped)
+{
+    int64_t ignored = 0;
+    if (dropped == NULL)
+        dropped = &ignored;
+    *dropped = 0;
+    if (id == NULL)
+        return ERR_INVAL;
+    return s->ops->webhook_delete(s, id, dropped);
+}
+
+int store_webhook_get(struct store *s, const char *id, json_t **doc)
+{
+    if (doc == NULL)
+        return ERR_INVAL;
+    *doc = NULL;
+    if (id == NULL)
+        return ERR_INVAL;
+    return s->ops->webhook_get(s, id, doc);
+}
+
+int store_webhook_list(struct store *s, json_t **items)
+{
+    if (items == NULL)
+        return ERR_INVAL;
+    json_t *a = json_array();
+    int rv = s->ops->webhook_list(s, a);
+    if (rv != 0) {
+        json_decref(a);
+        a = NULL;
+    }
+    *items = a;
+    return rv;
+}
+
+int store_outbox_put(struct store *s, const struct store_outbox *rows, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (!outbox_valid(rows, n))
+        return ERR_INVAL;
+    return s->ops->outbox_put(s, rows, n);
+}
+
+int store_outbox_claim(struct store *s, int64_t now_ms, int64_t lease_until_ms, int max,
+                       struct store_claim *out, int *n)
+{
+    if (n == NULL)
+        return ERR_INVAL;
+    *n = 0;
+    if (out == NULL || max < 1)
+        return ERR_INVAL;
+    return s->ops->outbox_claim(s, now_ms, lease_until_ms, max, out, n);
+}
+
+void store_claims_free(struct store_claim *c, int n)
+{
+    for (int i = 0; c != NULL && i < n; i++) {
+        free(c[i].payload);
+        c[i].payload = NULL;
+    }
+}
+
+int store_outbox_finish(struct store *s, const struct store_attempt *a, int keep)
+{
+    if (a == NULL || a->webhook_id == NULL || a->msg_id == NULL || a->event_type == NULL ||
+        a->outcome == NULL || keep < 0)
+        return ERR_INVAL;
+    return s->ops->outbox_finish(s, a, keep);
+}
+
+int store_outbox_release(struct store *s, int64_t outbox_id, int64_t due_ms)
+{
+    return s->ops->outbox_release(s, outbox_id, due_ms);
+}
+
+int store_outbox_next_due(struct store *s, int64_t *due_ms)
+{
+    if (due_ms == NULL)
+        return ERR_INVAL;
+    return s->ops->outbox_next_due(s, due_ms);
 }

@@ -1,5 +1,6 @@
 /* Persistence interface (DESIGN.md 3.7): transactions (history for the Auditor), exceptions,
- * decisions (first decision wins), tool audit, dead letters. Rows carry their key columns plus the
+ * decisions (first decision wins), tool audit, dead letters, and the webhook tables:
+ * subscriptions, the durable delivery outbox and the attempt records. Rows carry their key columns plus the
  * full JSON document, so a document store (MongoDB) and SQLite implement the same contract.
  * Backend: SQLite (store_sqlite.c, WAL mode) implements these functions; the MongoDB backend of a
  * later release will sit behind the same functions, selected by mongodb_uri.
@@ -26,6 +27,14 @@ struct store_txn { /* one transaction seen by the edge */
     const char *json; /* the event as JSON (original camelCase fields) */
 };
 
+struct store_outbox { /* one webhook delivery to make (DESIGN.md 5) */
+    const char *webhook_id;
+    const char *msg_id;     /* the webhook-id header: stable across retries */
+    const char *event_type; /* "anomaly.detected" | "decision.created" | "webhook.test" */
+    const char *payload;    /* the request body */
+    int64_t created_ms;     /* also when the first attempt is due */
+};
+
 struct store_exception { /* one anomaly */
     uint64_t txid;
     const char *account;
@@ -34,6 +43,8 @@ struct store_exception { /* one anomaly */
     double z;
     int64_t detected_ms;
     const char *json; /* the exception payload of DESIGN.md 3.3 */
+    const struct store_outbox *outbox; /* webhook deliveries it causes (may be NULL) */
+    size_t noutbox;
 };
 
 struct store_decision { /* one consensus decision */
@@ -42,6 +53,44 @@ struct store_decision { /* one consensus decision */
     const char *action; /* APPROVE | REVIEW | BLOCK */
     int64_t decided_ms;
     const char *json; /* the command payload of DESIGN.md 3.6 plus latencies */
+    const struct store_outbox *outbox; /* webhook deliveries it causes (may be NULL) */
+    size_t noutbox;
+};
+
+struct store_webhook { /* one webhook subscription */
+    const char *id;
+    int64_t created_ms;
+    bool enabled;
+    const char *json; /* the whole subscription document, secrets included */
+};
+
+#define STORE_ID_MAX 64          /* bytes of a webhook id or message id, NUL included */
+#define STORE_EVENT_TYPE_MAX 32  /* bytes of an event type, NUL included */
+#define STORE_ATTEMPT_ERROR_MAX 256
+
+struct store_claim { /* one outbox row handed to the dispatcher for an attempt */
+    int64_t id;
+    char webhook_id[STORE_ID_MAX];
+    char msg_id[STORE_ID_MAX];
+    char event_type[STORE_EVENT_TYPE_MAX];
+    char *payload; /* malloc'd, NUL-terminated; freed by store_claims_free */
+    size_t payload_len;
+    int attempt;   /* 1 for the first attempt */
+    int64_t created_ms;
+};
+
+struct store_attempt { /* the outcome of one delivery attempt */
+    int64_t outbox_id;
+    const char *webhook_id;
+    const char *msg_id;
+    const char *event_type;
+    int attempt;
+    int64_t ts_ms;       /* when the attempt started (wall clock) */
+    int status_code;     /* HTTP status, 0 when none came back */
+    double latency_ms;
+    const char *outcome; /* "delivered" | "retry" | "exhausted" | "gone" | "dropped" */
+    const char *error;   /* "" when none */
+    int64_t retry_at_ms; /* outcome "retry": when the next attempt is due; else the row goes */
 };
 
 struct store_audit { /* one agent tool call */
@@ -73,6 +122,7 @@ struct store_query { /* list filters; zero/NULL members are "no filter" */
     int64_t until_ms;   /* exclusive; 0 = none */
     const char *cursor; /* from a previous page's next_cursor; NULL = first page */
     int limit;          /* 1..page max, enforced by the caller */
+    const char *webhook_id; /* deliveries: the subscription whose attempts are listed */
 };
 
 /* Opens the backend the config selects (SQLite path, or MongoDB when mongodb_uri is set),
@@ -85,7 +135,9 @@ const char *store_backend_name(const struct store *s);
 int store_ping(struct store *s);
 
 /* Writers: each call is one write transaction (one bulk write). Idempotent on transactionId
- * (a row already present is left as it is). 0 or ERR_IO. */
+ * (a row already present is left as it is). The outbox rows of an exception or decision are
+ * enqueued in the same transaction, and only when that row is new: a replayed event enqueues
+ * nothing twice, and a crash cannot separate a row from its deliveries. 0 or ERR_IO. */
 int store_put_transactions(struct store *s, const struct store_txn *rows, size_t n);
 int store_put_exceptions(struct store *s, const struct store_exception *rows, size_t n);
 /* First decision wins: inserted[i] is set true where row i was new, false where a decision for
@@ -112,8 +164,45 @@ int store_list_deadletters(struct store *s, const struct store_query *q, json_t 
  * it is not NULL (the transaction being judged must not count towards its own history). */
 int store_account_history(struct store *s, const char *account, const uint64_t *exclude_txid,
                           int max_rows, struct store_history *out);
-/* Row counts for tests and /v1/health: table is "transactions", "exceptions", "decisions",
- * "tool_audit" or "dead_letters". Returns the count (>= 0) or a negative enum err. */
+/* Row counts for tests, metrics and /v1/health: table is "transactions", "exceptions",
+ * "decisions", "tool_audit", "dead_letters", "webhooks", "webhook_outbox" or
+ * "webhook_deliveries". Returns the count (>= 0) or a negative enum err. */
 int64_t store_count(struct store *s, const char *table);
+
+/* Webhook subscriptions. Insert: ERR_FULL when `max` subscriptions exist already, ERR_EXISTS for
+ * a taken id. Update replaces the document and enabled flag: ERR_NOTFOUND when absent; when
+ * the subscription is (or stays) disabled its pending outbox rows are deleted in the same
+ * transaction, *dropped (may be NULL) receiving how many. Delete removes the subscription, its
+ * outbox rows and its attempt records (ERR_NOTFOUND when absent). */
+int store_webhook_insert(struct store *s, const struct store_webhook *w, int max);
+int store_webhook_update(struct store *s, const struct store_webhook *w, int64_t *dropped);
+int store_webhook_delete(struct store *s, const char *id, int64_t *dropped);
+int store_webhook_get(struct store *s, const char *id, json_t **doc);
+/* Every subscription document, oldest first, as a new array. */
+int store_webhook_list(struct store *s, json_t **items);
+
+/* Enqueues deliveries on their own (test events); a (webhook_id, msg_id) pair already queued
+ * is left as it is. 0 or ERR_IO. */
+int store_outbox_put(struct store *s, const struct store_outbox *rows, size_t n);
+/* Claims up to max (>= 1) due rows of enabled subscriptions, oldest due first: each gets its
+ * attempt counted and is hidden from further claims until lease_until_ms (when a crash lost the
+ * attempt, the row comes back then). Fills out[0..*n). Free with store_claims_free. */
+int store_outbox_claim(struct store *s, int64_t now_ms, int64_t lease_until_ms, int max,
+                       struct store_claim *out, int *n);
+void store_claims_free(struct store_claim *c, int n);
+/* Records an attempt and settles its outbox row in one transaction: outcome "retry" makes the
+ * row due at retry_at_ms, any other outcome deletes it. Keeps the newest `keep` attempt
+ * records. ERR_NOTFOUND (nothing recorded) when the row is gone (its subscription was deleted
+ * or disabled meanwhile). */
+int store_outbox_finish(struct store *s, const struct store_attempt *a, int keep);
+/* Gives a claimed row back uncounted, due at due_ms (an attempt abandoned at shutdown). */
+int store_outbox_release(struct store *s, int64_t outbox_id, int64_t due_ms);
+/* The earliest due time of a row of an enabled subscription; ERR_NOTFOUND when none. */
+int store_outbox_next_due(struct store *s, int64_t *due_ms);
+/* One subscription's attempt records, newest first (q->webhook_id required; q->limit and
+ * q->cursor apply): {id, msg_id, event_type, attempt, ts_ms, status_code, latency_ms, outcome,
+ * error}. */
+int store_list_deliveries(struct store *s, const struct store_query *q, json_t **items,
+                          char next_cursor[STORE_CURSOR_MAX]);
 
 #endif

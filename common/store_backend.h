@@ -22,6 +22,9 @@ enum store_table {
     STORE_TABLE_DECISIONS,
     STORE_TABLE_TOOL_AUDIT,
     STORE_TABLE_DEAD_LETTERS,
+    STORE_TABLE_WEBHOOKS,
+    STORE_TABLE_WEBHOOK_OUTBOX,
+    STORE_TABLE_WEBHOOK_DELIVERIES,
     STORE_TABLE_COUNT
 };
 
@@ -65,6 +68,23 @@ struct store_ops {
     int (*account_history)(struct store *s, const char *account, const uint64_t *exclude_txid,
                            int max_rows, struct store_history *out);
     int64_t (*count)(struct store *s, enum store_table table);
+    /* Webhooks: same contracts as store.h; rows valid, id non-NULL, max >= 1, *dropped (never
+     * NULL here) zeroed on entry, *doc NULL on entry, items an empty array to append to. */
+    int (*webhook_insert)(struct store *s, const struct store_webhook *w, int max);
+    int (*webhook_update)(struct store *s, const struct store_webhook *w, int64_t *dropped);
+    int (*webhook_delete)(struct store *s, const char *id, int64_t *dropped);
+    int (*webhook_get)(struct store *s, const char *id, json_t **doc);
+    int (*webhook_list)(struct store *s, json_t *items);
+    int (*outbox_put)(struct store *s, const struct store_outbox *rows, size_t n);
+    /* max >= 1; *n is 0 on entry. */
+    int (*outbox_claim)(struct store *s, int64_t now_ms, int64_t lease_until_ms, int max,
+                        struct store_claim *out, int *n);
+    int (*outbox_finish)(struct store *s, const struct store_attempt *a, int keep);
+    int (*outbox_release)(struct store *s, int64_t outbox_id, int64_t due_ms);
+    int (*outbox_next_due)(struct store *s, int64_t *due_ms);
+    /* Attempt records of q->webhook_id by id desc, ids below after->id. */
+    int (*list_deliveries)(struct store *s, const struct store_query *q,
+                           const struct store_pos *after, struct store_page *page);
 };
 
 struct store {

@@ -28,6 +28,13 @@
  * JSON string: each byte that does not start a well-formed UTF-8 sequence (Unicode 15 table 3-7),
  * and each NUL byte, is replaced by U+FFFD, so C consumers never see a truncated string.
  *
+ * Webhooks: subscriptions are documents keyed by id with an `enabled` column the outbox queries
+ * join on. The outbox is a table of due times: a claim (UPDATE .. RETURNING, SQLite >= 3.35)
+ * counts the attempt and pushes due_ms out to a lease, so a claimed row is invisible to the next
+ * claim and reappears by itself if the daemon dies mid-attempt; finishing an attempt writes its
+ * record and deletes or reschedules the row in one transaction. Attempt records are trimmed to
+ * the newest `keep` like dead letters.
+ *
  * Errors: every SQLite failure becomes ERR_IO (ERR_CONN when no connection can be opened) plus
  * one log line "store.sqlite_error" naming the operation, at the operation's boundary.
  * Expired tool-audit rows (older than audit_ttl_days; never when it is <= 0) are deleted inside
@@ -49,7 +56,7 @@
 #define SQL_BUSY_TIMEOUT_MS 5000   /* wait for a lock this long before failing the call */
 #define AUDIT_GC_INTERVAL_MS 60000 /* expired tool-audit rows are deleted at most once a minute */
 #define MS_PER_DAY 86400000LL
-#define SCHEMA_VERSION 1 /* PRAGMA user_version of the tables below */
+#define SCHEMA_VERSION 2 /* PRAGMA user_version of the tables below */
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define ERRMSG_MAX 256
@@ -81,6 +88,23 @@ enum stmt_id {
     ST_HISTORY,
     ST_LIST_DL,
     ST_LIST_DL_AFTER,
+    ST_PUT_OUTBOX,
+    ST_WH_INSERT,
+    ST_WH_UPDATE,
+    ST_WH_DELETE,
+    ST_WH_GET,
+    ST_WH_LIST,
+    ST_OUTBOX_DROP,
+    ST_OUTBOX_CLAIM,
+    ST_OUTBOX_DONE,
+    ST_OUTBOX_RETRY,
+    ST_OUTBOX_RELEASE,
+    ST_OUTBOX_NEXT_DUE,
+    ST_DELIV_PUT,
+    ST_DELIV_TRIM,
+    ST_DELIV_DROP,
+    ST_DELIV_LIST,
+    ST_DELIV_LIST_AFTER,
     ST_FIXED, /* statements below are built: counts per table, then list variants */
     ST_COUNT_FIRST = ST_FIXED,
     ST_LIST_DEC_FIRST = ST_COUNT_FIRST + STORE_TABLE_COUNT,
@@ -115,15 +139,49 @@ static const char *const fixed_sql[ST_FIXED] = {
                    " ORDER BY id DESC LIMIT ?2",
     [ST_LIST_DL_AFTER] = "SELECT id, source, reason, ts_ms, payload FROM dead_letters"
                          " WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    [ST_PUT_OUTBOX] = "INSERT OR IGNORE INTO webhook_outbox (webhook_id, msg_id, event_type,"
+                      " payload, created_ms, due_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    [ST_WH_INSERT] = "INSERT INTO webhooks (id, created_ms, enabled, doc) VALUES (?1, ?2, ?3, ?4)",
+    [ST_WH_UPDATE] = "UPDATE webhooks SET enabled = ?2, doc = ?3 WHERE id = ?1",
+    [ST_WH_DELETE] = "DELETE FROM webhooks WHERE id = ?1",
+    [ST_WH_GET] = "SELECT doc FROM webhooks WHERE id = ?1",
+    [ST_WH_LIST] = "SELECT doc FROM webhooks ORDER BY created_ms, id",
+    [ST_OUTBOX_DROP] = "DELETE FROM webhook_outbox WHERE webhook_id = ?1",
+    [ST_OUTBOX_CLAIM] =
+        "UPDATE webhook_outbox SET due_ms = ?2, attempts = attempts + 1 WHERE id IN"
+        " (SELECT o.id FROM webhook_outbox o JOIN webhooks w ON w.id = o.webhook_id"
+        " WHERE o.due_ms <= ?1 AND w.enabled = 1 ORDER BY o.due_ms, o.id LIMIT ?3)"
+        " RETURNING id, webhook_id, msg_id, event_type, payload, attempts, created_ms",
+    [ST_OUTBOX_DONE] = "DELETE FROM webhook_outbox WHERE id = ?1",
+    [ST_OUTBOX_RETRY] = "UPDATE webhook_outbox SET due_ms = ?2 WHERE id = ?1",
+    [ST_OUTBOX_RELEASE] = "UPDATE webhook_outbox SET due_ms = ?2,"
+                          " attempts = MAX(attempts - 1, 0) WHERE id = ?1",
+    [ST_OUTBOX_NEXT_DUE] = "SELECT MIN(o.due_ms) FROM webhook_outbox o JOIN webhooks w"
+                           " ON w.id = o.webhook_id WHERE w.enabled = 1",
+    [ST_DELIV_PUT] = "INSERT INTO webhook_deliveries (webhook_id, msg_id, event_type, attempt,"
+                     " ts_ms, status_code, latency_ms, outcome, error)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_DELIV_TRIM] = "DELETE FROM webhook_deliveries WHERE id <= (SELECT id FROM"
+                      " webhook_deliveries ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+    [ST_DELIV_DROP] = "DELETE FROM webhook_deliveries WHERE webhook_id = ?1",
+    [ST_DELIV_LIST] = "SELECT id, msg_id, event_type, attempt, ts_ms, status_code, latency_ms,"
+                      " outcome, error FROM webhook_deliveries WHERE webhook_id = ?3"
+                      " ORDER BY id DESC LIMIT ?2",
+    [ST_DELIV_LIST_AFTER] = "SELECT id, msg_id, event_type, attempt, ts_ms, status_code,"
+                            " latency_ms, outcome, error FROM webhook_deliveries"
+                            " WHERE webhook_id = ?3 AND id < ?1 ORDER BY id DESC LIMIT ?2",
 };
 
 static const char *const table_sql_name[STORE_TABLE_COUNT] = {
     [STORE_TABLE_TRANSACTIONS] = "transactions", [STORE_TABLE_EXCEPTIONS] = "exceptions",
     [STORE_TABLE_DECISIONS] = "decisions",       [STORE_TABLE_TOOL_AUDIT] = "tool_audit",
-    [STORE_TABLE_DEAD_LETTERS] = "dead_letters",
+    [STORE_TABLE_DEAD_LETTERS] = "dead_letters", [STORE_TABLE_WEBHOOKS] = "webhooks",
+    [STORE_TABLE_WEBHOOK_OUTBOX] = "webhook_outbox",
+    [STORE_TABLE_WEBHOOK_DELIVERIES] = "webhook_deliveries",
 };
 
-/* Schema version 1. Indexes on (x, time) end in the rowid (= txid), so they also serve the
+/* Schema version 2 (version 1 lacked the three webhook tables; opening a version-1 file adds
+ * them). Indexes on (x, time) end in the rowid (= txid), so they also serve the
  * (time desc, txid desc) order. */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS transactions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
@@ -144,7 +202,19 @@ static const char *const schema_sql =
     " account TEXT, tool TEXT NOT NULL, ts_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS tool_audit_time ON tool_audit(ts_ms);"
     "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " source TEXT NOT NULL, reason TEXT NOT NULL, ts_ms INTEGER NOT NULL, payload BLOB);";
+    " source TEXT NOT NULL, reason TEXT NOT NULL, ts_ms INTEGER NOT NULL, payload BLOB);"
+    "CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL,"
+    " enabled INTEGER NOT NULL, doc TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS webhook_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " webhook_id TEXT NOT NULL, msg_id TEXT NOT NULL, event_type TEXT NOT NULL,"
+    " payload TEXT NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0, UNIQUE (webhook_id, msg_id));"
+    "CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox(due_ms);"
+    "CREATE TABLE IF NOT EXISTS webhook_deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " webhook_id TEXT NOT NULL, msg_id TEXT NOT NULL, event_type TEXT NOT NULL,"
+    " attempt INTEGER NOT NULL, ts_ms INTEGER NOT NULL, status_code INTEGER, latency_ms REAL,"
+    " outcome TEXT NOT NULL, error TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS webhook_deliveries_hook ON webhook_deliveries(webhook_id, id);";
 
 struct conn {
     sqlite3 *db;
@@ -474,59 +544,116 @@ static int expire_audit(struct sql_store *ss)
     return rc;
 }
 
-/* Keeps the newest `keep` dead letters. Writer locked. SQLITE_DONE on success. */
-static int trim_deadletters(struct sql_store *ss, int keep)
+/* Keeps the newest `keep` rows of an id-ordered table (trim statement id: dead letters,
+ * webhook attempt records). Writer locked. SQLITE_DONE on success. */
+static int trim_table(struct conn *c, enum stmt_id id, int keep)
 {
-    sqlite3_stmt *st = stmt_get(ss->writer, ST_TRIM_DL);
+    sqlite3_stmt *st = stmt_get(c, id);
     if (st == NULL)
         return SQLITE_ERROR;
     sqlite3_bind_int(st, 1, keep);
-    int rc = step(ss->writer, st);
+    int rc = step(c, st);
     stmt_done(st);
     return rc;
 }
 
-/* The one write path: BEGIN IMMEDIATE, the insert once per row, the `after` step, COMMIT; on
- * any failure ROLLBACK, one log line and ERR_IO. inserted[i], when given, tells whether row i
- * was new. */
-static int put_rows(struct store *s, const char *op, enum stmt_id id, bind_fn bind,
-                    const void *rows, size_t n, bool *inserted, enum after_write after, int keep)
+/* Takes the writer and opens a write transaction. Returns SQLITE_DONE when it is open; the
+ * writer is held either way until writer_end. */
+static int writer_begin(struct sql_store *ss)
 {
-    struct sql_store *ss = s->state;
-    struct conn *c = ss->writer;
-    sqlite3_stmt *st = NULL;
-    int rv = 0;
     pthread_mutex_lock(&ss->wmu);
-    int rc = exec_stmt(c, ST_BEGIN);
-    if (rc != SQLITE_DONE)
-        goto out;
-    st = stmt_get(c, id);
-    if (st == NULL) {
-        rc = SQLITE_ERROR;
-        goto out;
-    }
-    for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
-        bind(st, rows, i);
-        rc = step(c, st);
-        if (rc == SQLITE_DONE && inserted)
-            inserted[i] = sqlite3_changes(c->db) > 0;
-        stmt_done(st);
-    }
-    if (rc == SQLITE_DONE && after == AFTER_EXPIRE_AUDIT)
-        rc = expire_audit(ss);
-    if (rc == SQLITE_DONE && after == AFTER_TRIM_DEADLETTERS)
-        rc = trim_deadletters(ss, keep);
+    return exec_stmt(ss->writer, ST_BEGIN);
+}
+
+/* Commits when rc is SQLITE_DONE, else rolls back and logs op once; releases the writer.
+ * 0 or ERR_IO. */
+static int writer_end(struct sql_store *ss, int rc, const char *op)
+{
+    struct conn *c = ss->writer;
+    int rv = 0;
     if (rc == SQLITE_DONE)
         rc = exec_stmt(c, ST_COMMIT);
-out:
     if (rc != SQLITE_DONE) {
         rv = fail(c, op);
         if (!sqlite3_get_autocommit(c->db))
             exec_stmt(c, ST_ROLLBACK);
-        if (inserted)
-            memset(inserted, 0, n * sizeof *inserted);
     }
     pthread_mutex_unlock(&ss->wmu);
+    return rv;
+}
+
+/* Runs the writer's statement id with one text parameter (an id); *changes receives the rows it
+ * changed. Writer locked. SQLITE_DONE on success. */
+static int exec_id(struct conn *c, enum stmt_id id, const char *text, int64_t *changes)
+{
+    sqlite3_stmt *st = stmt_get(c, id);
+    if (st == NULL)
+        return SQLITE_ERROR;
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    int rc = step(c, st);
+    if (changes)
+        *changes = rc == SQLITE_DONE ? sqlite3_changes64(c->db) : 0;
+    stmt_done(st);
+    return rc;
+}
+
+/* Inserts outbox rows (a (webhook_id, msg_id) pair already queued stays). Writer locked.
+ * SQLITE_DONE on success. */
+static int insert_outbox(struct conn *c, const struct store_outbox *rows, size_t n)
+{
+    if (n == 0)
+        return SQLITE_DONE;
+    sqlite3_stmt *st = stmt_get(c, ST_PUT_OUTBOX);
+    if (st == NULL)
+        return SQLITE_ERROR;
+    int rc = SQLITE_DONE;
+    for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
+        sqlite3_bind_text(st, 1, rows[i].webhook_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, rows[i].msg_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, rows[i].event_type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, rows[i].payload, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, rows[i].created_ms);
+        rc = step(c, st);
+        stmt_done(st);
+    }
+    return rc;
+}
+
+/* The outbox rows that go with row i when it is new. */
+typedef const struct store_outbox *(*outbox_fn)(const void *rows, size_t i, size_t *n);
+
+/* The one write path: BEGIN IMMEDIATE, the insert once per row (and, when the row is new, its
+ * outbox rows), the `after` step, COMMIT; on any failure ROLLBACK, one log line and ERR_IO.
+ * inserted[i], when given, tells whether row i was new. */
+static int put_rows(struct store *s, const char *op, enum stmt_id id, bind_fn bind,
+                    outbox_fn outbox, const void *rows, size_t n, bool *inserted,
+                    enum after_write after, int keep)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = ss->writer;
+    sqlite3_stmt *st = NULL;
+    int rc = writer_begin(ss);
+    if (rc == SQLITE_DONE && (st = stmt_get(c, id)) == NULL)
+        rc = SQLITE_ERROR;
+    for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
+        bind(st, rows, i);
+        rc = step(c, st);
+        bool fresh = rc == SQLITE_DONE && sqlite3_changes(c->db) > 0;
+        if (inserted)
+            inserted[i] = fresh;
+        stmt_done(st);
+        size_t nob = 0;
+        const struct store_outbox *ob = fresh && outbox ? outbox(rows, i, &nob) : NULL;
+        if (rc == SQLITE_DONE)
+            rc = insert_outbox(c, ob, nob);
+    }
+    if (rc == SQLITE_DONE && after == AFTER_EXPIRE_AUDIT)
+        rc = expire_audit(ss);
+    if (rc == SQLITE_DONE && after == AFTER_TRIM_DEADLETTERS)
+        rc = trim_table(ss->writer, ST_TRIM_DL, keep);
+    int rv = writer_end(ss, rc, op);
+    if (rv != 0 && inserted)
+        memset(inserted, 0, n * sizeof *inserted);
     return rv;
 }
 
@@ -581,33 +708,49 @@ static void bind_deadletter(sqlite3_stmt *st, const void *rows, size_t i)
     sqlite3_bind_blob64(st, 4, r->payload ? r->payload : "", r->payload_len, SQLITE_STATIC);
 }
 
+static const struct store_outbox *exception_outbox(const void *rows, size_t i, size_t *n)
+{
+    const struct store_exception *r = (const struct store_exception *)rows + i;
+    *n = r->noutbox;
+    return r->outbox;
+}
+
+static const struct store_outbox *decision_outbox(const void *rows, size_t i, size_t *n)
+{
+    const struct store_decision *r = (const struct store_decision *)rows + i;
+    *n = r->noutbox;
+    return r->outbox;
+}
+
 static int sql_put_transactions(struct store *s, const struct store_txn *rows, size_t n)
 {
-    return put_rows(s, "put transactions", ST_PUT_TXN, bind_txn, rows, n, NULL, AFTER_NONE, 0);
+    return put_rows(s, "put transactions", ST_PUT_TXN, bind_txn, NULL, rows, n, NULL, AFTER_NONE,
+                    0);
 }
 
 static int sql_put_exceptions(struct store *s, const struct store_exception *rows, size_t n)
 {
-    return put_rows(s, "put exceptions", ST_PUT_EXC, bind_exception, rows, n, NULL, AFTER_NONE, 0);
+    return put_rows(s, "put exceptions", ST_PUT_EXC, bind_exception, exception_outbox, rows, n,
+                    NULL, AFTER_NONE, 0);
 }
 
 static int sql_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
                              bool *inserted)
 {
-    return put_rows(s, "put decisions", ST_PUT_DEC, bind_decision, rows, n, inserted, AFTER_NONE,
-                    0);
+    return put_rows(s, "put decisions", ST_PUT_DEC, bind_decision, decision_outbox, rows, n,
+                    inserted, AFTER_NONE, 0);
 }
 
 static int sql_put_audit(struct store *s, const struct store_audit *rows, size_t n)
 {
-    return put_rows(s, "put tool audit", ST_PUT_AUDIT, bind_audit, rows, n, NULL,
+    return put_rows(s, "put tool audit", ST_PUT_AUDIT, bind_audit, NULL, rows, n, NULL,
                     AFTER_EXPIRE_AUDIT, 0);
 }
 
 static int sql_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n,
                                int keep)
 {
-    return put_rows(s, "put dead letters", ST_PUT_DL, bind_deadletter, rows, n, NULL,
+    return put_rows(s, "put dead letters", ST_PUT_DL, bind_deadletter, NULL, rows, n, NULL,
                     AFTER_TRIM_DEADLETTERS, keep);
 }
 
@@ -893,6 +1036,326 @@ static int64_t sql_count(struct store *s, enum store_table table)
     return n;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Webhooks                                                                                     */
+
+static void bind_webhook(sqlite3_stmt *st, const struct store_webhook *w)
+{
+    sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, w->enabled ? 1 : 0);
+    sqlite3_bind_text(st, 3, w->json, -1, SQLITE_STATIC);
+}
+
+static int sql_webhook_insert(struct store *s, const struct store_webhook *w, int max)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = ss->writer;
+    int rv = 0;
+    int rc = writer_begin(ss);
+    sqlite3_stmt *st = NULL;
+    if (rc == SQLITE_DONE) {
+        st = stmt_get(c, (enum stmt_id)(ST_COUNT_FIRST + STORE_TABLE_WEBHOOKS));
+        rc = st && step(c, st) == SQLITE_ROW ? SQLITE_DONE : SQLITE_ERROR;
+        if (rc == SQLITE_DONE && sqlite3_column_int64(st, 0) >= max)
+            rv = ERR_FULL;
+        stmt_done(st);
+    }
+    if (rc == SQLITE_DONE && rv == 0) {
+        st = stmt_get(c, ST_WH_INSERT);
+        if (st == NULL) {
+            rc = SQLITE_ERROR;
+        } else {
+            sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, w->created_ms);
+            sqlite3_bind_int(st, 3, w->enabled ? 1 : 0);
+            sqlite3_bind_text(st, 4, w->json, -1, SQLITE_STATIC);
+            rc = step(c, st);
+            if (sqlite3_extended_errcode(c->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+                rc = SQLITE_DONE; /* nothing was written: commit the empty transaction */
+                rv = ERR_EXISTS;
+            }
+            stmt_done(st);
+        }
+    }
+    int wrv = writer_end(ss, rc, "insert webhook");
+    return wrv != 0 ? wrv : rv;
+}
+
+static int sql_webhook_update(struct store *s, const struct store_webhook *w, int64_t *dropped)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = ss->writer;
+    int64_t changed = 0;
+    int rc = writer_begin(ss);
+    sqlite3_stmt *st = rc == SQLITE_DONE ? stmt_get(c, ST_WH_UPDATE) : NULL;
+    if (rc == SQLITE_DONE && st == NULL)
+        rc = SQLITE_ERROR;
+    if (st != NULL) {
+        bind_webhook(st, w);
+        rc = step(c, st);
+        changed = rc == SQLITE_DONE ? sqlite3_changes64(c->db) : 0;
+        stmt_done(st);
+    }
+    if (rc == SQLITE_DONE && changed > 0 && !w->enabled)
+        rc = exec_id(c, ST_OUTBOX_DROP, w->id, dropped);
+    int rv = writer_end(ss, rc, "update webhook");
+    return rv != 0 ? rv : changed > 0 ? 0 : ERR_NOTFOUND;
+}
+
+static int sql_webhook_delete(struct store *s, const char *id, int64_t *dropped)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = ss->writer;
+    int64_t changed = 0;
+    int rc = writer_begin(ss);
+    if (rc == SQLITE_DONE)
+        rc = exec_id(c, ST_WH_DELETE, id, &changed);
+    if (rc == SQLITE_DONE)
+        rc = exec_id(c, ST_OUTBOX_DROP, id, dropped);
+    if (rc == SQLITE_DONE)
+        rc = exec_id(c, ST_DELIV_DROP, id, NULL);
+    int rv = writer_end(ss, rc, "delete webhook");
+    return rv != 0 ? rv : changed > 0 ? 0 : ERR_NOTFOUND;
+}
+
+static int sql_webhook_get(struct store *s, const char *id, json_t **doc)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
+    int rv = ERR_NOTFOUND;
+    sqlite3_stmt *st = stmt_get(c, ST_WH_GET);
+    if (st == NULL) {
+        rv = fail(c, "get webhook");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = step(c, st);
+    if (rc == SQLITE_ROW)
+        rv = column_doc(st, 0, "get webhook", doc);
+    else if (rc != SQLITE_DONE)
+        rv = fail(c, "get webhook");
+out:
+    stmt_done(st);
+    reader_give(ss, c);
+    return rv;
+}
+
+static int sql_webhook_list(struct store *s, json_t *items)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
+    int rv = 0, rc;
+    sqlite3_stmt *st = stmt_get(c, ST_WH_LIST);
+    if (st == NULL) {
+        rv = fail(c, "list webhooks");
+        goto out;
+    }
+    while ((rc = step(c, st)) == SQLITE_ROW) {
+        json_t *doc = NULL;
+        rv = column_doc(st, 0, "list webhooks", &doc);
+        if (rv != 0)
+            goto out;
+        json_array_append_new(items, doc);
+    }
+    if (rc != SQLITE_DONE)
+        rv = fail(c, "list webhooks");
+out:
+    stmt_done(st);
+    reader_give(ss, c);
+    return rv;
+}
+
+static int sql_outbox_put(struct store *s, const struct store_outbox *rows, size_t n)
+{
+    struct sql_store *ss = s->state;
+    int rc = writer_begin(ss);
+    if (rc == SQLITE_DONE)
+        rc = insert_outbox(ss->writer, rows, n);
+    return writer_end(ss, rc, "put webhook outbox");
+}
+
+/* Copies at most cap - 1 bytes of text column col into out, NUL-terminated. */
+static void column_copy(sqlite3_stmt *st, int col, char *out, size_t cap)
+{
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    snprintf(out, cap, "%s", t ? t : "");
+}
+
+static int sql_outbox_claim(struct store *s, int64_t now_ms, int64_t lease_until_ms, int max,
+                            struct store_claim *out, int *n)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = ss->writer;
+    int rc = writer_begin(ss);
+    sqlite3_stmt *st = rc == SQLITE_DONE ? stmt_get(c, ST_OUTBOX_CLAIM) : NULL;
+    if (rc == SQLITE_DONE && st == NULL)
+        rc = SQLITE_ERROR;
+    if (st != NULL) {
+        sqlite3_bind_int64(st, 1, now_ms);
+        sqlite3_bind_int64(st, 2, lease_until_ms);
+        sqlite3_bind_int(st, 3, max);
+        while ((rc = step(c, st)) == SQLITE_ROW) {
+            if (*n == max)
+                continue; /* cannot happen (LIMIT); RETURNING must still be stepped to the end */
+            struct store_claim *cl = &out[(*n)++];
+            cl->id = sqlite3_column_int64(st, 0);
+            column_copy(st, 1, cl->webhook_id, sizeof cl->webhook_id);
+            column_copy(st, 2, cl->msg_id, sizeof cl->msg_id);
+            column_copy(st, 3, cl->event_type, sizeof cl->event_type);
+            const char *p = (const char *)sqlite3_column_text(st, 4);
+            cl->payload_len = p ? (size_t)sqlite3_column_bytes(st, 4) : 0;
+            cl->payload = xmalloc(cl->payload_len + 1);
+            memcpy(cl->payload, p ? p : "", cl->payload_len);
+            cl->payload[cl->payload_len] = '\0';
+            cl->attempt = sqlite3_column_int(st, 5);
+            cl->created_ms = sqlite3_column_int64(st, 6);
+        }
+        stmt_done(st);
+    }
+    int rv = writer_end(ss, rc, "claim webhook outbox");
+    if (rv != 0) {
+        store_claims_free(out, *n);
+        *n = 0;
+    }
+    return rv;
+}
+
+static int sql_outbox_finish(struct store *s, const struct store_attempt *a, int keep)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = ss->writer;
+    bool retry = strcmp(a->outcome, "retry") == 0;
+    int64_t changed = 0;
+    int rc = writer_begin(ss);
+    sqlite3_stmt *st = rc == SQLITE_DONE ? stmt_get(c, retry ? ST_OUTBOX_RETRY : ST_OUTBOX_DONE)
+                                         : NULL;
+    if (rc == SQLITE_DONE && st == NULL)
+        rc = SQLITE_ERROR;
+    if (st != NULL) {
+        sqlite3_bind_int64(st, 1, a->outbox_id);
+        if (retry)
+            sqlite3_bind_int64(st, 2, a->retry_at_ms);
+        rc = step(c, st);
+        changed = rc == SQLITE_DONE ? sqlite3_changes64(c->db) : 0;
+        stmt_done(st);
+    }
+    if (rc == SQLITE_DONE && changed > 0) {
+        st = stmt_get(c, ST_DELIV_PUT);
+        if (st == NULL) {
+            rc = SQLITE_ERROR;
+        } else {
+            sqlite3_bind_text(st, 1, a->webhook_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, a->msg_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, a->event_type, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 4, a->attempt);
+            sqlite3_bind_int64(st, 5, a->ts_ms);
+            sqlite3_bind_int(st, 6, a->status_code);
+            sqlite3_bind_double(st, 7, a->latency_ms);
+            sqlite3_bind_text(st, 8, a->outcome, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 9, a->error ? a->error : "", -1, SQLITE_STATIC);
+            rc = step(c, st);
+            stmt_done(st);
+        }
+        if (rc == SQLITE_DONE)
+            rc = trim_table(c, ST_DELIV_TRIM, keep);
+    }
+    int rv = writer_end(ss, rc, "finish webhook attempt");
+    return rv != 0 ? rv : changed > 0 ? 0 : ERR_NOTFOUND;
+}
+
+static int sql_outbox_release(struct store *s, int64_t outbox_id, int64_t due_ms)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = ss->writer;
+    int rc = writer_begin(ss);
+    sqlite3_stmt *st = rc == SQLITE_DONE ? stmt_get(c, ST_OUTBOX_RELEASE) : NULL;
+    if (rc == SQLITE_DONE && st == NULL)
+        rc = SQLITE_ERROR;
+    if (st != NULL) {
+        sqlite3_bind_int64(st, 1, outbox_id);
+        sqlite3_bind_int64(st, 2, due_ms);
+        rc = step(c, st);
+        stmt_done(st);
+    }
+    return writer_end(ss, rc, "release webhook outbox row");
+}
+
+static int sql_outbox_next_due(struct store *s, int64_t *due_ms)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
+    int rv = ERR_NOTFOUND;
+    sqlite3_stmt *st = stmt_get(c, ST_OUTBOX_NEXT_DUE);
+    if (st != NULL && step(c, st) == SQLITE_ROW) {
+        if (sqlite3_column_type(st, 0) != SQLITE_NULL) {
+            *due_ms = sqlite3_column_int64(st, 0);
+            rv = 0;
+        }
+    } else {
+        rv = fail(c, "next webhook due time");
+    }
+    stmt_done(st);
+    reader_give(ss, c);
+    return rv;
+}
+
+static int sql_list_deliveries(struct store *s, const struct store_query *q,
+                               const struct store_pos *after, struct store_page *page)
+{
+    struct sql_store *ss = s->state;
+    struct conn *c = reader_take(ss);
+    if (c == NULL)
+        return ERR_CONN;
+    int rv = 0, rc, n = 0;
+    sqlite3_stmt *st = stmt_get(c, after ? ST_DELIV_LIST_AFTER : ST_DELIV_LIST);
+    if (st == NULL) {
+        rv = fail(c, "list webhook deliveries");
+        goto out;
+    }
+    if (after)
+        sqlite3_bind_int64(st, 1, after->id > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)after->id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)q->limit + 1);
+    sqlite3_bind_text(st, 3, q->webhook_id, -1, SQLITE_STATIC);
+    while ((rc = step(c, st)) == SQLITE_ROW) {
+        if (n == q->limit) {
+            page->more = true;
+            break;
+        }
+        int64_t id = sqlite3_column_int64(st, 0);
+        int status = sqlite3_column_int(st, 5);
+        json_t *item = json_object();
+        json_object_set_new(item, "id", json_integer(id));
+        json_object_set_new(item, "msg_id", column_text_json(st, 1));
+        json_object_set_new(item, "event_type", column_text_json(st, 2));
+        json_object_set_new(item, "attempt", json_integer(sqlite3_column_int(st, 3)));
+        json_object_set_new(item, "ts_ms", json_integer(sqlite3_column_int64(st, 4)));
+        json_object_set_new(item, "status_code", status > 0 ? json_integer(status) : json_null());
+        json_object_set_new(item, "latency_ms", json_real(sqlite3_column_double(st, 6)));
+        json_object_set_new(item, "outcome", column_text_json(st, 7));
+        json_t *e = column_text_json(st, 8);
+        if (json_string_length(e) == 0) {
+            json_decref(e);
+            e = json_null();
+        }
+        json_object_set_new(item, "error", e);
+        json_array_append_new(page->items, item);
+        page->last.id = (uint64_t)id;
+        n++;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        rv = fail(c, "list webhook deliveries");
+out:
+    stmt_done(st);
+    reader_give(ss, c);
+    return rv;
+}
+
 static const struct store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sql_close,
@@ -909,4 +1372,15 @@ static const struct store_ops sqlite_ops = {
     .list_deadletters = sql_list_deadletters,
     .account_history = sql_account_history,
     .count = sql_count,
+    .webhook_insert = sql_webhook_insert,
+    .webhook_update = sql_webhook_update,
+    .webhook_delete = sql_webhook_delete,
+    .webhook_get = sql_webhook_get,
+    .webhook_list = sql_webhook_list,
+    .outbox_put = sql_outbox_put,
+    .outbox_claim = sql_outbox_claim,
+    .outbox_finish = sql_outbox_finish,
+    .outbox_release = sql_outbox_release,
+    .outbox_next_due = sql_outbox_next_due,
+    .list_deliveries = sql_list_deliveries,
 };

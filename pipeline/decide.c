@@ -24,6 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mqttc.h"
+#include "outbox.h"
 #include "rconn.h"
 #include "vote.h"
 #include "xmalloc.h"
@@ -43,7 +44,8 @@ struct lane_acc {
 struct decider {
     const struct config *cfg;
     struct store *store;
-    struct feed *feed; /* new decisions are announced here (GET /v1/stream) */
+    struct feed *feed;     /* new decisions are announced here (GET /v1/stream) */
+    struct outbox *outbox; /* and matched against webhook subscriptions */
     struct agent_thresholds thresholds;
     struct buffer_keys keys;
     struct rconn *rc;
@@ -75,12 +77,14 @@ struct item {
     bool inserted;
 };
 
-struct decider *decider_new(const struct config *cfg, struct store *store, struct feed *feed)
+struct decider *decider_new(const struct config *cfg, struct store *store, struct feed *feed,
+                            struct outbox *outbox)
 {
     struct decider *d = xcalloc(1, sizeof *d);
     d->cfg = cfg;
     d->store = store;
     d->feed = feed;
+    d->outbox = outbox;
     agents_thresholds_from_config(cfg, &d->thresholds);
     buffer_keys_init(cfg, &d->keys);
     atomic_init(&d->stop, false);
@@ -308,6 +312,7 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
     struct item *items = xcalloc(n, sizeof *items);
     struct item *fresh = xcalloc(n, sizeof *fresh);
     struct store_decision *rows = xcalloc(n, sizeof *rows);
+    struct outbox_event *outbox = xcalloc(n, sizeof *outbox);
     struct store_audit *audit = xcalloc(n, sizeof *audit);
     char **audit_text = xcalloc(n, sizeof *audit_text);
     bool *locked = xcalloc(n, sizeof *locked);
@@ -331,11 +336,22 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
             fresh[nfresh++] = items[i];
     if (nfresh > 0 && fetch_locks(d, fresh, nfresh, locked) != 0)
         goto out;
+    size_t noutbox = 0;
     for (size_t i = 0; i < nfresh; i++) {
         item_decide(d, &fresh[i], locked[i], &audit[i], &audit_text[i]);
-        rows[i] =
-            (struct store_decision){fresh[i].txid, fresh[i].account, action_name(fresh[i].action),
-                                    clock_wall_ms(), fresh[i].doc_text};
+        const char *action = action_name(fresh[i].action);
+        int64_t now = clock_wall_ms();
+        if (d->outbox)
+            outbox_match(d->outbox, OUTBOX_DECISION, action, fresh[i].txid, now,
+                         fresh[i].doc_text, strlen(fresh[i].doc_text), &outbox[i]);
+        noutbox += outbox[i].nrows;
+        rows[i] = (struct store_decision){.txid = fresh[i].txid,
+                                          .account = fresh[i].account,
+                                          .action = action,
+                                          .decided_ms = now,
+                                          .json = fresh[i].doc_text,
+                                          .outbox = outbox[i].rows,
+                                          .noutbox = outbox[i].nrows};
     }
     if (nfresh > 0 && (store_put_audit(d->store, audit, nfresh) != 0 ||
                        store_put_decisions(d->store, rows, nfresh, inserted) != 0)) {
@@ -343,6 +359,8 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
                   nfresh);
         goto out;
     }
+    if (noutbox > 0)
+        outbox_wake(d->outbox);
     for (size_t i = 0; i < nfresh; i++) {
         fresh[i].inserted = inserted[i];
         if (!inserted[i] && store_get_decision(d->store, fresh[i].txid, &fresh[i].stored) != 0)
@@ -412,6 +430,9 @@ out:
     free(items);
     free(fresh);
     free(rows);
+    for (size_t i = 0; i < n; i++)
+        outbox_event_free(&outbox[i]);
+    free(outbox);
     free(audit);
     free(audit_text);
     free(locked);

@@ -15,10 +15,14 @@
 
 struct decider;
 struct feed;
+struct outbox;
 
 /* The decider over store (borrowed); each new decision is announced on feed (borrowed; may be
- * NULL) once its command is published. Replays of stored decisions are not announced again. */
-struct decider *decider_new(const struct config *cfg, struct store *store, struct feed *feed);
+ * NULL) once its command is published, and its webhook deliveries for the subscriptions of
+ * outbox (borrowed; may be NULL) are stored with it. Replays of stored decisions are neither
+ * announced nor enqueued again. */
+struct decider *decider_new(const struct config *cfg, struct store *store, struct feed *feed,
+                            struct outbox *outbox);
 /* Starts the thread (it connects in the background): 0 or ERR_INTERNAL. */
 int decider_start(struct decider *d);
 /* Asks the thread to finish its current batch and exit, then waits for it. Idempotent. */

@@ -23,6 +23,7 @@
 #include "dedupe.h"
 #include "edge.h"
 #include "feed.h"
+#include "outbox.h"
 #include "err.h"
 #include "ingest.h"
 #include "log.h"
@@ -62,7 +63,8 @@ struct pipeline {
     struct ingest *ingest;
     struct sink *sink;
     struct decider *decider;
-    struct feed *feed; /* anomalies and decisions for GET /v1/stream */
+    struct feed *feed;     /* anomalies and decisions for GET /v1/stream */
+    struct outbox *outbox; /* webhook subscriptions new anomalies and decisions are matched to */
     struct mqttc *subscriber;
     pthread_t timer;
     bool timer_started;
@@ -289,8 +291,9 @@ struct pipeline *pipeline_new(const struct config *cfg, struct store *store, cha
     p->dedupe = dedupe_new((size_t)cfg->dedupe_capacity);
     p->ingest = ingest_new(cfg, p->worker_queues, p->nworkers, p->pool, p->dedupe);
     p->feed = feed_new((size_t)cfg->sse_backlog);
-    p->sink = sink_new(cfg, store, p->pool, p->nworkers, p->sink_queue, p->feed);
-    p->decider = decider_new(cfg, store, p->feed);
+    p->outbox = outbox_new();
+    p->sink = sink_new(cfg, store, p->pool, p->nworkers, p->sink_queue, p->feed, p->outbox);
+    p->decider = decider_new(cfg, store, p->feed, p->outbox);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     return p;
@@ -405,6 +408,7 @@ void pipeline_free(struct pipeline *p)
     decider_free(p->decider);
     sink_free(p->sink);
     feed_free(p->feed);
+    outbox_free(p->outbox);
     ingest_free(p->ingest); /* frees the dedupe too */
     void *item;
     for (uint32_t w = 0; w < p->nworkers; w++) {
@@ -434,6 +438,11 @@ int pipeline_submit(struct pipeline *p, const char *payload, size_t len, const c
 struct feed *pipeline_feed(struct pipeline *p)
 {
     return p->feed;
+}
+
+struct outbox *pipeline_outbox(struct pipeline *p)
+{
+    return p->outbox;
 }
 
 int pipeline_account(struct pipeline *p, const char *account, struct pipeline_account *out)

@@ -69,5 +69,8 @@ struct pipeline_account { /* one account's window as the edge holds it now */
 int pipeline_account(struct pipeline *p, const char *account, struct pipeline_account *out);
 /* The live feed of anomalies and decisions (feed.h); borrowed, lives as long as p. */
 struct feed *pipeline_feed(struct pipeline *p);
+/* The webhook fan-out (outbox.h) the sink and decider enqueue deliveries through; borrowed,
+ * lives as long as p. */
+struct outbox *pipeline_outbox(struct pipeline *p);
 
 #endif

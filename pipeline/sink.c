@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mqttc.h"
+#include "outbox.h"
 #include "rconn.h"
 #include "snapshot.h"
 #include "xmalloc.h"
@@ -37,7 +38,8 @@ struct sink {
     const struct config *cfg;
     struct store *store;
     struct evbatch_pool *pool;
-    struct feed *feed; /* exceptions are announced here (GET /v1/stream) */
+    struct feed *feed;     /* exceptions are announced here (GET /v1/stream) */
+    struct outbox *outbox; /* and matched against webhook subscriptions */
     uint32_t nworkers;
     struct bqueue *in;
     pthread_t thread;
@@ -56,13 +58,15 @@ struct sink {
 };
 
 struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
-                      uint32_t nworkers, struct bqueue *in, struct feed *feed)
+                      uint32_t nworkers, struct bqueue *in, struct feed *feed,
+                      struct outbox *outbox)
 {
     struct sink *s = xcalloc(1, sizeof *s);
     s->cfg = cfg;
     s->store = store;
     s->pool = pool;
     s->feed = feed;
+    s->outbox = outbox;
     s->nworkers = nworkers;
     s->in = in;
     atomic_init(&s->aborted, false);
@@ -107,6 +111,8 @@ struct flush_rows {
     struct store_exception *exc;
     char **exc_doc;
     size_t *exc_len;
+    struct outbox_event *exc_outbox; /* the webhook deliveries of each exception */
+    size_t noutbox;                  /* their total */
     enum lane *lanes;
     double *suspicion;
     size_t nexc;
@@ -124,6 +130,7 @@ static void rows_build(struct sink *s, struct flush_rows *fr)
     fr->exc = xcalloc(nev, sizeof *fr->exc);
     fr->exc_doc = xcalloc(nev, sizeof *fr->exc_doc);
     fr->exc_len = xcalloc(nev, sizeof *fr->exc_len);
+    fr->exc_outbox = xcalloc(nev, sizeof *fr->exc_outbox);
     fr->lanes = xcalloc(nev, sizeof *fr->lanes);
     fr->suspicion = xcalloc(nev, sizeof *fr->suspicion);
     fr->dl = xcalloc(nev, sizeof *fr->dl);
@@ -153,13 +160,21 @@ static void rows_build(struct sink *s, struct flush_rows *fr)
             fr->exc_len[k] = strlen(text);
             fr->lanes[k] = se->r.immediate ? LANE_IMMEDIATE : LANE_BATCH;
             fr->suspicion[k] = se->r.suspicion;
-            fr->exc[k] = (struct store_exception){se->ev.txid,
-                                                  se->ev.account,
-                                                  se->r.immediate ? "immediate" : "batch",
-                                                  se->r.suspicion,
-                                                  se->r.z,
-                                                  se->detected_ms,
-                                                  text};
+            struct outbox_event *ob = &fr->exc_outbox[k];
+            if (s->outbox)
+                outbox_match(s->outbox, OUTBOX_ANOMALY, NULL, se->ev.txid, se->detected_ms, text,
+                             fr->exc_len[k], ob);
+            fr->noutbox += ob->nrows;
+            fr->exc[k] = (struct store_exception){.txid = se->ev.txid,
+                                                  .account = se->ev.account,
+                                                  .priority = se->r.immediate ? "immediate"
+                                                                              : "batch",
+                                                  .suspicion = se->r.suspicion,
+                                                  .z = se->r.z,
+                                                  .detected_ms = se->detected_ms,
+                                                  .json = text,
+                                                  .outbox = ob->rows,
+                                                  .noutbox = ob->nrows};
         }
     }
 }
@@ -168,8 +183,11 @@ static void rows_cleanup(struct flush_rows *fr)
 {
     for (size_t i = 0; i < fr->ntxn; i++)
         free(fr->txn_doc[i]);
-    for (size_t i = 0; i < fr->nexc; i++)
+    for (size_t i = 0; i < fr->nexc; i++) {
         free(fr->exc_doc[i]);
+        outbox_event_free(&fr->exc_outbox[i]);
+    }
+    free(fr->exc_outbox);
     free(fr->txn);
     free(fr->txn_doc);
     free(fr->exc);
@@ -192,6 +210,8 @@ static bool flush_store(struct sink *s, const struct flush_rows *fr)
         if (rv == 0 && fr->ndl > 0)
             rv = store_put_deadletters(s->store, fr->dl, fr->ndl, s->cfg->deadletter_keep);
         if (rv == 0) {
+            if (fr->noutbox > 0)
+                outbox_wake(s->outbox);
             if (logged)
                 log_info("sink.store_recovered", "store writes resumed");
             metrics_add(M_STORE_ROWS, fr->ntxn + fr->nexc + fr->ndl);

@@ -20,11 +20,15 @@
 
 struct sink;
 struct feed;
+struct outbox;
 
-/* Creates the sink reading `in` (borrowed), returning batches to `pool` (borrowed), and
- * announcing each exception on `feed` (borrowed; may be NULL) once it is in its stream. */
+/* Creates the sink reading `in` (borrowed), returning batches to `pool` (borrowed),
+ * announcing each exception on `feed` (borrowed; may be NULL) once it is in its stream, and
+ * enqueuing its webhook deliveries for the subscriptions of `outbox` (borrowed; may be NULL)
+ * with its store row. */
 struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
-                      uint32_t nworkers, struct bqueue *in, struct feed *feed);
+                      uint32_t nworkers, struct bqueue *in, struct feed *feed,
+                      struct outbox *outbox);
 /* Starts the thread: 0 or ERR_INTERNAL. */
 int sink_start(struct sink *s);
 /* Stops retrying failed stages: pending work is dropped (it is still in the journal). */

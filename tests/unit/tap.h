@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static int tap_count;
 static int tap_failed;
@@ -29,6 +30,15 @@ __attribute__((format(printf, 2, 3))) static int ok(int cond, const char *fmt, .
         long long g_ = (long long)(got), w_ = (long long)(want);                                   \
         if (!ok(g_ == w_, __VA_ARGS__))                                                            \
             printf("#   got %lld, want %lld\n", g_, w_);                                           \
+    } while (0)
+
+/* Strings equal (NULL equals only NULL). */
+#define is_str(got, want, ...)                                                                     \
+    do {                                                                                           \
+        const char *g_ = (got), *w_ = (want);                                                      \
+        int same_ = (g_ == NULL && w_ == NULL) || (g_ && w_ && strcmp(g_, w_) == 0);               \
+        if (!ok(same_, __VA_ARGS__))                                                               \
+            printf("#   got \"%s\", want \"%s\"\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");   \
     } while (0)
 
 /* |got - want| <= tol * max(1, |want|) */

@@ -402,5 +402,35 @@ int main(void)
 
     char e2[256];
     is_int(config_set(&c, "batch_size", "0", e2, sizeof e2), ERR_RANGE, "config_set checks bounds");
+
+    /* webhook retry schedule and SSRF allow-list */
+    int sched[CONFIG_RETRIES_MAX];
+    is_int(config_retry_schedule("5,300,1800,7200,18000,36000,36000", sched, e2, sizeof e2), 7,
+           "the default schedule has 7 retries");
+    ok(sched[0] == 5 && sched[6] == 36000, "in order");
+    is_int(config_retry_schedule("", sched, e2, sizeof e2), 0, "an empty schedule: no retries");
+    static const char *const bad_sched[] = {"0",    "5,",   ",5",      "5,,6", "-1",
+                                            "1.5",  "5 ,6", "604801", "x",    "1,2,3,4,5,6,7,8,9,"
+                                                                               "10,11,12,13,14,15,"
+                                                                               "16,17,18,19,20,21"};
+    int refused = 0;
+    for (size_t i = 0; i < sizeof bad_sched / sizeof bad_sched[0]; i++)
+        refused += config_retry_schedule(bad_sched[i], NULL, e2, sizeof e2) == ERR_INVAL &&
+                   strstr(e2, "webhook_retry_schedule") != NULL;
+    is_int(refused, sizeof bad_sched / sizeof bad_sched[0],
+           "malformed schedules are refused, naming the option");
+    struct config w;
+    config_defaults(&w);
+    char *wargv[] = {"aetherisd", "--webhook-allow-cidrs=127.0.0.0/8,::1/128", NULL};
+    is_int(config_load_env(&w, 2, wargv, test_getenv, NULL, e2, sizeof e2), CONFIG_OK,
+           "an allow-list loads: %s", e2);
+    char *wbad[] = {"aetherisd", "--webhook-allow-cidrs=127.0.0.0/33", NULL};
+    ok(config_load_env(&w, 2, wbad, test_getenv, NULL, e2, sizeof e2) == CONFIG_ERROR &&
+           strstr(e2, "webhook_allow_cidrs") != NULL,
+       "a malformed allow-list is refused: %s", e2);
+    char *sbad[] = {"aetherisd", "--webhook-retry-schedule=5,x", NULL};
+    ok(config_load_env(&w, 2, sbad, test_getenv, NULL, e2, sizeof e2) == CONFIG_ERROR &&
+           strstr(e2, "webhook_retry_schedule") != NULL,
+       "a malformed schedule is refused at load: %s", e2);
     return done_testing();
 }

@@ -232,7 +232,8 @@ static void check_comment(struct checker *c, const char *line)
     } else if (strcmp(kind, "TYPE") == 0) {
         fa->types++;
         snprintf(fa->type, sizeof fa->type, "%s", line + off);
-        if (strcmp(fa->type, "counter") != 0 && strcmp(fa->type, "histogram") != 0)
+        if (strcmp(fa->type, "counter") != 0 && strcmp(fa->type, "histogram") != 0 &&
+            strcmp(fa->type, "gauge") != 0)
             fail(c, "unexpected type", line);
     } else {
         fail(c, "unknown comment kind", line);
@@ -344,8 +345,21 @@ int main(void)
            "%d threads x %d increments: no update lost", NTHREADS, PER_THREAD);
     const long long e2d_count = 100 + (long long)NTHREADS * OBS_PER_THREAD;
 
+    /* gauges: the last value set, negative values included */
+    is_int(metrics_gauge(G_WEBHOOK_OUTBOX), 0, "gauges start at zero");
+    metrics_set(G_WEBHOOK_OUTBOX, 12);
+    metrics_set(G_WEBHOOK_OUTBOX, 5);
+    metrics_set(G_WEBHOOKS_DISABLED, 3);
+    is_int(metrics_gauge(G_WEBHOOK_OUTBOX), 5, "a gauge reports the last value set");
+
     /* JSON snapshot */
     json_t *root = metrics_json();
+    json_t *gauges = json_object_get(root, "gauges");
+    is_int(json_object_size(gauges), G__COUNT, "one JSON key per gauge");
+    is_int(json_integer_value(json_object_get(gauges, "webhook_outbox_depth")), 5,
+           "gauge in JSON");
+    is_int(json_integer_value(json_object_get(gauges, "webhooks_disabled")), 3,
+           "second gauge in JSON");
     json_t *counters = json_object_get(root, "counters");
     json_t *lat = json_object_get(root, "latency_seconds");
     ok(json_is_object(counters) && json_is_object(lat), "JSON has counters and latency_seconds");
@@ -393,6 +407,10 @@ int main(void)
     is_int(hist_ok, H__COUNT, "each histogram: 19 buckets to +Inf, _sum, _count = +Inf bucket");
     ok(has_line(b.data, "aetheris_decisions_total{action=\"BLOCK\"} 7"), "labelled sample value");
     ok(has_line(b.data, "aetheris_events_ingested_total 42"), "plain sample value");
+    ok(has_line(b.data, "aetheris_webhook_outbox_depth 5"), "gauge sample value");
+    ok(find_family(&c, "aetheris_webhook_outbox_depth") >= 0 &&
+           strcmp(c.fam[find_family(&c, "aetheris_webhook_outbox_depth")].type, "gauge") == 0,
+       "gauge family typed gauge");
     ok(has_line(b.data, "aetheris_event_to_decision_seconds_bucket{le=\"0.0025\"} 0"),
        "bucket below the observations is 0");
     char want[128];

@@ -3,7 +3,8 @@
  * temporary directory) and asserts what store.h promises: idempotent puts, first decision wins,
  * gets, newest-first paging that stays stable while rows are inserted, filters, strict cursors,
  * dead-letter trimming and rendering, exact history statistics, counts, transactionIds at both
- * ends of the unsigned range, and concurrent writers and readers.
+ * ends of the unsigned range, concurrent writers and readers, and the webhook tables (the outbox
+ * enqueued atomically with its row, claims and their leases, attempt records).
  * After the table, a few SQLite-only checks: reopening, a file of the previous release, a newer
  * schema refused, and the MongoDB URI refusal. The whole run is bounded by alarm(). */
 #include "store.h"
@@ -57,7 +58,7 @@ static int put_dec(struct store *s, uint64_t txid, const char *acct, const char 
 {
     char doc[160];
     make_doc(doc, sizeof doc, txid, ms, action);
-    struct store_decision d = {txid, acct, action, ms, doc};
+    struct store_decision d = {txid, acct, action, ms, doc, NULL, 0};
     return store_put_decisions(s, &d, 1, inserted);
 }
 
@@ -65,7 +66,7 @@ static int put_exc(struct store *s, uint64_t txid, const char *acct, const char 
 {
     char doc[160];
     make_doc(doc, sizeof doc, txid, ms, prio);
-    struct store_exception e = {txid, acct, prio, 0.5, 3.25, ms, doc};
+    struct store_exception e = {txid, acct, prio, 0.5, 3.25, ms, doc, NULL, 0};
     return store_put_exceptions(s, &e, 1);
 }
 
@@ -138,7 +139,7 @@ static void t_empty_and_invalid(struct store *s)
     is_int(store_put_decisions(s, NULL, 0, NULL), 0, "an empty decision put succeeds");
     struct store_txn bad = {1, NULL, 1.0, 1, "{}"};
     is_int(store_put_transactions(s, &bad, 1), ERR_INVAL, "a row without account is refused");
-    struct store_decision badd = {1, "A", "BLOCK", 1, NULL};
+    struct store_decision badd = {1, "A", "BLOCK", 1, NULL, NULL, 0};
     is_int(store_put_decisions(s, &badd, 1, NULL), ERR_INVAL, "a row without doc is refused");
     is_int(store_count(s, "transactions") + store_count(s, "decisions"), 0, "nothing written");
     struct store_deadletter dl = {"mqtt", "x", 1, "p", 1};
@@ -174,7 +175,7 @@ static void t_exceptions_put_get(struct store *s)
 {
     const char *doc = "{\"transactionId\":42,\"accountOrigin\":\"A\",\"suspicion\":0.91,"
                       "\"nested\":{\"k\":[1,2,\"\\u00e9\"]}}";
-    struct store_exception e = {42, "A", "immediate", 0.91, 4.5, 1000, doc};
+    struct store_exception e = {42, "A", "immediate", 0.91, 4.5, 1000, doc, NULL, 0};
     is_int(store_put_exceptions(s, &e, 1), 0, "put exception");
     e.json = "{\"other\":true}";
     is_int(store_put_exceptions(s, &e, 1), 0, "put the same transactionId again");
@@ -197,14 +198,16 @@ static void t_decisions_first_wins(struct store *s)
     make_doc(d8, sizeof d8, 8, 1, "APPROVE");
     make_doc(d7b, sizeof d7b, 7, 2, "APPROVE");
     struct store_decision b1[3] = {
-        {7, "A", "BLOCK", 1, d7}, {8, "A", "APPROVE", 1, d8}, {7, "A", "APPROVE", 2, d7b}};
+        {7, "A", "BLOCK", 1, d7, NULL, 0}, {8, "A", "APPROVE", 1, d8, NULL, 0},
+        {7, "A", "APPROVE", 2, d7b, NULL, 0}};
     bool ins[3] = {false, false, true};
     is_int(store_put_decisions(s, b1, 3, ins), 0, "put a batch with a repeated transactionId");
     ok(ins[0] && ins[1] && !ins[2], "inserted flags: new, new, repeated (%d %d %d)", ins[0], ins[1],
        ins[2]);
     make_doc(d8b, sizeof d8b, 8, 3, "REVIEW");
     make_doc(d9, sizeof d9, 9, 3, "BLOCK");
-    struct store_decision b2[2] = {{8, "A", "REVIEW", 3, d8b}, {9, "B", "BLOCK", 3, d9}};
+    struct store_decision b2[2] = {{8, "A", "REVIEW", 3, d8b, NULL, 0},
+                                    {9, "B", "BLOCK", 3, d9, NULL, 0}};
     is_int(store_put_decisions(s, b2, 2, ins), 0, "second batch");
     ok(!ins[0] && ins[1], "a decision already stored is reported as not inserted");
     is_int(put_dec(s, 9, "B", "APPROVE", 4, NULL), 0, "inserted may be NULL");
@@ -755,6 +758,210 @@ struct contract_test {
     void (*run)(struct store *s);
 };
 
+/* ------------------------------------------------------------------------------------------ */
+/* Webhooks                                                                                     */
+
+static int put_hook(struct store *s, const char *id, bool enabled, int max)
+{
+    char doc[128];
+    snprintf(doc, sizeof doc, "{\"id\":\"%s\",\"enabled\":%s}", id, enabled ? "true" : "false");
+    struct store_webhook w = {id, 1000, enabled, doc};
+    return store_webhook_insert(s, &w, max);
+}
+
+static int set_hook(struct store *s, const char *id, bool enabled, int64_t *dropped)
+{
+    char doc[128];
+    snprintf(doc, sizeof doc, "{\"id\":\"%s\",\"enabled\":%s}", id, enabled ? "true" : "false");
+    struct store_webhook w = {id, 1000, enabled, doc};
+    return store_webhook_update(s, &w, dropped);
+}
+
+static struct store_attempt attempt_of(const struct store_claim *c, const char *outcome,
+                                       int64_t retry_at)
+{
+    return (struct store_attempt){.outbox_id = c->id,
+                                  .webhook_id = c->webhook_id,
+                                  .msg_id = c->msg_id,
+                                  .event_type = c->event_type,
+                                  .attempt = c->attempt,
+                                  .ts_ms = 5000,
+                                  .status_code = strcmp(outcome, "delivered") == 0 ? 204 : 500,
+                                  .latency_ms = 1.5,
+                                  .outcome = outcome,
+                                  .error = strcmp(outcome, "delivered") == 0 ? "" : "HTTP 500",
+                                  .retry_at_ms = retry_at};
+}
+
+static void t_webhooks_crud(struct store *s)
+{
+    is_int(put_hook(s, "wh_a", true, 2), 0, "insert a subscription");
+    is_int(put_hook(s, "wh_a", true, 5), ERR_EXISTS, "a taken id is ERR_EXISTS");
+    is_int(put_hook(s, "wh_b", false, 2), 0, "insert a second (disabled)");
+    is_int(put_hook(s, "wh_c", true, 2), ERR_FULL, "the cap is ERR_FULL");
+    is_int(store_count(s, "webhooks"), 2, "two stored");
+    json_t *items = NULL, *doc = NULL;
+    ok(store_webhook_list(s, &items) == 0 && json_array_size(items) == 2 &&
+           strcmp(json_string_value(json_object_get(json_array_get(items, 0), "id")), "wh_a") ==
+               0,
+       "list returns both, oldest first");
+    json_decref(items);
+    ok(store_webhook_get(s, "wh_b", &doc) == 0 && json_is_false(json_object_get(doc, "enabled")),
+       "get returns the document");
+    json_decref(doc);
+    is_int(store_webhook_get(s, "wh_zz", &doc), ERR_NOTFOUND, "get of an unknown id");
+    is_int(set_hook(s, "wh_b", true, NULL), 0, "update");
+    is_int(set_hook(s, "wh_zz", true, NULL), ERR_NOTFOUND, "update of an unknown id");
+    is_int(store_webhook_delete(s, "wh_b", NULL), 0, "delete");
+    is_int(store_webhook_delete(s, "wh_b", NULL), ERR_NOTFOUND, "delete twice");
+    is_int(store_count(s, "webhooks"), 1, "one left");
+    struct store_webhook bad = {NULL, 1, true, "{}"};
+    is_int(store_webhook_insert(s, &bad, 5), ERR_INVAL, "a subscription without id is refused");
+}
+
+static void t_outbox_with_rows(struct store *s)
+{
+    put_hook(s, "wh_a", true, 10);
+    put_hook(s, "wh_b", true, 10);
+    char doc[128];
+    make_doc(doc, sizeof doc, 1, 100, "BLOCK");
+    struct store_outbox ob[2] = {{"wh_a", "msg_decision_1", "decision.created", "{\"n\":1}", 100},
+                                 {"wh_b", "msg_decision_1", "decision.created", "{\"n\":1}", 100}};
+    struct store_decision d = {1, "A", "BLOCK", 100, doc, ob, 2};
+    bool ins = false;
+    is_int(store_put_decisions(s, &d, 1, &ins), 0, "a decision with two deliveries");
+    ok(ins, "the decision is new");
+    is_int(store_count(s, "webhook_outbox"), 2, "its deliveries are enqueued with it");
+    d.json = "{\"other\":1}";
+    is_int(store_put_decisions(s, &d, 1, &ins), 0, "the same decision again (a replay)");
+    is_int(store_count(s, "webhook_outbox"), 2, "a replayed decision enqueues nothing");
+    make_doc(doc, sizeof doc, 2, 100, "batch");
+    struct store_outbox eob = {"wh_a", "msg_anomaly_2", "anomaly.detected", "{\"n\":2}", 90};
+    struct store_exception e = {2, "A", "batch", 0.5, 3, 100, doc, &eob, 1};
+    is_int(store_put_exceptions(s, &e, 1), 0, "an exception with one delivery");
+    is_int(store_put_exceptions(s, &e, 1), 0, "and again");
+    is_int(store_count(s, "webhook_outbox"), 3, "enqueued once");
+    struct store_outbox badob = {"wh_a", NULL, "x", "{}", 1};
+    e.txid = 3;
+    e.outbox = &badob;
+    is_int(store_put_exceptions(s, &e, 1), ERR_INVAL, "an outbox row without msg_id is refused");
+    is_int(store_outbox_put(s, &eob, 1), 0, "outbox_put of a queued pair");
+    is_int(store_count(s, "webhook_outbox"), 3, "leaves it as it is");
+}
+
+static void t_outbox_claim_finish(struct store *s)
+{
+    put_hook(s, "wh_a", true, 10);
+    put_hook(s, "wh_off", false, 10);
+    struct store_outbox rows[4] = {
+        {"wh_a", "m1", "decision.created", "{\"n\":1}", 100},
+        {"wh_a", "m2", "decision.created", "{\"n\":2}", 200},
+        {"wh_a", "m3", "decision.created", "{\"n\":3}", 5000},
+        {"wh_off", "m4", "decision.created", "{\"n\":4}", 100},
+    };
+    is_int(store_outbox_put(s, rows, 4), 0, "enqueue four");
+    int64_t due = 0;
+    ok(store_outbox_next_due(s, &due) == 0 && due == 100,
+       "next due is the earliest row of an enabled subscription");
+    struct store_claim c[8];
+    int n = 0;
+    is_int(store_outbox_claim(s, 1000, 61000, 8, c, &n), 0, "claim at t=1000");
+    ok(n == 2 && strcmp(c[0].msg_id, "m1") == 0 && strcmp(c[1].msg_id, "m2") == 0,
+       "claims the two due rows of the enabled subscription, oldest first (%d)", n);
+    ok(n == 2 && c[0].attempt == 1 && strcmp(c[0].payload, "{\"n\":1}") == 0 &&
+           c[0].payload_len == 7 && c[0].created_ms == 100,
+       "with attempt 1, the payload and the creation time");
+    int n2 = 0;
+    struct store_claim c2[8];
+    is_int(store_outbox_claim(s, 1000, 61000, 8, c2, &n2), 0, "claim again");
+    is_int(n2, 0, "claimed rows are leased: not claimed twice");
+    if (n == 2) {
+        struct store_attempt a = attempt_of(&c[0], "delivered", 0);
+        is_int(store_outbox_finish(s, &a, 100), 0, "finish m1 delivered");
+        a = attempt_of(&c[1], "retry", 3000);
+        is_int(store_outbox_finish(s, &a, 100), 0, "finish m2 with a retry at 3000");
+        a = attempt_of(&c[0], "delivered", 0);
+        is_int(store_outbox_finish(s, &a, 100), ERR_NOTFOUND, "finishing a settled row");
+    }
+    store_claims_free(c, n);
+    is_int(store_count(s, "webhook_outbox"), 3, "a delivered row leaves the outbox");
+    n = 0;
+    is_int(store_outbox_claim(s, 2999, 70000, 8, c, &n), 0, "claim before the retry is due");
+    is_int(n, 0, "nothing");
+    is_int(store_outbox_claim(s, 3000, 70000, 8, c, &n), 0, "claim when it is due");
+    ok(n == 1 && strcmp(c[0].msg_id, "m2") == 0 && c[0].attempt == 2, "m2, attempt 2");
+    if (n == 1)
+        is_int(store_outbox_release(s, c[0].id, 3500), 0, "release it (shutdown)");
+    store_claims_free(c, n);
+    is_int(store_outbox_claim(s, 3500, 70000, 8, c, &n), 0, "claim after the release");
+    ok(n == 1 && c[0].attempt == 2, "a released attempt is not counted");
+    store_claims_free(c, n);
+    /* a crash mid-attempt: the lease runs out and the row comes back */
+    is_int(store_outbox_claim(s, 69999, 80000, 8, c, &n), 0, "claim before the lease ends");
+    ok(n == 1 && strcmp(c[0].msg_id, "m3") == 0, "only m3 (m2 is leased)");
+    store_claims_free(c, n);
+    is_int(store_outbox_claim(s, 70000, 90000, 8, c, &n), 0, "claim when the lease ends");
+    ok(n == 1 && strcmp(c[0].msg_id, "m2") == 0 && c[0].attempt == 3,
+       "the leased row is back, its lost attempt counted");
+    store_claims_free(c, n);
+
+    json_t *items = NULL;
+    char next[STORE_CURSOR_MAX];
+    struct store_query q = {.limit = 1, .webhook_id = "wh_a"};
+    is_int(store_list_deliveries(s, &q, &items, next), 0, "list deliveries");
+    json_t *it = json_array_get(items, 0);
+    ok(json_array_size(items) == 1 && next[0] != '\0', "one per page, and a next cursor");
+    ok(it && strcmp(json_string_value(json_object_get(it, "outcome")), "retry") == 0 &&
+           json_integer_value(json_object_get(it, "status_code")) == 500 &&
+           strcmp(json_string_value(json_object_get(it, "error")), "HTTP 500") == 0 &&
+           json_integer_value(json_object_get(it, "attempt")) == 1,
+       "newest first: the failed attempt with its status and error");
+    json_decref(items);
+    char cursor[STORE_CURSOR_MAX];
+    memcpy(cursor, next, sizeof cursor);
+    q.cursor = cursor;
+    is_int(store_list_deliveries(s, &q, &items, next), 0, "second page");
+    it = json_array_get(items, 0);
+    ok(json_array_size(items) == 1 && next[0] == '\0' &&
+           strcmp(json_string_value(json_object_get(it, "outcome")), "delivered") == 0 &&
+           json_is_null(json_object_get(it, "error")),
+       "the delivered attempt, no error, last page");
+
+    json_decref(items);
+    struct store_query noq = {.limit = 1};
+    is_int(store_list_deliveries(s, &noq, &items, next), ERR_INVAL, "deliveries need a webhook");
+
+    int64_t dropped = -1;
+    is_int(set_hook(s, "wh_a", false, &dropped), 0, "disable wh_a");
+    is_int(dropped, 2, "its two pending rows are dropped");
+    is_int(store_count(s, "webhook_outbox"), 1, "only the disabled wh_off row is left");
+    is_int(store_outbox_next_due(s, &due), ERR_NOTFOUND, "nothing due for enabled subscriptions");
+    is_int(store_webhook_delete(s, "wh_off", &dropped), 0, "delete wh_off");
+    ok(dropped == 1 && store_count(s, "webhook_outbox") == 0, "its row goes with it");
+    is_int(store_webhook_delete(s, "wh_a", NULL), 0, "delete wh_a");
+    is_int(store_count(s, "webhook_deliveries"), 0, "and its attempt records");
+}
+
+static void t_deliveries_trim(struct store *s)
+{
+    put_hook(s, "wh_a", true, 10);
+    char msg[16];
+    for (int i = 0; i < 6; i++) {
+        snprintf(msg, sizeof msg, "m%d", i);
+        struct store_outbox r = {"wh_a", msg, "decision.created", "{}", 1};
+        struct store_claim c[1];
+        int n = 0;
+        store_outbox_put(s, &r, 1);
+        store_outbox_claim(s, 10, 20, 1, c, &n);
+        if (n == 1) {
+            struct store_attempt a = attempt_of(&c[0], "delivered", 0);
+            store_outbox_finish(s, &a, 4);
+        }
+        store_claims_free(c, n);
+    }
+    is_int(store_count(s, "webhook_deliveries"), 4, "attempt records are trimmed to keep");
+}
+
 static const struct contract_test contract[] = {
     {"ping and name", t_ping_and_name},
     {"empty and invalid arguments", t_empty_and_invalid},
@@ -772,6 +979,10 @@ static const struct contract_test contract[] = {
     {"tool audit expiry", t_audit_ttl},
     {"concurrent writers and readers", t_concurrency},
     {"more readers than connections", t_many_readers},
+    {"webhooks: insert, cap, get, list, update, delete", t_webhooks_crud},
+    {"webhooks: deliveries enqueued with their row, once", t_outbox_with_rows},
+    {"webhooks: claim, lease, finish, retry, release", t_outbox_claim_finish},
+    {"webhooks: attempt records trimmed", t_deliveries_trim},
 };
 
 /* ------------------------------------------------------------------------------------------ */

@@ -163,7 +163,7 @@ struct ssrf_allow *ssrf_allow_parse(const char *list, char *err, size_t errlen)
         if (n == 0)
             break;
         if (a->n == SSRF_ALLOW_MAX || !parse_cidr(p, n, &a->e[a->n])) {
-            snprintf(err, errlen, "webhook_allow_cidrs: '%.*s' is %s", (int)(n > 64 ? 64 : n), p,
+            snprintf(err, errlen, "'%.*s' is %s", (int)(n > 64 ? 64 : n), p,
                      a->n == SSRF_ALLOW_MAX ? "one entry too many (64 at most)"
                                             : "not an address or CIDR");
             free(a);
