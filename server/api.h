@@ -24,5 +24,13 @@ void api_openapi_json(const struct http_request *req, struct http_response *resp
 void api_openapi_yaml(const struct http_request *req, struct http_response *resp);
 void api_metrics_json(const struct http_request *req, struct http_response *resp);
 void api_metrics_prometheus(const struct http_request *req, struct http_response *resp);
+void api_webhooks_list(const struct http_request *req, struct http_response *resp);
+void api_webhooks_create(const struct http_request *req, struct http_response *resp);
+void api_webhooks_get(const struct http_request *req, struct http_response *resp);
+void api_webhooks_patch(const struct http_request *req, struct http_response *resp);
+void api_webhooks_delete(const struct http_request *req, struct http_response *resp);
+void api_webhooks_test(const struct http_request *req, struct http_response *resp);
+void api_webhooks_rotate(const struct http_request *req, struct http_response *resp);
+void api_webhooks_deliveries(const struct http_request *req, struct http_response *resp);
 
 #endif

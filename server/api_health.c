@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "ratelimit.h"
 #include "stream.h"
+#include "webhooks.h"
 #include <stdio.h>
 #include "clock.h"
 #include "pipeline.h"
@@ -51,6 +52,18 @@ static json_t *component(bool up)
     return json_pack("{s:s}", "status", up ? "up" : "down");
 }
 
+/* {"status": "up"|"down"|"disabled", "enabled", "disabled", "inflight", "outbox"}. */
+static json_t *webhooks_component(const struct app *app)
+{
+    if (app->webhooks == NULL)
+        return json_pack("{s:s}", "status", "disabled");
+    struct webhooks_health wh;
+    webhooks_health(app->webhooks, &wh);
+    return json_pack("{s:s, s:i, s:i, s:i, s:I}", "status", wh.running ? "up" : "down",
+                     "enabled", wh.enabled, "disabled", wh.disabled, "inflight", wh.inflight,
+                     "outbox", (json_int_t)wh.outbox);
+}
+
 void api_health(const struct http_request *req, struct http_response *resp)
 {
     struct pipeline_health h;
@@ -68,10 +81,10 @@ void api_health(const struct http_request *req, struct http_response *resp)
                           : ratelimit_redis_in_use(app->limiter)                   ? "redis"
                                                                                    : "local";
     json_t *components = json_pack(
-        "{s:o, s:o, s:o, s:o, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s}}", "mqtt", component(h.mqtt_up),
+        "{s:o, s:o, s:o, s:o, s:{s:s}, s:{s:s}, s:{s:s}, s:o}", "mqtt", component(h.mqtt_up),
         "redis", component(h.redis_up), "store", store, "cache", cache, "ratelimit", "status",
         limiter, "auth", "status", app->auth && !auth_enabled(app->auth) ? "disabled" : "enabled",
-        "llm", "status", "disabled", "webhooks", "status", "disabled");
+        "llm", "status", "disabled", "webhooks", webhooks_component(app));
     if (app->streams)
         json_object_set_new(components, "stream",
                             json_pack("{s:s, s:I, s:i}", "status", "up", "clients",

@@ -14,6 +14,7 @@ struct api_cache;
 struct auth;
 struct ratelimit;
 struct stream_hub;
+struct webhooks;
 
 struct app {
     const struct config *cfg;
@@ -24,6 +25,7 @@ struct app {
     struct auth *auth;          /* API keys and the failure throttle (auth.h) */
     struct ratelimit *limiter;  /* per-key rate limit (ratelimit.h) */
     struct stream_hub *streams; /* GET /v1/stream clients (stream.h) */
+    struct webhooks *webhooks;  /* subscriptions and their dispatcher (webhooks.h) */
     int64_t started_ms;         /* wall clock at start, for uptime */
 };
 

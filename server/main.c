@@ -22,6 +22,7 @@
 #include "stream.h"
 #include "rpool.h"
 #include "store.h"
+#include "webhooks.h"
 
 /* Blocks the signals we wait for (inherited by every thread created later); ignores SIGPIPE. */
 static void setup_signals(sigset_t *set)
@@ -86,6 +87,7 @@ int main(int argc, char **argv)
     struct api_cache *cache = NULL;
     struct ratelimit *limiter = NULL;
     struct stream_hub *streams = NULL;
+    struct webhooks *webhooks = NULL;
     if (preflight_mkdirs(cfg.data_dir, err, sizeof err) != 0)
         goto out;
     store = store_open(&cfg, err, sizeof err);
@@ -114,6 +116,9 @@ int main(int argc, char **argv)
         snprintf(err, sizeof err, "cannot start the event-stream thread");
         goto out;
     }
+    webhooks = webhooks_new(&cfg, store, pipeline_outbox(pipeline), err, sizeof err);
+    if (webhooks == NULL)
+        goto out;
     struct app app = {
         .cfg = &cfg,
         .store = store,
@@ -123,6 +128,7 @@ int main(int argc, char **argv)
         .auth = auth,
         .limiter = limiter,
         .streams = streams,
+        .webhooks = webhooks,
         .started_ms = clock_wall_ms(),
     };
     http = http_start(&app, err, sizeof err);
@@ -142,6 +148,7 @@ out:
     }
     http_stop(http);
     stream_hub_free(streams); /* after the HTTP server released every stream */
+    webhooks_free(webhooks);  /* before the pipeline frees the fan-out it wakes us through */
     pipeline_free(pipeline);
     api_cache_free(cache);
     ratelimit_free(limiter);

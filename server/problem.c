@@ -21,6 +21,8 @@ static const struct {
     {PROBLEM_RATE_LIMITED, "Too Many Requests"},
     {PROBLEM_TOO_MANY_STREAMS, "Too Many Streams"},
     {PROBLEM_UNAVAILABLE, "Service Unavailable"},
+    {PROBLEM_URL_NOT_ALLOWED, "URL Not Allowed"},
+    {PROBLEM_CONFLICT, "Conflict"},
     {PROBLEM_INTERNAL, "Internal Error"},
 };
 

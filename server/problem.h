@@ -22,6 +22,8 @@
 #define PROBLEM_RATE_LIMITED "rate-limited"
 #define PROBLEM_TOO_MANY_STREAMS "too-many-streams"
 #define PROBLEM_UNAVAILABLE "unavailable"
+#define PROBLEM_URL_NOT_ALLOWED "url-not-allowed"
+#define PROBLEM_CONFLICT "conflict"
 #define PROBLEM_INTERNAL "internal"
 
 /* Short human title of a slug ("Not Found"); "Error" for a slug outside the vocabulary. */

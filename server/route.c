@@ -9,6 +9,8 @@
 #include <string.h>
 #include "api.h"
 
+#define WEBHOOK_BODY_MAX 16384 /* a subscription document is well under 4 KiB */
+
 static const struct route routes[] = {
     {ROUTE_GET, "/healthz", api_healthz, ROUTE_SCOPE_PUBLIC, 0, 0, "healthz"},
     {ROUTE_GET, "/readyz", api_readyz, ROUTE_SCOPE_PUBLIC, 0, 0, "readyz"},
@@ -28,6 +30,21 @@ static const struct route routes[] = {
      "events_post"},
     {ROUTE_GET, "/v1/stream", api_stream, ROUTE_SCOPE_READ, 0, 0, "stream"},
     {ROUTE_GET, "/v1/metrics", api_metrics_json, ROUTE_SCOPE_READ, 0, 0, "metrics_json"},
+    {ROUTE_GET, "/v1/webhooks", api_webhooks_list, ROUTE_SCOPE_READ, 0, 0, "webhooks_list"},
+    {ROUTE_POST, "/v1/webhooks", api_webhooks_create, ROUTE_SCOPE_ADMIN, WEBHOOK_BODY_MAX, 0,
+     "webhooks_create"},
+    {ROUTE_GET, "/v1/webhooks/{webhook_id}", api_webhooks_get, ROUTE_SCOPE_READ, 0, 0,
+     "webhooks_get"},
+    {ROUTE_PATCH, "/v1/webhooks/{webhook_id}", api_webhooks_patch, ROUTE_SCOPE_ADMIN,
+     WEBHOOK_BODY_MAX, 0, "webhooks_patch"},
+    {ROUTE_DELETE, "/v1/webhooks/{webhook_id}", api_webhooks_delete, ROUTE_SCOPE_ADMIN, 0, 0,
+     "webhooks_delete"},
+    {ROUTE_POST, "/v1/webhooks/{webhook_id}/test", api_webhooks_test, ROUTE_SCOPE_ADMIN, 0, 0,
+     "webhooks_test"},
+    {ROUTE_POST, "/v1/webhooks/{webhook_id}/rotate-secret", api_webhooks_rotate,
+     ROUTE_SCOPE_ADMIN, 0, 0, "webhooks_rotate_secret"},
+    {ROUTE_GET, "/v1/webhooks/{webhook_id}/deliveries", api_webhooks_deliveries, ROUTE_SCOPE_READ,
+     0, 0, "webhooks_deliveries"},
     {ROUTE_GET, "/openapi.json", api_openapi_json, ROUTE_SCOPE_PUBLIC, 0, 0, "openapi_json"},
     {ROUTE_GET, "/openapi.yaml", api_openapi_yaml, ROUTE_SCOPE_PUBLIC, 0, 0, "openapi_yaml"},
     {ROUTE_GET, "/metrics", api_metrics_prometheus, ROUTE_SCOPE_PUBLIC, 0, ROUTE_METRICS_SCOPE,
@@ -162,6 +179,7 @@ enum route_result route_match(const char *method, const char *path, const struct
         if ((unsigned)routes[i].method == want) {
             *out = &routes[i];
             *params = tmp;
+            *allowed = 0; /* other methods of the same path seen before do not matter */
             return ROUTE_MATCH;
         }
         *allowed |= (unsigned)routes[i].method;

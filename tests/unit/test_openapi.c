@@ -71,7 +71,7 @@ static void table_to_spec(json_t *paths)
             snprintf(name, sizeof name, "%.*s", (int)len, p + 1);
             ok(param_declared(op, name), "  path parameter {%s} declared", name);
         }
-        if (t[i].flags & ROUTE_BODY_CONFIG)
+        if ((t[i].flags & ROUTE_BODY_CONFIG) || t[i].body_max > 0)
             ok(json_object_get(op, "requestBody") && json_object_get(responses, "413"),
                "  takes a body: requestBody and 413 documented");
     }
