@@ -1,7 +1,8 @@
-/* Process-wide metrics registry: fixed counters, gauges and histograms declared once in the X-macro tables
- * below, so the enum, the names and the help text cannot drift apart. Counters only grow while the
- * daemon runs. Rendered as a JSON snapshot (/v1/metrics) and as Prometheus text (/metrics).
- * Thread-safe and lock-free: relaxed atomics; a render is a consistent-enough snapshot. */
+/* Process-wide metrics registry: fixed counters, gauges and histograms declared once in the X-macro
+ * tables below, so the enum, the names and the help text cannot drift apart. Counters only grow
+ * while the daemon runs. Rendered as a JSON snapshot (/v1/metrics) and as Prometheus text
+ * (/metrics). Thread-safe and lock-free: relaxed atomics; a render is a consistent-enough snapshot.
+ */
 #ifndef AETHERIS_METRICS_H
 #define AETHERIS_METRICS_H
 #include "fmacros.h"
@@ -69,18 +70,18 @@
     X(SNAPSHOTS, "aetheris_edge_snapshots_total", "", "snapshots", "Edge state snapshots written") \
     X(JOURNAL_REPLAYED, "aetheris_journal_replayed_total", "", "journal_replayed",                 \
       "Journal records replayed at startup")                                                       \
-    X(HTTP_REQUESTS, "aetheris_http_requests_total", "", "http_requests", "HTTP requests served") \
-    X(WEBHOOK_DELIVERED, "aetheris_webhook_deliveries_total", "outcome=\"delivered\"",          \
-      "webhook_delivered", "Webhook delivery attempts, by outcome")                              \
-    X(WEBHOOK_RETRY, "aetheris_webhook_deliveries_total", "outcome=\"retry\"", "webhook_retry",  \
-      "Webhook delivery attempts, by outcome")                                                   \
-    X(WEBHOOK_EXHAUSTED, "aetheris_webhook_deliveries_total", "outcome=\"exhausted\"",          \
-      "webhook_exhausted", "Webhook delivery attempts, by outcome")                              \
-    X(WEBHOOK_GONE, "aetheris_webhook_deliveries_total", "outcome=\"gone\"", "webhook_gone",     \
-      "Webhook delivery attempts, by outcome")                                                   \
-    X(WEBHOOK_DROPPED, "aetheris_webhook_dropped_total", "", "webhook_dropped",                  \
-      "Pending webhook deliveries dropped because their subscription was disabled or deleted")   \
-    X(WEBHOOK_AUTO_DISABLED, "aetheris_webhook_disabled_total", "", "webhook_disabled",          \
+    X(HTTP_REQUESTS, "aetheris_http_requests_total", "", "http_requests", "HTTP requests served")  \
+    X(WEBHOOK_DELIVERED, "aetheris_webhook_deliveries_total", "outcome=\"delivered\"",             \
+      "webhook_delivered", "Webhook delivery attempts, by outcome")                                \
+    X(WEBHOOK_RETRY, "aetheris_webhook_deliveries_total", "outcome=\"retry\"", "webhook_retry",    \
+      "Webhook delivery attempts, by outcome")                                                     \
+    X(WEBHOOK_EXHAUSTED, "aetheris_webhook_deliveries_total", "outcome=\"exhausted\"",             \
+      "webhook_exhausted", "Webhook delivery attempts, by outcome")                                \
+    X(WEBHOOK_GONE, "aetheris_webhook_deliveries_total", "outcome=\"gone\"", "webhook_gone",       \
+      "Webhook delivery attempts, by outcome")                                                     \
+    X(WEBHOOK_DROPPED, "aetheris_webhook_dropped_total", "", "webhook_dropped",                    \
+      "Pending webhook deliveries dropped because their subscription was disabled or deleted")     \
+    X(WEBHOOK_AUTO_DISABLED, "aetheris_webhook_disabled_total", "", "webhook_disabled",            \
       "Webhook subscriptions disabled by the dispatcher (410 Gone or continuous failure)")
 
 /* X(ENUM, prometheus base name (no _seconds suffix), json key, help) */
@@ -88,14 +89,14 @@
     X(EVENT_TO_DECISION, "aetheris_event_to_decision", "event_to_decision",                        \
       "Time from ingest to published decision")                                                    \
     X(AGENT_BATCH, "aetheris_agent_batch", "agent_batch", "Time to decide one agent batch")        \
-    X(HTTP_REQUEST, "aetheris_http_request", "http_request", "HTTP request handling time")       \
-    X(WEBHOOK_ATTEMPT, "aetheris_webhook_attempt", "webhook_attempt",                            \
+    X(HTTP_REQUEST, "aetheris_http_request", "http_request", "HTTP request handling time")         \
+    X(WEBHOOK_ATTEMPT, "aetheris_webhook_attempt", "webhook_attempt",                              \
       "Duration of one webhook delivery attempt")
 
 /* X(ENUM, prometheus name, json key, help): values set by their owner, not accumulated */
 #define METRIC_GAUGES(X)                                                                           \
     X(WEBHOOK_OUTBOX, "aetheris_webhook_outbox_depth", "webhook_outbox_depth",                     \
-      "Webhook deliveries waiting in the outbox (pending or retrying)")                          \
+      "Webhook deliveries waiting in the outbox (pending or retrying)")                            \
     X(WEBHOOKS_DISABLED, "aetheris_webhooks_disabled", "webhooks_disabled",                        \
       "Webhook subscriptions currently disabled")
 

@@ -23,9 +23,12 @@
 #include "xmalloc.h"
 
 static const char *const table_names[STORE_TABLE_COUNT] = {
-    [STORE_TABLE_TRANSACTIONS] = "transactions", [STORE_TABLE_EXCEPTIONS] = "exceptions",
-    [STORE_TABLE_DECISIONS] = "decisions",       [STORE_TABLE_TOOL_AUDIT] = "tool_audit",
-    [STORE_TABLE_DEAD_LETTERS] = "dead_letters", [STORE_TABLE_WEBHOOKS] = "webhooks",
+    [STORE_TABLE_TRANSACTIONS] = "transactions",
+    [STORE_TABLE_EXCEPTIONS] = "exceptions",
+    [STORE_TABLE_DECISIONS] = "decisions",
+    [STORE_TABLE_TOOL_AUDIT] = "tool_audit",
+    [STORE_TABLE_DEAD_LETTERS] = "dead_letters",
+    [STORE_TABLE_WEBHOOKS] = "webhooks",
     [STORE_TABLE_WEBHOOK_OUTBOX] = "webhook_outbox",
     [STORE_TABLE_WEBHOOK_DELIVERIES] = "webhook_deliveries",
 };

@@ -1,9 +1,9 @@
 /* Persistence interface (DESIGN.md 3.7): transactions (history for the Auditor), exceptions,
  * decisions (first decision wins), tool audit, dead letters, and the webhook tables:
- * subscriptions, the durable delivery outbox and the attempt records. Rows carry their key columns plus the
- * full JSON document, so a document store (MongoDB) and SQLite implement the same contract.
- * Backend: SQLite (store_sqlite.c, WAL mode) implements these functions; the MongoDB backend of a
- * later release will sit behind the same functions, selected by mongodb_uri.
+ * subscriptions, the durable delivery outbox and the attempt records. Rows carry their key columns
+ * plus the full JSON document, so a document store (MongoDB) and SQLite implement the same
+ * contract. Backend: SQLite (store_sqlite.c, WAL mode) implements these functions; the MongoDB
+ * backend of a later release will sit behind the same functions, selected by mongodb_uri.
  * Thread-safe: every function may be called from any thread (the backend serializes writes and
  * keeps per-thread or pooled read connections). Strings in rows are borrowed for the call. */
 #ifndef AETHERIS_STORE_H
@@ -42,7 +42,7 @@ struct store_exception { /* one anomaly */
     double suspicion;
     double z;
     int64_t detected_ms;
-    const char *json; /* the exception payload of DESIGN.md 3.3 */
+    const char *json;                  /* the exception payload of DESIGN.md 3.3 */
     const struct store_outbox *outbox; /* webhook deliveries it causes (may be NULL) */
     size_t noutbox;
 };
@@ -52,7 +52,7 @@ struct store_decision { /* one consensus decision */
     const char *account;
     const char *action; /* APPROVE | REVIEW | BLOCK */
     int64_t decided_ms;
-    const char *json; /* the command payload of DESIGN.md 3.6 plus latencies */
+    const char *json;                  /* the command payload of DESIGN.md 3.6 plus latencies */
     const struct store_outbox *outbox; /* webhook deliveries it causes (may be NULL) */
     size_t noutbox;
 };
@@ -64,8 +64,8 @@ struct store_webhook { /* one webhook subscription */
     const char *json; /* the whole subscription document, secrets included */
 };
 
-#define STORE_ID_MAX 64          /* bytes of a webhook id or message id, NUL included */
-#define STORE_EVENT_TYPE_MAX 32  /* bytes of an event type, NUL included */
+#define STORE_ID_MAX 64         /* bytes of a webhook id or message id, NUL included */
+#define STORE_EVENT_TYPE_MAX 32 /* bytes of an event type, NUL included */
 #define STORE_ATTEMPT_ERROR_MAX 256
 
 struct store_claim { /* one outbox row handed to the dispatcher for an attempt */
@@ -75,7 +75,7 @@ struct store_claim { /* one outbox row handed to the dispatcher for an attempt *
     char event_type[STORE_EVENT_TYPE_MAX];
     char *payload; /* malloc'd, NUL-terminated; freed by store_claims_free */
     size_t payload_len;
-    int attempt;   /* 1 for the first attempt */
+    int attempt; /* 1 for the first attempt */
     int64_t created_ms;
 };
 
@@ -85,8 +85,8 @@ struct store_attempt { /* the outcome of one delivery attempt */
     const char *msg_id;
     const char *event_type;
     int attempt;
-    int64_t ts_ms;       /* when the attempt started (wall clock) */
-    int status_code;     /* HTTP status, 0 when none came back */
+    int64_t ts_ms;   /* when the attempt started (wall clock) */
+    int status_code; /* HTTP status, 0 when none came back */
     double latency_ms;
     const char *outcome; /* "delivered" | "retry" | "exhausted" | "gone" | "dropped" */
     const char *error;   /* "" when none */
@@ -117,11 +117,11 @@ struct store_history { /* the Auditor's evidence: the account's stored transacti
 
 struct store_query { /* list filters; zero/NULL members are "no filter" */
     const char *account;
-    const char *kind;   /* decisions: action; exceptions: priority */
-    int64_t since_ms;   /* inclusive; 0 = none */
-    int64_t until_ms;   /* exclusive; 0 = none */
-    const char *cursor; /* from a previous page's next_cursor; NULL = first page */
-    int limit;          /* 1..page max, enforced by the caller */
+    const char *kind;       /* decisions: action; exceptions: priority */
+    int64_t since_ms;       /* inclusive; 0 = none */
+    int64_t until_ms;       /* exclusive; 0 = none */
+    const char *cursor;     /* from a previous page's next_cursor; NULL = first page */
+    int limit;              /* 1..page max, enforced by the caller */
     const char *webhook_id; /* deliveries: the subscription whose attempts are listed */
 };
 

@@ -173,9 +173,12 @@ static const char *const fixed_sql[ST_FIXED] = {
 };
 
 static const char *const table_sql_name[STORE_TABLE_COUNT] = {
-    [STORE_TABLE_TRANSACTIONS] = "transactions", [STORE_TABLE_EXCEPTIONS] = "exceptions",
-    [STORE_TABLE_DECISIONS] = "decisions",       [STORE_TABLE_TOOL_AUDIT] = "tool_audit",
-    [STORE_TABLE_DEAD_LETTERS] = "dead_letters", [STORE_TABLE_WEBHOOKS] = "webhooks",
+    [STORE_TABLE_TRANSACTIONS] = "transactions",
+    [STORE_TABLE_EXCEPTIONS] = "exceptions",
+    [STORE_TABLE_DECISIONS] = "decisions",
+    [STORE_TABLE_TOOL_AUDIT] = "tool_audit",
+    [STORE_TABLE_DEAD_LETTERS] = "dead_letters",
+    [STORE_TABLE_WEBHOOKS] = "webhooks",
     [STORE_TABLE_WEBHOOK_OUTBOX] = "webhook_outbox",
     [STORE_TABLE_WEBHOOK_DELIVERIES] = "webhook_deliveries",
 };
@@ -1231,8 +1234,8 @@ static int sql_outbox_finish(struct store *s, const struct store_attempt *a, int
     bool retry = strcmp(a->outcome, "retry") == 0;
     int64_t changed = 0;
     int rc = writer_begin(ss);
-    sqlite3_stmt *st = rc == SQLITE_DONE ? stmt_get(c, retry ? ST_OUTBOX_RETRY : ST_OUTBOX_DONE)
-                                         : NULL;
+    sqlite3_stmt *st =
+        rc == SQLITE_DONE ? stmt_get(c, retry ? ST_OUTBOX_RETRY : ST_OUTBOX_DONE) : NULL;
     if (rc == SQLITE_DONE && st == NULL)
         rc = SQLITE_ERROR;
     if (st != NULL) {

@@ -342,8 +342,8 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
         const char *action = action_name(fresh[i].action);
         int64_t now = clock_wall_ms();
         if (d->outbox)
-            outbox_match(d->outbox, OUTBOX_DECISION, action, fresh[i].txid, now,
-                         fresh[i].doc_text, strlen(fresh[i].doc_text), &outbox[i]);
+            outbox_match(d->outbox, OUTBOX_DECISION, action, fresh[i].txid, now, fresh[i].doc_text,
+                         strlen(fresh[i].doc_text), &outbox[i]);
         noutbox += outbox[i].nrows;
         rows[i] = (struct store_decision){.txid = fresh[i].txid,
                                           .account = fresh[i].account,

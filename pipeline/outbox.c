@@ -109,9 +109,8 @@ void outbox_rfc3339(int64_t ms, char out[32])
     snprintf(out, 32, "%s.%03dZ", day, frac);
 }
 
-void outbox_match(struct outbox *o, enum outbox_event_type type, const char *action,
-                  uint64_t txid, int64_t ts_ms, const char *doc, size_t doc_len,
-                  struct outbox_event *ev)
+void outbox_match(struct outbox *o, enum outbox_event_type type, const char *action, uint64_t txid,
+                  int64_t ts_ms, const char *doc, size_t doc_len, struct outbox_event *ev)
 {
     memset(ev, 0, sizeof *ev);
     unsigned abit = outbox_action_bit(action);

@@ -29,9 +29,9 @@ struct outbox_sub { /* one enabled subscription, as matching needs it */
 
 struct outbox_event { /* the deliveries of one event; owned, freed with outbox_event_free */
     char msg_id[STORE_ID_MAX];
-    char *body;                 /* NULL when nothing matched */
-    struct store_outbox *rows;  /* nrows rows pointing into this struct */
-    char (*ids)[STORE_ID_MAX];  /* the rows' webhook ids */
+    char *body;                /* NULL when nothing matched */
+    struct store_outbox *rows; /* nrows rows pointing into this struct */
+    char (*ids)[STORE_ID_MAX]; /* the rows' webhook ids */
     size_t nrows;
 };
 
@@ -50,9 +50,8 @@ void outbox_wake(struct outbox *o);
  * (action "APPROVE" | "REVIEW" | "BLOCK"), the transaction id, the event time, and its JSON
  * document (the exception or decision payload) of doc_len bytes. ev->nrows is 0 and nothing is
  * allocated when no subscription wants it. */
-void outbox_match(struct outbox *o, enum outbox_event_type type, const char *action,
-                  uint64_t txid, int64_t ts_ms, const char *doc, size_t doc_len,
-                  struct outbox_event *ev);
+void outbox_match(struct outbox *o, enum outbox_event_type type, const char *action, uint64_t txid,
+                  int64_t ts_ms, const char *doc, size_t doc_len, struct outbox_event *ev);
 void outbox_event_free(struct outbox_event *ev); /* leaves ev empty; safe to call twice */
 
 /* "anomaly.detected" / "decision.created". */

@@ -165,16 +165,16 @@ static void rows_build(struct sink *s, struct flush_rows *fr)
                 outbox_match(s->outbox, OUTBOX_ANOMALY, NULL, se->ev.txid, se->detected_ms, text,
                              fr->exc_len[k], ob);
             fr->noutbox += ob->nrows;
-            fr->exc[k] = (struct store_exception){.txid = se->ev.txid,
-                                                  .account = se->ev.account,
-                                                  .priority = se->r.immediate ? "immediate"
-                                                                              : "batch",
-                                                  .suspicion = se->r.suspicion,
-                                                  .z = se->r.z,
-                                                  .detected_ms = se->detected_ms,
-                                                  .json = text,
-                                                  .outbox = ob->rows,
-                                                  .noutbox = ob->nrows};
+            fr->exc[k] =
+                (struct store_exception){.txid = se->ev.txid,
+                                         .account = se->ev.account,
+                                         .priority = se->r.immediate ? "immediate" : "batch",
+                                         .suspicion = se->r.suspicion,
+                                         .z = se->r.z,
+                                         .detected_ms = se->detected_ms,
+                                         .json = text,
+                                         .outbox = ob->rows,
+                                         .noutbox = ob->nrows};
         }
     }
 }

@@ -59,9 +59,9 @@ static json_t *webhooks_component(const struct app *app)
         return json_pack("{s:s}", "status", "disabled");
     struct webhooks_health wh;
     webhooks_health(app->webhooks, &wh);
-    return json_pack("{s:s, s:i, s:i, s:i, s:I}", "status", wh.running ? "up" : "down",
-                     "enabled", wh.enabled, "disabled", wh.disabled, "inflight", wh.inflight,
-                     "outbox", (json_int_t)wh.outbox);
+    return json_pack("{s:s, s:i, s:i, s:i, s:I}", "status", wh.running ? "up" : "down", "enabled",
+                     wh.enabled, "disabled", wh.disabled, "inflight", wh.inflight, "outbox",
+                     (json_int_t)wh.outbox);
 }
 
 void api_health(const struct http_request *req, struct http_response *resp)

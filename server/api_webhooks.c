@@ -81,8 +81,8 @@ static int check_url(const struct http_request *req, const char *url, struct fie
 }
 
 /* A non-empty (unless may_be_empty) array of unique strings each in `allowed` ('|'-separated). */
-static int check_names(const json_t *v, const char *member, const char *allowed,
-                       bool may_be_empty, struct field_error *fe)
+static int check_names(const json_t *v, const char *member, const char *allowed, bool may_be_empty,
+                       struct field_error *fe)
 {
     if (!json_is_array(v) || (!may_be_empty && json_array_size(v) == 0))
         return refuse(fe, 400, PROBLEM_INVALID_PARAMETER, "%s: must be a%s array of strings",
@@ -101,24 +101,23 @@ static int check_names(const json_t *v, const char *member, const char *allowed,
     return 0;
 }
 
-/* Applies the members of body to doc, checking each. create: url is required. */
-static int apply_body(const struct http_request *req, const json_t *body, json_t *doc,
-                      bool create, struct field_error *fe)
+/* Applies the members of body to doc, checking each (the URL's addresses last, since that may
+ * resolve a name). create: url is required. On error doc may be partly changed: callers drop
+ * it. */
+static int apply_body(const struct http_request *req, const json_t *body, json_t *doc, bool create,
+                      struct field_error *fe)
 {
     if (!json_is_object(body))
-        return refuse(fe, 400, PROBLEM_INVALID_JSON, "the body must be a JSON object%s%s", "",
-                      "");
+        return refuse(fe, 400, PROBLEM_INVALID_JSON, "the body must be a JSON object%s%s", "", "");
     const char *key;
     const json_t *v;
     json_object_foreach((json_t *)body, key, v)
     {
         int rv = 0;
         if (strcmp(key, "url") == 0) {
-            if (!json_is_string(v) || json_string_length(v) == 0 ||
-                json_string_length(v) > URL_MAX)
+            if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > URL_MAX)
                 return refuse(fe, 400, PROBLEM_INVALID_PARAMETER,
                               "url: must be a string of 1 to %s bytes%s", "2048", "");
-            rv = check_url(req, json_string_value(v), fe);
         } else if (strcmp(key, "description") == 0) {
             if (!json_is_string(v) || json_string_length(v) > DESCRIPTION_MAX)
                 return refuse(fe, 400, PROBLEM_INVALID_PARAMETER,
@@ -136,7 +135,8 @@ static int apply_body(const struct http_request *req, const json_t *body, json_t
                 json_object_set_new(doc, "failing_since_ms", json_null());
             }
             if (json_is_false(v))
-                json_object_set_new(doc, "disabled_reason", json_string("disabled through the API"));
+                json_object_set_new(doc, "disabled_reason",
+                                    json_string("disabled through the API"));
         } else {
             return refuse(fe, 400, PROBLEM_INVALID_PARAMETER,
                           "%s: unknown member (url, description, event_types, actions, enabled)%s",
@@ -146,17 +146,19 @@ static int apply_body(const struct http_request *req, const json_t *body, json_t
             return rv;
         json_object_set(doc, key, (json_t *)v);
     }
-    if (create && json_object_get(body, "url") == NULL)
+    const json_t *url = json_object_get(body, "url");
+    if (create && url == NULL)
         return refuse(fe, 400, PROBLEM_INVALID_PARAMETER, "url: required%s%s", "", "");
-    return 0;
+    /* last: the address check may resolve the host name */
+    return url ? check_url(req, json_string_value(url), fe) : 0;
 }
 
 /* The request body as JSON; NULL after answering 400 invalid-json. */
 static json_t *parse_body(const struct http_request *req, struct http_response *resp)
 {
     json_error_t jerr;
-    json_t *body = req->body_len > 0 ? json_loadb(req->body, req->body_len, 0, &jerr)
-                                     : json_object();
+    json_t *body =
+        req->body_len > 0 ? json_loadb(req->body, req->body_len, 0, &jerr) : json_object();
     if (body == NULL) {
         char detail[256];
         snprintf(detail, sizeof detail, "line %d, column %d: %s", jerr.line, jerr.column,
@@ -313,8 +315,8 @@ void api_webhooks_test(const struct http_request *req, struct http_response *res
     else if (rv != 0)
         answer_store_error(req, resp, rv);
     else
-        http_json_response(resp, 202, json_pack("{s:s, s:s}", "msg_id", msg_id, "event_type",
-                                                WEBHOOK_EVENT_TEST));
+        http_json_response(
+            resp, 202, json_pack("{s:s, s:s}", "msg_id", msg_id, "event_type", WEBHOOK_EVENT_TEST));
 }
 
 struct rotate_ctx {
@@ -391,7 +393,8 @@ void api_webhooks_deliveries(const struct http_request *req, struct http_respons
     char next[STORE_CURSOR_MAX];
     rv = store_list_deliveries(req->app->store, &q, &items, next);
     if (rv == ERR_INVAL) {
-        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, "cursor is malformed (use a next_cursor value unchanged)", req->path);
+        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER,
+                     "cursor is malformed (use a next_cursor value unchanged)", req->path);
         return;
     }
     if (rv != 0) {

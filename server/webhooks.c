@@ -28,11 +28,11 @@
 #include "whsign.h"
 #include "xmalloc.h"
 
-#define WEBHOOK_URL_MAX 2048   /* bytes of a subscription URL */
-#define LEASE_MARGIN_MS 60000  /* a claimed row stays hidden this long past the attempt timeout */
-#define POLL_MAX_MS 1000       /* longest sleep between looks at the outbox */
-#define GAUGE_PERIOD_MS 1000   /* outbox depth refresh */
-#define RETRY_STORE_MS 1000    /* next claim after a store failure */
+#define WEBHOOK_URL_MAX 2048  /* bytes of a subscription URL */
+#define LEASE_MARGIN_MS 60000 /* a claimed row stays hidden this long past the attempt timeout */
+#define POLL_MAX_MS 1000      /* longest sleep between looks at the outbox */
+#define GAUGE_PERIOD_MS 1000  /* outbox depth refresh */
+#define RETRY_STORE_MS 1000   /* next claim after a store failure */
 
 struct hook { /* one subscription as the dispatcher needs it */
     char id[STORE_ID_MAX];
@@ -53,7 +53,7 @@ struct attempt { /* one delivery attempt in flight */
     int64_t started_ns; /* monotonic */
     int64_t ts_ms;      /* wall clock, also webhook-timestamp * 1000 */
     char errbuf[CURL_ERROR_SIZE];
-    char blocked[224]; /* why the SSRF guard refused the address, when it did */
+    char blocked[224];           /* why the SSRF guard refused the address, when it did */
     struct attempt *prev, *next; /* the dispatcher's list of attempts in flight */
 };
 
@@ -195,8 +195,10 @@ static int put_locked(struct webhooks *w, const char *id, json_t *doc)
     free(text);
     if (dropped > 0) {
         metrics_add(M_WEBHOOK_DROPPED, (uint64_t)dropped);
-        log_info("webhooks.dropped", "%" PRId64 " pending deliveries of disabled subscription %s "
-                 "dropped", dropped, id);
+        log_info("webhooks.dropped",
+                 "%" PRId64 " pending deliveries of disabled subscription %s "
+                 "dropped",
+                 dropped, id);
     }
     return rv;
 }
@@ -281,9 +283,9 @@ int webhooks_send_test(struct webhooks *w, const char *id, char msg_id[STORE_ID_
     int64_t now = clock_wall_ms();
     char when[32];
     outbox_rfc3339(now, when);
-    json_t *body = json_pack("{s:s, s:s, s:{s:s, s:s}}", "type", WEBHOOK_EVENT_TEST, "timestamp",
-                             when, "data", "webhook_id", id, "message",
-                             "a test delivery requested through the API");
+    json_t *body =
+        json_pack("{s:s, s:s, s:{s:s, s:s}}", "type", WEBHOOK_EVENT_TEST, "timestamp", when, "data",
+                  "webhook_id", id, "message", "a test delivery requested through the API");
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     pthread_mutex_lock(&w->change_mu);
@@ -374,8 +376,7 @@ static void track_outcome(struct webhooks *w, const struct hook *h, const char *
         metrics_inc(M_WEBHOOK_AUTO_DISABLED);
         log_warn("webhooks.disabled", "subscription %s disabled: %s", h->id, c.disable);
     } else if (rv != 0 && rv != ERR_EXISTS && rv != ERR_NOTFOUND) {
-        log_error("webhooks.track_failed", "cannot update subscription %s: %s", h->id,
-                  err_str(rv));
+        log_error("webhooks.track_failed", "cannot update subscription %s: %s", h->id, err_str(rv));
     }
 }
 
@@ -472,9 +473,8 @@ static void settle(struct webhooks *w, struct attempt *a, const struct hook *h, 
     } else if (error == NULL && status == 410) {
         outcome = "gone";
     } else {
-        int64_t delay = webhooks_retry_delay_ms(w->schedule, w->nschedule,
-                                                w->cfg->webhook_retry_jitter, a->claim.attempt,
-                                                draw(w));
+        int64_t delay = webhooks_retry_delay_ms(
+            w->schedule, w->nschedule, w->cfg->webhook_retry_jitter, a->claim.attempt, draw(w));
         if (delay >= 0 && retry_after_s > 0 && (status == 429 || status >= 500)) {
             int64_t ra = retry_after_s > w->cfg->webhook_retry_after_max_s
                              ? w->cfg->webhook_retry_after_max_s
@@ -677,8 +677,10 @@ static void drain(struct webhooks *w)
         nleft++;
     }
     if (nleft > 0)
-        log_info("webhooks.released", "%d attempts still in flight at shutdown given back to "
-                 "the outbox", nleft);
+        log_info("webhooks.released",
+                 "%d attempts still in flight at shutdown given back to "
+                 "the outbox",
+                 nleft);
 }
 
 static void *dispatcher_run(void *arg)
@@ -740,15 +742,18 @@ struct webhooks *webhooks_new(const struct config *cfg, struct store *store, str
         webhooks_free(w);
         return NULL;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (w->multi = curl_multi_init()) == NULL) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+        (w->multi = curl_multi_init()) == NULL) {
         snprintf(err, errlen, "cannot initialize libcurl for webhook deliveries");
         webhooks_free(w);
         return NULL;
     }
     int rv = webhooks_reload(w);
     if (rv != 0)
-        log_warn("webhooks.load_failed", "cannot load webhook subscriptions (%s); retrying when "
-                 "the store answers", err_str(rv));
+        log_warn("webhooks.load_failed",
+                 "cannot load webhook subscriptions (%s); retrying when "
+                 "the store answers",
+                 err_str(rv));
     outbox_set_waker(outbox, kick_cb, w);
     atomic_store(&w->running, true);
     if (pthread_create(&w->thread, NULL, dispatcher_run, w) != 0) {

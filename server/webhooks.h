@@ -38,10 +38,10 @@ struct webhooks;
 struct outbox;
 
 struct webhooks_health {
-    bool running;      /* the dispatcher thread is alive */
-    int inflight;      /* attempts in flight */
-    int64_t outbox;    /* rows waiting (last count; -1 when the store did not answer) */
-    int enabled;       /* subscriptions */
+    bool running;   /* the dispatcher thread is alive */
+    int inflight;   /* attempts in flight */
+    int64_t outbox; /* rows waiting (last count; -1 when the store did not answer) */
+    int enabled;    /* subscriptions */
     int disabled;
 };
 

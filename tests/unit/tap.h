@@ -38,7 +38,7 @@ __attribute__((format(printf, 2, 3))) static int ok(int cond, const char *fmt, .
         const char *g_ = (got), *w_ = (want);                                                      \
         int same_ = (g_ == NULL && w_ == NULL) || (g_ && w_ && strcmp(g_, w_) == 0);               \
         if (!ok(same_, __VA_ARGS__))                                                               \
-            printf("#   got \"%s\", want \"%s\"\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");   \
+            printf("#   got \"%s\", want \"%s\"\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");       \
     } while (0)
 
 /* |got - want| <= tol * max(1, |want|) */

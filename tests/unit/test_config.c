@@ -409,10 +409,18 @@ int main(void)
            "the default schedule has 7 retries");
     ok(sched[0] == 5 && sched[6] == 36000, "in order");
     is_int(config_retry_schedule("", sched, e2, sizeof e2), 0, "an empty schedule: no retries");
-    static const char *const bad_sched[] = {"0",    "5,",   ",5",      "5,,6", "-1",
-                                            "1.5",  "5 ,6", "604801", "x",    "1,2,3,4,5,6,7,8,9,"
-                                                                               "10,11,12,13,14,15,"
-                                                                               "16,17,18,19,20,21"};
+    static const char *const bad_sched[] = {"0",
+                                            "5,",
+                                            ",5",
+                                            "5,,6",
+                                            "-1",
+                                            "1.5",
+                                            "5 ,6",
+                                            "604801",
+                                            "x",
+                                            "1,2,3,4,5,6,7,8,9,"
+                                            "10,11,12,13,14,15,"
+                                            "16,17,18,19,20,21"};
     int refused = 0;
     for (size_t i = 0; i < sizeof bad_sched / sizeof bad_sched[0]; i++)
         refused += config_retry_schedule(bad_sched[i], NULL, e2, sizeof e2) == ERR_INVAL &&

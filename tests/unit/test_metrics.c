@@ -356,8 +356,7 @@ int main(void)
     json_t *root = metrics_json();
     json_t *gauges = json_object_get(root, "gauges");
     is_int(json_object_size(gauges), G__COUNT, "one JSON key per gauge");
-    is_int(json_integer_value(json_object_get(gauges, "webhook_outbox_depth")), 5,
-           "gauge in JSON");
+    is_int(json_integer_value(json_object_get(gauges, "webhook_outbox_depth")), 5, "gauge in JSON");
     is_int(json_integer_value(json_object_get(gauges, "webhooks_disabled")), 3,
            "second gauge in JSON");
     json_t *counters = json_object_get(root, "counters");

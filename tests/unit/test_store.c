@@ -197,9 +197,9 @@ static void t_decisions_first_wins(struct store *s)
     make_doc(d7, sizeof d7, 7, 1, "BLOCK");
     make_doc(d8, sizeof d8, 8, 1, "APPROVE");
     make_doc(d7b, sizeof d7b, 7, 2, "APPROVE");
-    struct store_decision b1[3] = {
-        {7, "A", "BLOCK", 1, d7, NULL, 0}, {8, "A", "APPROVE", 1, d8, NULL, 0},
-        {7, "A", "APPROVE", 2, d7b, NULL, 0}};
+    struct store_decision b1[3] = {{7, "A", "BLOCK", 1, d7, NULL, 0},
+                                   {8, "A", "APPROVE", 1, d8, NULL, 0},
+                                   {7, "A", "APPROVE", 2, d7b, NULL, 0}};
     bool ins[3] = {false, false, true};
     is_int(store_put_decisions(s, b1, 3, ins), 0, "put a batch with a repeated transactionId");
     ok(ins[0] && ins[1] && !ins[2], "inserted flags: new, new, repeated (%d %d %d)", ins[0], ins[1],
@@ -207,7 +207,7 @@ static void t_decisions_first_wins(struct store *s)
     make_doc(d8b, sizeof d8b, 8, 3, "REVIEW");
     make_doc(d9, sizeof d9, 9, 3, "BLOCK");
     struct store_decision b2[2] = {{8, "A", "REVIEW", 3, d8b, NULL, 0},
-                                    {9, "B", "BLOCK", 3, d9, NULL, 0}};
+                                   {9, "B", "BLOCK", 3, d9, NULL, 0}};
     is_int(store_put_decisions(s, b2, 2, ins), 0, "second batch");
     ok(!ins[0] && ins[1], "a decision already stored is reported as not inserted");
     is_int(put_dec(s, 9, "B", "APPROVE", 4, NULL), 0, "inserted may be NULL");
@@ -802,8 +802,7 @@ static void t_webhooks_crud(struct store *s)
     is_int(store_count(s, "webhooks"), 2, "two stored");
     json_t *items = NULL, *doc = NULL;
     ok(store_webhook_list(s, &items) == 0 && json_array_size(items) == 2 &&
-           strcmp(json_string_value(json_object_get(json_array_get(items, 0), "id")), "wh_a") ==
-               0,
+           strcmp(json_string_value(json_object_get(json_array_get(items, 0), "id")), "wh_a") == 0,
        "list returns both, oldest first");
     json_decref(items);
     ok(store_webhook_get(s, "wh_b", &doc) == 0 && json_is_false(json_object_get(doc, "enabled")),
