@@ -123,9 +123,11 @@ if listening 8080; then
 fi
 # A local demo on loopback: API keys are switched off (auth_disabled), and said so below. A real
 # deployment configures api_keys (tools/aetheris-keygen) and leaves auth on.
+# Webhook receivers on this machine are allowed through the SSRF guard explicitly.
 echo "aetherisd: starting with auth_disabled=true (local demo: no API key needed on 127.0.0.1)"
+echo "aetherisd: webhook_allow_cidrs=127.0.0.0/8,::1/128 (local webhook receivers allowed)"
 setsid "$BUILD/server/aetherisd" --data-dir "$VAR" --sqlite-path "$VAR/aetheris.db" \
-  --auth-disabled=true > "$VAR/aetherisd.log" 2>&1 &
+  --auth-disabled=true --webhook-allow-cidrs=127.0.0.0/8,::1/128 > "$VAR/aetherisd.log" 2>&1 &
 DAEMON_PID=$!
 ready=0
 for _ in $(seq 1 200); do
@@ -179,9 +181,12 @@ API: $API (OpenAPI spec in openapi/openapi.yaml). Try:
   curl -s -i $API/v1/metrics            (X-Cache: HIT until new events arrive)
   curl -sN $API/v1/stream               (live anomalies and decisions; Ctrl-C stops it)
   curl -s $API/openapi.json
+Webhooks (a receiver of yours on port 9000, say):
+  curl -s -X POST $API/v1/webhooks -d '{"url":"http://127.0.0.1:9000/hook","actions":["BLOCK"]}'
+  curl -s $API/v1/webhooks/<id>/deliveries
 Prometheus text: curl -s $API/metrics
 Logs: $VAR/aetherisd.log (JSON lines), $VAR/redis.log, $VAR/mosquitto.log
-Store: $VAR/aetheris.db (sqlite3: tables transactions, exceptions, decisions)
+Store: $VAR/aetheris.db (sqlite3: tables transactions, exceptions, decisions, webhooks, webhook_outbox)
 Publish your own: mosquitto_pub -t aetheris/transactions/A1/1 -m '{"transactionId":1,"accountOrigin":"A1","amount":10}'
 
 Auth is disabled for this local demo (auth_disabled=true); see README "Authentication".
