@@ -257,6 +257,33 @@ def test_gone_disables_and_timeouts_retry(stack):
         rx.close()
 
 
+def test_continuous_failure_disables(stack):
+    """Invariant: a subscription whose deliveries keep failing for webhook_disable_after_s is
+    disabled with the streak's start as its reason, and its pending deliveries are dropped."""
+    rx = Receiver()
+    try:
+        d = stack.start_daemon({**FAST, "webhook_retry_schedule": "1,1,1,1,1,1",
+                                "webhook_disable_after_s": 2})
+        hook = create(d, rx.url("/down"))
+        rx.script["/down"] = [503] * 100
+        d.request("POST", f"/v1/webhooks/{hook['id']}/test")
+        wait_until(lambda: d.get(f"/v1/webhooks/{hook['id']}")[1]["failing_since_ms"], 10,
+                   "the failure streak recorded")
+        wait_until(lambda: d.get(f"/v1/webhooks/{hook['id']}")[1]["enabled"] is False, 15,
+                   "the subscription disabled after 2 s of failure")
+        view = d.get(f"/v1/webhooks/{hook['id']}")[1]
+        assert "failed continuously since" in view["disabled_reason"]
+        tried = len(rx.got("/down"))
+        assert 3 <= tried <= 5, tried
+        time.sleep(2)
+        assert len(rx.got("/down")) == tried, "a disabled subscription was still called"
+        assert d.counters()["webhook_dropped"] == 1, "the retry it was waiting for was dropped"
+        wait_until(lambda: d.get("/v1/metrics")[1]["gauges"]["webhook_outbox_depth"] == 0, 5,
+                   "its pending delivery dropped")
+    finally:
+        rx.close()
+
+
 def test_restart_delivers_pending_once(stack):
     """Invariant: deliveries pending in the outbox when the daemon stops are delivered after it
     starts again, exactly once each, with their original webhook-id."""
