@@ -75,6 +75,7 @@ struct webhooks {
     atomic_bool stop;
     atomic_bool running;
     atomic_bool kicked;
+    atomic_bool loaded; /* the subscriptions were read at least once */
     atomic_int inflight;
     _Atomic int64_t outbox_depth;
     uint64_t rng;           /* jitter draws; dispatcher thread only */
@@ -171,6 +172,8 @@ static int reload_locked(struct webhooks *w)
     pthread_mutex_unlock(&w->mu);
     free(old);
     metrics_set(G_WEBHOOKS_DISABLED, disabled);
+    if (!atomic_exchange(&w->loaded, true))
+        log_info("webhooks.loaded", "%zu webhook subscriptions (%d disabled)", nh, disabled);
     return 0;
 }
 
@@ -700,6 +703,8 @@ static void *dispatcher_run(void *arg)
         if (atomic_load(&w->inflight) < before && next_claim > now)
             next_claim = now; /* a slot came free: rows may be waiting for it */
         if (clock_mono_ms() >= next_gauge) {
+            if (!atomic_load(&w->loaded))
+                webhooks_reload(w); /* the store was down at start */
             refresh_gauge(w);
             next_gauge = clock_mono_ms() + GAUGE_PERIOD_MS;
         }
@@ -731,6 +736,7 @@ struct webhooks *webhooks_new(const struct config *cfg, struct store *store, str
     atomic_init(&w->stop, false);
     atomic_init(&w->running, false);
     atomic_init(&w->kicked, false);
+    atomic_init(&w->loaded, false);
     atomic_init(&w->inflight, 0);
     atomic_init(&w->outbox_depth, 0);
     w->rng = (uint64_t)clock_mono_ns() | 1;
@@ -751,8 +757,8 @@ struct webhooks *webhooks_new(const struct config *cfg, struct store *store, str
     int rv = webhooks_reload(w);
     if (rv != 0)
         log_warn("webhooks.load_failed",
-                 "cannot load webhook subscriptions (%s); retrying when "
-                 "the store answers",
+                 "cannot load webhook subscriptions (%s); retrying every second until the "
+                 "store answers (events meanwhile reach no subscription)",
                  err_str(rv));
     outbox_set_waker(outbox, kick_cb, w);
     atomic_store(&w->running, true);

@@ -20,8 +20,8 @@ int main(void)
     ok(hi > 359990 && hi < 360000, "jitter high end: just under +20%% (%lld)", (long long)hi);
     is_int(webhooks_retry_delay_ms(schedule, 3, 1.0, 1, 0.0), 1, "full jitter never gives 0 ms");
 
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", "wh_1", "url", "http://x/",
-                            "secret", "whsec_a", "previous_secret", "whsec_b", "enabled", 1);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:b}", "id", "wh_1", "url", "http://x/", "secret",
+                            "whsec_a", "previous_secret", "whsec_b", "enabled", 1);
     json_t *view = webhooks_public_view(doc);
     ok(json_object_get(view, "secret") == NULL && json_object_get(view, "previous_secret") == NULL,
        "the public view has no secrets");
