@@ -169,8 +169,26 @@ static const struct option_def options[] = {
     INT(snapshot_interval_ms, "edge", "5000", 100, 3600000, NULL, "edge snapshot period (ms)"),
     INT(queue_capacity, "edge", "4096", 16, 1000000, NULL, "batches queued into the sink"),
 
-    {"agent_backend", "agents", OPT_ENUM, F(agent_backend), "rules", 0, 0, "rules", NULL, NULL,
-     "agent implementation (rules; llm in a later release)"},
+    {"agent_backend", "agents", OPT_ENUM, F(agent_backend), "rules", 0, 0, "rules|llm", NULL, NULL,
+     "agent implementation: rules, or llm (an OpenAI-compatible model; rules as the fallback)"},
+    STR(llm_roles, "agents", "Analyst,Auditor,Strategist", NULL,
+        "with agent_backend=llm: the roles the model plays (the others stay rule agents)"),
+    STR(llm_base_url, "agents", "https://api.groq.com/openai/v1", NULL,
+        "OpenAI-compatible API base URL (POST <base>/chat/completions)"),
+    {"llm_api_key", "agents", OPT_SECRET, F(llm_api_key), "", 0, 0, NULL, "GROQ_API_KEY", NULL,
+     "bearer token for the LLM endpoint (empty: no Authorization header)"},
+    STR(llm_model, "agents", "llama-3.1-8b-instant", "GROQ_MODEL",
+        "model name sent with each call"),
+    INT(llm_timeout_ms, "agents", "8000", 100, 600000, NULL, "time limit of one LLM call (ms)"),
+    INT(llm_batch_deadline_ms, "agents", "15000", 100, 3600000, NULL,
+        "a batch's LLM votes, retries included, are abandoned for rule votes after this (ms)"),
+    INT(llm_max_retries, "agents", "2", 0, 10, NULL,
+        "retries of a call after 429, 5xx, a timeout or a connection failure"),
+    INT(llm_breaker_failures, "agents", "5", 1, 1000, NULL,
+        "consecutive failed calls that open the circuit breaker (rule agents decide meanwhile)"),
+    INT(llm_breaker_cooldown_s, "agents", "30", 1, 86400, NULL,
+        "how long the open breaker waits before letting one batch try the model again (s)"),
+    INT(llm_max_tokens, "agents", "1024", 16, 100000, NULL, "max_tokens of each LLM call"),
     INT(immediate_batch_size, "agents", "5", 1, 1000, "IMMEDIATE_BATCH_SIZE",
         "exceptions per immediate-lane batch"),
     INT(batch_size, "agents", "10", 1, 1000, "BATCH_SIZE", "exceptions per batch-lane batch"),
@@ -465,6 +483,47 @@ static bool allow_list_valid(const char *list, char *err, size_t errlen)
     return true;
 }
 
+unsigned config_llm_roles(const char *list)
+{
+    static const char *const names[3] = {"analyst", "auditor", "strategist"};
+    unsigned mask = 0;
+    for (const char *p = list; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        size_t k = 0;
+        while (k < 3 && !(strlen(names[k]) == n && strncasecmp(p, names[k], n) == 0))
+            k++;
+        if (k == 3)
+            return 0;
+        mask |= 1u << k;
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            return 0;
+    }
+    return mask;
+}
+
+/* agent_backend=llm needs a model, an http(s) base URL and at least one role, and its batch
+ * deadline must end before the stream entry could be reclaimed by another consumer. */
+static bool llm_settings_valid(const struct config *cfg, char *err, size_t errlen)
+{
+    if (strncmp(cfg->llm_base_url, "http://", 7) != 0 &&
+        strncmp(cfg->llm_base_url, "https://", 8) != 0)
+        snprintf(err, errlen, "llm_base_url: '%s' must start with http:// or https://",
+                 cfg->llm_base_url);
+    else if (cfg->llm_model[0] == '\0')
+        snprintf(err, errlen, "llm_model: must not be empty with agent_backend=llm");
+    else if (config_llm_roles(cfg->llm_roles) == 0)
+        snprintf(err, errlen,
+                 "llm_roles: '%s' must be a comma-separated list of Analyst, Auditor, Strategist",
+                 cfg->llm_roles);
+    else if (cfg->llm_batch_deadline_ms >= cfg->reclaim_idle_ms)
+        snprintf(err, errlen, "llm_batch_deadline_ms: %d must be below reclaim_idle_ms %d",
+                 cfg->llm_batch_deadline_ms, cfg->reclaim_idle_ms);
+    else
+        return true;
+    return false;
+}
+
 static int validate(const struct config *cfg, char *err, size_t errlen)
 {
     if (cfg->min_points > cfg->window_size)
@@ -482,6 +541,8 @@ static int validate(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "redis_url: must start with redis://");
     else if (config_retry_schedule(cfg->webhook_retry_schedule, NULL, err, errlen) < 0 ||
              !allow_list_valid(cfg->webhook_allow_cidrs, err, errlen))
+        return ERR_INVAL;
+    else if (strcmp(cfg->agent_backend, "llm") == 0 && !llm_settings_valid(cfg, err, errlen))
         return ERR_INVAL;
     else if (cfg->node_id[0] == '\0')
         snprintf(err, errlen, "node_id: must not be empty");

@@ -88,7 +88,17 @@ struct config {
     int queue_capacity; /* items per inter-thread queue */
 
     /* agents and decisions */
-    char agent_backend[16]; /* rules (llm in a later release) */
+    char agent_backend[16]; /* rules | llm */
+    char llm_roles[64];     /* "Analyst,Auditor,Strategist": roles the model plays */
+    char llm_base_url[CONFIG_STR_MAX];
+    char llm_api_key[CONFIG_STR_MAX]; /* secret */
+    char llm_model[128];
+    int llm_timeout_ms;         /* one call */
+    int llm_batch_deadline_ms;  /* all of a batch's calls, retries included */
+    int llm_max_retries;        /* per call, on 429/5xx/timeouts */
+    int llm_breaker_failures;   /* consecutive failed calls that open the breaker */
+    int llm_breaker_cooldown_s; /* open breaker's wait before a trial batch */
+    int llm_max_tokens;
     int immediate_batch_size;
     int batch_size;
     int immediate_batch_max_wait_ms;
@@ -140,6 +150,9 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
  * seconds, at most CONFIG_RETRIES_MAX of them ("" means no retries). Writes them to out (when
  * not NULL, CONFIG_RETRIES_MAX ints) and returns how many, or ERR_INVAL with err filled. */
 int config_retry_schedule(const char *text, int *out, char *err, size_t errlen);
+/* The roles of an llm_roles list as bits (1 << ROLE_ANALYST ...; case-insensitive names
+ * Analyst, Auditor, Strategist); 0 when the list is empty or names anything else. */
+unsigned config_llm_roles(const char *list);
 /* Prints --help: every option with flag, env vars, default, bounds and help. */
 void config_print_help(FILE *out, const char *argv0);
 /* JSON text of every option with secrets (passwords, URIs with credentials) redacted.

@@ -82,7 +82,43 @@
     X(WEBHOOK_DROPPED, "aetheris_webhook_dropped_total", "", "webhook_dropped",                    \
       "Pending webhook deliveries dropped because their subscription was disabled or deleted")     \
     X(WEBHOOK_AUTO_DISABLED, "aetheris_webhook_disabled_total", "", "webhook_disabled",            \
-      "Webhook subscriptions disabled by the dispatcher (410 Gone or continuous failure)")
+      "Webhook subscriptions disabled by the dispatcher (410 Gone or continuous failure)")         \
+    X(LLM_ANALYST_OK, "aetheris_llm_calls_total", "role=\"Analyst\",outcome=\"ok\"",               \
+      "llm_analyst_ok", "LLM calls by role and outcome (skipped: breaker open)")                   \
+    X(LLM_ANALYST_INVALID, "aetheris_llm_calls_total", "role=\"Analyst\",outcome=\"invalid\"",     \
+      "llm_analyst_invalid", "LLM calls by role and outcome (skipped: breaker open)")              \
+    X(LLM_ANALYST_FAILED, "aetheris_llm_calls_total", "role=\"Analyst\",outcome=\"failed\"",       \
+      "llm_analyst_failed", "LLM calls by role and outcome (skipped: breaker open)")               \
+    X(LLM_ANALYST_SKIPPED, "aetheris_llm_calls_total", "role=\"Analyst\",outcome=\"skipped\"",     \
+      "llm_analyst_skipped", "LLM calls by role and outcome (skipped: breaker open)")              \
+    X(LLM_AUDITOR_OK, "aetheris_llm_calls_total", "role=\"Auditor\",outcome=\"ok\"",               \
+      "llm_auditor_ok", "LLM calls by role and outcome (skipped: breaker open)")                   \
+    X(LLM_AUDITOR_INVALID, "aetheris_llm_calls_total", "role=\"Auditor\",outcome=\"invalid\"",     \
+      "llm_auditor_invalid", "LLM calls by role and outcome (skipped: breaker open)")              \
+    X(LLM_AUDITOR_FAILED, "aetheris_llm_calls_total", "role=\"Auditor\",outcome=\"failed\"",       \
+      "llm_auditor_failed", "LLM calls by role and outcome (skipped: breaker open)")               \
+    X(LLM_AUDITOR_SKIPPED, "aetheris_llm_calls_total", "role=\"Auditor\",outcome=\"skipped\"",     \
+      "llm_auditor_skipped", "LLM calls by role and outcome (skipped: breaker open)")              \
+    X(LLM_STRATEGIST_OK, "aetheris_llm_calls_total", "role=\"Strategist\",outcome=\"ok\"",         \
+      "llm_strategist_ok", "LLM calls by role and outcome (skipped: breaker open)")                \
+    X(LLM_STRATEGIST_INVALID, "aetheris_llm_calls_total",                                          \
+      "role=\"Strategist\",outcome=\"invalid\"", "llm_strategist_invalid",                         \
+      "LLM calls by role and outcome (skipped: breaker open)")                                     \
+    X(LLM_STRATEGIST_FAILED, "aetheris_llm_calls_total", "role=\"Strategist\",outcome=\"failed\"", \
+      "llm_strategist_failed", "LLM calls by role and outcome (skipped: breaker open)")            \
+    X(LLM_STRATEGIST_SKIPPED, "aetheris_llm_calls_total",                                          \
+      "role=\"Strategist\",outcome=\"skipped\"", "llm_strategist_skipped",                         \
+      "LLM calls by role and outcome (skipped: breaker open)")                                     \
+    X(LLM_RETRIES, "aetheris_llm_retries_total", "", "llm_retries",                                \
+      "LLM calls retried after 429, 5xx or a timeout")                                             \
+    X(LLM_FALLBACK_VOTES, "aetheris_llm_fallback_votes_total", "", "llm_fallback_votes",           \
+      "Votes of LLM roles decided by the rule agent instead (rules-fallback)")                     \
+    X(LLM_CALLS_SAVED, "aetheris_llm_calls_saved_total", "", "llm_calls_saved",                    \
+      "LLM calls saved by batching (one call per role per batch, not per transaction)")            \
+    X(LLM_TOKENS_PROMPT, "aetheris_llm_tokens_total", "kind=\"prompt\"", "llm_tokens_prompt",      \
+      "Tokens the LLM endpoint reported")                                                          \
+    X(LLM_TOKENS_COMPLETION, "aetheris_llm_tokens_total", "kind=\"completion\"",                   \
+      "llm_tokens_completion", "Tokens the LLM endpoint reported")
 
 /* X(ENUM, prometheus base name (no _seconds suffix), json key, help) */
 #define METRIC_HISTOGRAMS(X)                                                                       \
@@ -91,7 +127,8 @@
     X(AGENT_BATCH, "aetheris_agent_batch", "agent_batch", "Time to decide one agent batch")        \
     X(HTTP_REQUEST, "aetheris_http_request", "http_request", "HTTP request handling time")         \
     X(WEBHOOK_ATTEMPT, "aetheris_webhook_attempt", "webhook_attempt",                              \
-      "Duration of one webhook delivery attempt")
+      "Duration of one webhook delivery attempt")                                                  \
+    X(LLM_CALL, "aetheris_llm_call", "llm_call", "Duration of one LLM call")
 
 /* X(ENUM, prometheus name, json key, help): values set by their owner, not accumulated */
 #define METRIC_GAUGES(X)                                                                           \

@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "err.h"
 #include "feed.h"
+#include "llm.h"
 #include "log.h"
 #include "metrics.h"
 #include "mqttc.h"
@@ -46,6 +47,7 @@ struct decider {
     struct store *store;
     struct feed *feed;     /* new decisions are announced here (GET /v1/stream) */
     struct outbox *outbox; /* and matched against webhook subscriptions */
+    struct llm *llm;       /* the model's votes (agent_backend=llm), else NULL */
     struct agent_thresholds thresholds;
     struct buffer_keys keys;
     struct rconn *rc;
@@ -85,6 +87,7 @@ struct decider *decider_new(const struct config *cfg, struct store *store, struc
     d->store = store;
     d->feed = feed;
     d->outbox = outbox;
+    d->llm = llm_new(cfg);
     agents_thresholds_from_config(cfg, &d->thresholds);
     buffer_keys_init(cfg, &d->keys);
     atomic_init(&d->stop, false);
@@ -188,31 +191,38 @@ static int publish_command(struct decider *d, json_t *doc)
 }
 
 /* Runs the three agents for one new item and builds its decision doc. */
-static void item_decide(struct decider *d, struct item *it, bool locked, struct store_audit *audit,
-                        char **audit_text)
+/* The agents' evidence for one item, the history lookup it needed (the Auditor's tool, written
+ * to the tool audit), and the three rule votes. */
+static void item_inputs(struct decider *d, struct item *it, bool locked, struct agent_input *in,
+                        struct store_audit *audit, char **audit_text,
+                        struct vote votes[ROLE__COUNT])
 {
-    struct agent_input in = {.txid = it->txid,
-                             .account = it->account,
-                             .amount = it->amount,
-                             .z = it->z,
-                             .mean = it->mean,
-                             .std = it->std,
-                             .suspicion = it->suspicion,
-                             .immediate = it->immediate,
-                             .account_locked = locked};
-    in.history_ok = store_account_history(d->store, it->account, &it->txid, DECIDE_HISTORY_ROWS,
-                                          &in.history) == 0;
-    int64_t now = clock_wall_ms();
+    *in = (struct agent_input){.txid = it->txid,
+                               .account = it->account,
+                               .amount = it->amount,
+                               .z = it->z,
+                               .mean = it->mean,
+                               .std = it->std,
+                               .suspicion = it->suspicion,
+                               .immediate = it->immediate,
+                               .account_locked = locked};
+    in->history_ok = store_account_history(d->store, it->account, &it->txid, DECIDE_HISTORY_ROWS,
+                                           &in->history) == 0;
     json_t *aj = json_pack("{s:s, s:s, s:b, s:I, s:f, s:f}", "agent", "Auditor", "account",
-                           it->account, "ok", in.history_ok, "rows", (json_int_t)in.history.count,
-                           "mean", in.history.mean, "max", in.history.max);
+                           it->account, "ok", in->history_ok, "rows", (json_int_t)in->history.count,
+                           "mean", in->history.mean, "max", in->history.max);
     *audit_text = json_dumps(aj, JSON_COMPACT);
     json_decref(aj);
-    *audit = (struct store_audit){it->txid, it->account, "history_lookup", now, *audit_text};
-
-    struct vote votes[ROLE__COUNT];
+    *audit =
+        (struct store_audit){it->txid, it->account, "history_lookup", clock_wall_ms(), *audit_text};
     for (int r = 0; r < ROLE__COUNT; r++)
-        agents_rules_vote((enum agent_role)r, &d->thresholds, &in, &votes[r]);
+        agents_rules_vote((enum agent_role)r, &d->thresholds, in, &votes[r]);
+}
+
+/* The consensus of the votes and the command document. */
+static void item_finish(struct item *it, const struct vote votes[ROLE__COUNT])
+{
+    int64_t now = clock_wall_ms();
     it->action = vote_consensus(votes);
     it->doc = command_json(it, votes, it->action, now);
     json_object_set(it->doc, "exception", it->exc);
@@ -313,6 +323,8 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
     struct item *fresh = xcalloc(n, sizeof *fresh);
     struct store_decision *rows = xcalloc(n, sizeof *rows);
     struct outbox_event *outbox = xcalloc(n, sizeof *outbox);
+    struct agent_input *inputs = xcalloc(n, sizeof *inputs);
+    struct vote(*votes)[ROLE__COUNT] = xcalloc(n, sizeof *votes);
     struct store_audit *audit = xcalloc(n, sizeof *audit);
     char **audit_text = xcalloc(n, sizeof *audit_text);
     bool *locked = xcalloc(n, sizeof *locked);
@@ -337,8 +349,11 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
     if (nfresh > 0 && fetch_locks(d, fresh, nfresh, locked) != 0)
         goto out;
     size_t noutbox = 0;
+    for (size_t i = 0; i < nfresh; i++)
+        item_inputs(d, &fresh[i], locked[i], &inputs[i], &audit[i], &audit_text[i], votes[i]);
+    llm_vote_batch(d->llm, inputs, nfresh, votes); /* no-op with the rule backend */
     for (size_t i = 0; i < nfresh; i++) {
-        item_decide(d, &fresh[i], locked[i], &audit[i], &audit_text[i]);
+        item_finish(&fresh[i], votes[i]);
         const char *action = action_name(fresh[i].action);
         int64_t now = clock_wall_ms();
         if (d->outbox)
@@ -433,6 +448,8 @@ out:
     for (size_t i = 0; i < n; i++)
         outbox_event_free(&outbox[i]);
     free(outbox);
+    free(inputs);
+    free(votes);
     free(audit);
     free(audit_text);
     free(locked);
@@ -623,7 +640,13 @@ void decider_free(struct decider *d)
         stream_entries_cleanup(d->acc[l].e, d->acc[l].n);
     mqttc_free(d->pub, 2000);
     rconn_free(d->rc);
+    llm_free(d->llm);
     free(d);
+}
+
+enum llm_state decider_llm_state(const struct decider *d)
+{
+    return llm_state(d->llm);
 }
 
 bool decider_redis_up(const struct decider *d)

@@ -11,6 +11,7 @@
 #include "fmacros.h"
 #include <stdbool.h>
 #include "config.h"
+#include "llm.h"
 #include "store.h"
 
 struct decider;
@@ -29,6 +30,8 @@ int decider_start(struct decider *d);
 void decider_stop(struct decider *d);
 void decider_free(struct decider *d); /* NULL no-op; stops first */
 /* Whether the last Redis call succeeded. */
+/* The LLM backend's state (LLM_DISABLED with agent_backend=rules); any thread. */
+enum llm_state decider_llm_state(const struct decider *d);
 bool decider_redis_up(const struct decider *d);
 /* Whether the command publisher is connected to the broker. */
 bool decider_mqtt_up(const struct decider *d);

@@ -469,6 +469,7 @@ void pipeline_health(struct pipeline *p, struct pipeline_health *out)
     memset(out, 0, sizeof *out);
     out->mqtt_up = p->subscriber != NULL && mqttc_is_connected(p->subscriber);
     out->redis_up = decider_redis_up(p->decider) && sink_redis_up(p->sink);
+    out->llm = (int)decider_llm_state(p->decider);
     out->store_up = store_ping(p->store) == 0;
     out->queued = bqueue_len(p->sink_queue);
     for (uint32_t w = 0; w < p->nworkers; w++) {

@@ -21,6 +21,7 @@ struct pipeline_health {
     bool store_up;   /* store answers */
     size_t queued;   /* batches (<= 32 events each) waiting between pipeline stages */
     size_t accounts; /* accounts tracked by the edge */
+    int llm;         /* enum llm_state: disabled, up, or degraded (breaker open) */
 };
 
 #define SUBMIT_ERRORS_MAX 10 /* rejected items described per payload; the rest are counted */

@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "ratelimit.h"
 #include "stream.h"
+#include "llm.h"
 #include "webhooks.h"
 #include <stdio.h>
 #include "clock.h"
@@ -52,6 +53,13 @@ static json_t *component(bool up)
     return json_pack("{s:s}", "status", up ? "up" : "down");
 }
 
+/* The LLM agents: "disabled" (rule agents), "up", or "degraded" (breaker open: rule agents
+ * decide until a trial call succeeds). */
+static const char *llm_status(int state)
+{
+    return state == LLM_UP ? "up" : state == LLM_DEGRADED ? "degraded" : "disabled";
+}
+
 /* {"status": "up"|"down"|"disabled", "enabled", "disabled", "inflight", "outbox"}. */
 static json_t *webhooks_component(const struct app *app)
 {
@@ -68,7 +76,9 @@ void api_health(const struct http_request *req, struct http_response *resp)
 {
     struct pipeline_health h;
     probe(req, &h);
-    const char *status = !h.store_up ? "down" : (h.mqtt_up && h.redis_up) ? "ok" : "degraded";
+    const char *status = !h.store_up                                        ? "down"
+                         : h.mqtt_up && h.redis_up && h.llm != LLM_DEGRADED ? "ok"
+                                                                            : "degraded";
     json_t *store = component(h.store_up);
     json_object_set_new(store, "backend", json_string(store_backend_name(req->app->store)));
     const struct app *app = req->app;
@@ -84,7 +94,7 @@ void api_health(const struct http_request *req, struct http_response *resp)
         "{s:o, s:o, s:o, s:o, s:{s:s}, s:{s:s}, s:{s:s}, s:o}", "mqtt", component(h.mqtt_up),
         "redis", component(h.redis_up), "store", store, "cache", cache, "ratelimit", "status",
         limiter, "auth", "status", app->auth && !auth_enabled(app->auth) ? "disabled" : "enabled",
-        "llm", "status", "disabled", "webhooks", webhooks_component(app));
+        "llm", "status", llm_status(h.llm), "webhooks", webhooks_component(app));
     if (app->streams)
         json_object_set_new(components, "stream",
                             json_pack("{s:s, s:I, s:i}", "status", "up", "clients",
