@@ -44,14 +44,10 @@ struct store *store_open(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "store: no configuration");
         return NULL;
     }
-    if (cfg->mongodb_uri[0] != '\0') {
-        snprintf(err, errlen,
-                 "MongoDB backend not built into this release (mongodb_uri is set; unset it to "
-                 "use the SQLite store)");
-        return NULL;
-    }
     struct store *s = xcalloc(1, sizeof *s);
-    if (store__sqlite_open(s, cfg, err, errlen) != 0) {
+    int rv = cfg->mongodb_uri[0] != '\0' ? store__mongo_open(s, cfg, err, errlen)
+                                         : store__sqlite_open(s, cfg, err, errlen);
+    if (rv != 0) {
         free(s);
         return NULL;
     }

@@ -95,5 +95,7 @@ struct store {
 /* Opens the SQLite backend at cfg->sqlite_path: fills s->ops and s->state and returns 0, or
  * returns ERR_IO with err filled (nothing left to close). */
 int store__sqlite_open(struct store *s, const struct config *cfg, char *err, size_t errlen);
+/* Opens the MongoDB backend at cfg->mongodb_uri (client pool, indexes created): same contract. */
+int store__mongo_open(struct store *s, const struct config *cfg, char *err, size_t errlen);
 
 #endif

@@ -58,10 +58,10 @@ struct llm {
     char url[CONFIG_STR_MAX + 32];
     char auth[CONFIG_STR_MAX + 32];
     CURLM *multi;
-    int failures;           /* consecutive failed calls */
-    int64_t open_until_ms;  /* monotonic; breaker open while now < this */
-    bool tripped;           /* the breaker has opened and not closed again */
-    _Atomic int state;      /* enum llm_state, for llm_state() */
+    int failures;          /* consecutive failed calls */
+    int64_t open_until_ms; /* monotonic; breaker open while now < this */
+    bool tripped;          /* the breaker has opened and not closed again */
+    _Atomic int state;     /* enum llm_state, for llm_state() */
     uint64_t rng;
 };
 
@@ -94,8 +94,8 @@ static const char user_prompt_head[] =
 /* The numbers one role sees for one transaction. */
 static json_t *role_item(enum agent_role role, const struct agent_input *in)
 {
-    json_t *o = json_pack("{s:I, s:f}", "transactionId", (json_int_t)in->txid, "amount",
-                          in->amount);
+    json_t *o =
+        json_pack("{s:I, s:f}", "transactionId", (json_int_t)in->txid, "amount", in->amount);
     if (in->txid > (uint64_t)INT64_MAX) /* ids above 2^63 travel as digit strings */
         json_object_set_new(o, "transactionId", json_sprintf("%" PRIu64, in->txid));
     switch (role) {
@@ -133,10 +133,10 @@ char *llm_request_body(const char *model, int max_tokens, enum agent_role role,
     snprintf(user, sizeof user_prompt_head + strlen(block) + 8, "%s%s\n```", user_prompt_head,
              block);
     free(block);
-    json_t *req = json_pack("{s:s, s:i, s:i, s:[{s:s, s:s}, {s:s, s:s}]}", "model", model,
-                            "temperature", 0, "max_tokens", max_tokens, "messages", "role",
-                            "system", "content", system_prompts[role], "role", "user", "content",
-                            user);
+    json_t *req =
+        json_pack("{s:s, s:i, s:i, s:[{s:s, s:s}, {s:s, s:s}]}", "model", model, "temperature", 0,
+                  "max_tokens", max_tokens, "messages", "role", "system", "content",
+                  system_prompts[role], "role", "user", "content", user);
     free(user);
     char *text = json_dumps(req, JSON_COMPACT);
     json_decref(req);
@@ -332,8 +332,8 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
 static void call_start(struct llm *l, struct call *c, int64_t deadline_ms)
 {
     int64_t left = deadline_ms - clock_mono_ms();
-    long timeout = left < l->cfg->llm_timeout_ms ? (long)(left > 1 ? left : 1)
-                                                 : (long)l->cfg->llm_timeout_ms;
+    long timeout =
+        left < l->cfg->llm_timeout_ms ? (long)(left > 1 ? left : 1) : (long)l->cfg->llm_timeout_ms;
     buf_cleanup(&c->resp);
     buf_init(&c->resp, LLM_RESPONSE_MAX);
     c->error[0] = '\0';
@@ -386,16 +386,18 @@ static void call_done(struct llm *l, struct call *c, CURLcode res, int64_t deadl
     metrics_observe(H_LLM_CALL, (double)(clock_mono_ns() - c->started_ns) / 1e9);
     if (res == CURLE_OK && status == 200) {
         struct llm_usage u;
-        if (llm_parse_votes(c->resp.data ? c->resp.data : "", c->resp.len, c->role, in, n, out,
-                            got, &u) == 0) {
+        if (llm_parse_votes(c->resp.data ? c->resp.data : "", c->resp.len, c->role, in, n, out, got,
+                            &u) == 0) {
             c->outcome = CALL_OK;
             metrics_add(M_LLM_TOKENS_PROMPT, (uint64_t)(u.prompt_tokens > 0 ? u.prompt_tokens : 0));
             metrics_add(M_LLM_TOKENS_COMPLETION,
                         (uint64_t)(u.completion_tokens > 0 ? u.completion_tokens : 0));
         } else {
             c->outcome = CALL_INVALID;
-            log_warn("llm.invalid_answer", "%s: the model's answer is not a JSON vote array; "
-                     "rule votes used", role_name(c->role));
+            log_warn("llm.invalid_answer",
+                     "%s: the model's answer is not a JSON vote array; "
+                     "rule votes used",
+                     role_name(c->role));
         }
         return;
     }
@@ -417,8 +419,7 @@ static void call_done(struct llm *l, struct call *c, CURLcode res, int64_t deadl
                  role_name(c->role), status, c->attempts);
     else
         log_warn("llm.call_failed", "%s: %s after %d attempt(s); rule votes used",
-                 role_name(c->role), c->error[0] ? c->error : curl_easy_strerror(res),
-                 c->attempts);
+                 role_name(c->role), c->error[0] ? c->error : curl_easy_strerror(res), c->attempts);
 }
 
 /* Updates the breaker with the batch's calls. */
@@ -515,8 +516,10 @@ void llm_vote_batch(struct llm *l, const struct agent_input *in, size_t n,
         if (c->outcome == CALL_PENDING) {
             call_release(l, c);
             c->outcome = CALL_FAILED;
-            log_warn("llm.deadline", "%s: no usable answer within llm_batch_deadline_ms (%d); "
-                     "rule votes used", role_name(c->role), l->cfg->llm_batch_deadline_ms);
+            log_warn("llm.deadline",
+                     "%s: no usable answer within llm_batch_deadline_ms (%d); "
+                     "rule votes used",
+                     role_name(c->role), l->cfg->llm_batch_deadline_ms);
         }
         metrics_inc(call_metric(c->role, c->outcome));
         if (c->outcome == CALL_OK && n > 1)
