@@ -115,19 +115,19 @@ void store_mongo_list_query(const struct store_query *q, const struct store_pos 
     }
     if (after) { /* (ms, _id) < (after.time, after.key) */
         bson_t or, a, b, lt, lt2;
-        BSON_APPEND_ARRAY_BEGIN(filter, "$or", &or);
-        BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &a);
+        BSON_APPEND_ARRAY_BEGIN(filter, "$or", & or);
+        BSON_APPEND_DOCUMENT_BEGIN(& or, "0", &a);
         BSON_APPEND_DOCUMENT_BEGIN(&a, MONGO_META ".ms", &lt);
         BSON_APPEND_INT64(&lt, "$lt", after->time_ms);
         bson_append_document_end(&a, &lt);
-        bson_append_document_end(&or, &a);
-        BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &b);
+        bson_append_document_end(& or, &a);
+        BSON_APPEND_DOCUMENT_BEGIN(& or, "1", &b);
         BSON_APPEND_INT64(&b, MONGO_META ".ms", after->time_ms);
         BSON_APPEND_DOCUMENT_BEGIN(&b, "_id", &lt2);
         BSON_APPEND_INT64(&lt2, "$lt", store_mongo_key(after->id));
         bson_append_document_end(&b, &lt2);
-        bson_append_document_end(&or, &b);
-        bson_append_array_end(filter, &or);
+        bson_append_document_end(& or, &b);
+        bson_append_array_end(filter, & or);
     }
     bson_init(opts);
     bson_t sort;
@@ -139,8 +139,8 @@ void store_mongo_list_query(const struct store_query *q, const struct store_pos 
 }
 
 /* Appends one index {key: {fields...}, name, [unique], [expireAfterSeconds]} to the array. */
-static void index_spec(bson_t *arr, int i, const char *name, const char *f1, int d1,
-                       const char *f2, int d2, bool unique, int64_t ttl_s)
+static void index_spec(bson_t *arr, int i, const char *name, const char *f1, int d1, const char *f2,
+                       int d2, bool unique, int64_t ttl_s)
 {
     char k[8];
     snprintf(k, sizeof k, "%d", i);
@@ -168,15 +168,15 @@ bson_t *store_mongo_index_command(const char *collection, enum store_table t, in
     BSON_APPEND_ARRAY_BEGIN(cmd, "indexes", &arr);
     switch (t) {
     case STORE_TABLE_TRANSACTIONS:
-        index_spec(&arr, n++, "account_time", MONGO_META ".account", 1, MONGO_META ".ms", -1,
-                   false, 0);
+        index_spec(&arr, n++, "account_time", MONGO_META ".account", 1, MONGO_META ".ms", -1, false,
+                   0);
         index_spec(&arr, n++, "accountOrigin", "accountOrigin", 1, NULL, 0, false, 0);
         break;
     case STORE_TABLE_EXCEPTIONS:
     case STORE_TABLE_DECISIONS:
         index_spec(&arr, n++, "time", MONGO_META ".ms", -1, "_id", -1, false, 0);
-        index_spec(&arr, n++, "account_time", MONGO_META ".account", 1, MONGO_META ".ms", -1,
-                   false, 0);
+        index_spec(&arr, n++, "account_time", MONGO_META ".account", 1, MONGO_META ".ms", -1, false,
+                   0);
         index_spec(&arr, n++, "kind_time", MONGO_META ".kind", 1, MONGO_META ".ms", -1, false, 0);
         break;
     case STORE_TABLE_TOOL_AUDIT:
@@ -311,8 +311,8 @@ static int upsert_rows(struct mongo_store *m, enum store_table t, const char *op
     struct session ss;
     session_open(m, t, &ss);
     bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
-    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(ss.coll,
-                                                                                      bopts);
+    mongoc_bulk_operation_t *bulk =
+        mongoc_collection_create_bulk_operation_with_opts(ss.coll, bopts);
     bson_t *uopts = BCON_NEW("upsert", BCON_BOOL(true));
     bson_error_t e = {0};
     int rv = 0;
@@ -368,18 +368,18 @@ static int insert_outbox(struct mongo_store *m, const struct store_outbox *rows,
     session_open(m, STORE_TABLE_WEBHOOK_OUTBOX, &ss);
     bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
     bson_t *uopts = BCON_NEW("upsert", BCON_BOOL(true));
-    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(ss.coll,
-                                                                                      bopts);
+    mongoc_bulk_operation_t *bulk =
+        mongoc_collection_create_bulk_operation_with_opts(ss.coll, bopts);
     bson_error_t e;
     int rv = 0;
     for (size_t i = 0; i < n; i++) {
         bson_t *sel = BCON_NEW("webhook_id", BCON_UTF8(rows[i].webhook_id), "msg_id",
                                BCON_UTF8(rows[i].msg_id));
-        bson_t *upd = BCON_NEW("$setOnInsert", "{", "_id", BCON_INT64(first + (int64_t)i),
-                               "event_type", BCON_UTF8(rows[i].event_type), "payload",
-                               BCON_UTF8(rows[i].payload), "created_ms",
-                               BCON_INT64(rows[i].created_ms), "due_ms",
-                               BCON_INT64(rows[i].created_ms), "attempts", BCON_INT32(0), "}");
+        bson_t *upd =
+            BCON_NEW("$setOnInsert", "{", "_id", BCON_INT64(first + (int64_t)i), "event_type",
+                     BCON_UTF8(rows[i].event_type), "payload", BCON_UTF8(rows[i].payload),
+                     "created_ms", BCON_INT64(rows[i].created_ms), "due_ms",
+                     BCON_INT64(rows[i].created_ms), "attempts", BCON_INT32(0), "}");
         mongoc_bulk_operation_update_one_with_opts(bulk, sel, upd, uopts, NULL);
         bson_destroy(sel);
         bson_destroy(upd);
@@ -553,16 +553,16 @@ static int mongo_put_deadletters(struct store *s, const struct store_deadletter 
 {
     int rv = insert_numbered(ms_of(s), STORE_TABLE_DEAD_LETTERS, "put dead letters", n,
                              deadletter_doc, rows, NULL);
-    return rv != 0 ? rv : trim_numbered(ms_of(s), STORE_TABLE_DEAD_LETTERS, "trim dead letters",
-                                        keep);
+    return rv != 0 ? rv
+                   : trim_numbered(ms_of(s), STORE_TABLE_DEAD_LETTERS, "trim dead letters", keep);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Reads                                                                                        */
 
 /* The first document matching filter in table t, as a copy (*out NULL when none). */
-static int find_one(struct mongo_store *m, enum store_table t, const char *op,
-                    const bson_t *filter, bson_t **out)
+static int find_one(struct mongo_store *m, enum store_table t, const char *op, const bson_t *filter,
+                    bson_t **out)
 {
     struct session ss;
     session_open(m, t, &ss);
@@ -582,8 +582,7 @@ static int find_one(struct mongo_store *m, enum store_table t, const char *op,
     return rv;
 }
 
-static int get_row(struct store *s, enum store_table t, const char *op, uint64_t txid,
-                   json_t **doc)
+static int get_row(struct store *s, enum store_table t, const char *op, uint64_t txid, json_t **doc)
 {
     bson_t *filter = BCON_NEW("_id", BCON_INT64(store_mongo_key(txid)));
     bson_t *row = NULL;
@@ -734,35 +733,34 @@ static json_t *deadletter_json(const bson_t *row)
         p = json_stringn(text, blen);
     }
     free(text);
-    return json_pack("{s:I, s:s, s:s, s:I, s:o}", "id", (json_int_t)iter_int(row, "_id"),
-                     "source", iter_utf8(row, "source"), "reason", iter_utf8(row, "reason"),
-                     "ts_ms", (json_int_t)iter_int(row, "ts_ms"), "payload", p);
+    return json_pack("{s:I, s:s, s:s, s:I, s:o}", "id", (json_int_t)iter_int(row, "_id"), "source",
+                     iter_utf8(row, "source"), "reason", iter_utf8(row, "reason"), "ts_ms",
+                     (json_int_t)iter_int(row, "ts_ms"), "payload", p);
 }
 
 static int mongo_list_deadletters(struct store *s, const struct store_query *q,
                                   const struct store_pos *after, struct store_page *page)
 {
     bson_t *filter = bson_new();
-    int rv = list_numbered(s, STORE_TABLE_DEAD_LETTERS, "list dead letters", filter, q, after,
-                           page, deadletter_json);
+    int rv = list_numbered(s, STORE_TABLE_DEAD_LETTERS, "list dead letters", filter, q, after, page,
+                           deadletter_json);
     bson_destroy(filter);
     return rv;
 }
 
-static int mongo_account_history(struct store *s, const char *account,
-                                 const uint64_t *exclude_txid, int max_rows,
-                                 struct store_history *out)
+static int mongo_account_history(struct store *s, const char *account, const uint64_t *exclude_txid,
+                                 int max_rows, struct store_history *out)
 {
     struct mongo_store *m = ms_of(s);
     bson_t *match = BCON_NEW(MONGO_META ".account", BCON_UTF8(account));
     if (exclude_txid)
         BCON_APPEND(match, "_id", "{", "$ne", BCON_INT64(store_mongo_key(*exclude_txid)), "}");
-    bson_t *pipeline = BCON_NEW(
-        "pipeline", "[", "{", "$match", BCON_DOCUMENT(match), "}", "{", "$sort", "{",
-        MONGO_META ".ms", BCON_INT32(-1), "_id", BCON_INT32(-1), "}", "}", "{", "$limit",
-        BCON_INT64(max_rows), "}", "{", "$group", "{", "_id", BCON_NULL, "count", "{", "$sum",
-        BCON_INT32(1), "}", "mean", "{", "$avg", BCON_UTF8("$amount"), "}", "max", "{", "$max",
-        BCON_UTF8("$amount"), "}", "}", "}", "]");
+    bson_t *pipeline =
+        BCON_NEW("pipeline", "[", "{", "$match", BCON_DOCUMENT(match), "}", "{", "$sort", "{",
+                 MONGO_META ".ms", BCON_INT32(-1), "_id", BCON_INT32(-1), "}", "}", "{", "$limit",
+                 BCON_INT64(max_rows), "}", "{", "$group", "{", "_id", BCON_NULL, "count", "{",
+                 "$sum", BCON_INT32(1), "}", "mean", "{", "$avg", BCON_UTF8("$amount"), "}", "max",
+                 "{", "$max", BCON_UTF8("$amount"), "}", "}", "}", "]");
     struct session ss;
     session_open(m, STORE_TABLE_TRANSACTIONS, &ss);
     mongoc_cursor_t *cur =
@@ -813,8 +811,8 @@ static bson_t *hook_doc(const struct store_webhook *w)
     bson_t *doc = bson_new_from_json((const uint8_t *)w->json, -1, &e);
     if (doc == NULL)
         return NULL;
-    bson_t *out = BCON_NEW("_id", BCON_UTF8(w->id), "enabled", BCON_BOOL(w->enabled),
-                           "created_ms", BCON_INT64(w->created_ms));
+    bson_t *out = BCON_NEW("_id", BCON_UTF8(w->id), "enabled", BCON_BOOL(w->enabled), "created_ms",
+                           BCON_INT64(w->created_ms));
     BSON_APPEND_DOCUMENT(out, "doc", doc);
     bson_destroy(doc);
     return out;
@@ -1075,21 +1073,21 @@ static int mongo_outbox_finish(struct store *s, const struct store_attempt *a, i
     int64_t id = next_ids(m, "webhook_deliveries", 1);
     if (id < 0)
         return ERR_IO;
-    bson_t *doc = BCON_NEW("_id", BCON_INT64(id), "webhook_id", BCON_UTF8(a->webhook_id),
-                           "msg_id", BCON_UTF8(a->msg_id), "event_type", BCON_UTF8(a->event_type),
-                           "attempt", BCON_INT32(a->attempt), "ts_ms", BCON_INT64(a->ts_ms),
-                           "status_code", BCON_INT32(a->status_code), "latency_ms",
-                           BCON_DOUBLE(a->latency_ms), "outcome", BCON_UTF8(a->outcome), "error",
-                           BCON_UTF8(a->error ? a->error : ""));
+    bson_t *doc =
+        BCON_NEW("_id", BCON_INT64(id), "webhook_id", BCON_UTF8(a->webhook_id), "msg_id",
+                 BCON_UTF8(a->msg_id), "event_type", BCON_UTF8(a->event_type), "attempt",
+                 BCON_INT32(a->attempt), "ts_ms", BCON_INT64(a->ts_ms), "status_code",
+                 BCON_INT32(a->status_code), "latency_ms", BCON_DOUBLE(a->latency_ms), "outcome",
+                 BCON_UTF8(a->outcome), "error", BCON_UTF8(a->error ? a->error : ""));
     session_open(m, STORE_TABLE_WEBHOOK_DELIVERIES, &ss);
     int rv = mongoc_collection_insert_one(ss.coll, doc, NULL, NULL, &e)
                  ? 0
                  : fail("record webhook attempt", &e);
     session_close(m, &ss);
     bson_destroy(doc);
-    return rv != 0 ? rv
-                   : trim_numbered(m, STORE_TABLE_WEBHOOK_DELIVERIES, "trim webhook deliveries",
-                                   keep);
+    return rv != 0
+               ? rv
+               : trim_numbered(m, STORE_TABLE_WEBHOOK_DELIVERIES, "trim webhook deliveries", keep);
 }
 
 static int mongo_outbox_release(struct store *s, int64_t outbox_id, int64_t due_ms)
@@ -1097,10 +1095,10 @@ static int mongo_outbox_release(struct store *s, int64_t outbox_id, int64_t due_
     struct mongo_store *m = ms_of(s);
     struct session ss;
     session_open(m, STORE_TABLE_WEBHOOK_OUTBOX, &ss);
-    bson_t *sel = BCON_NEW("_id", BCON_INT64(outbox_id), "attempts", "{", "$gt", BCON_INT32(0),
-                           "}");
-    bson_t *upd = BCON_NEW("$set", "{", "due_ms", BCON_INT64(due_ms), "}", "$inc", "{",
-                           "attempts", BCON_INT32(-1), "}");
+    bson_t *sel =
+        BCON_NEW("_id", BCON_INT64(outbox_id), "attempts", "{", "$gt", BCON_INT32(0), "}");
+    bson_t *upd = BCON_NEW("$set", "{", "due_ms", BCON_INT64(due_ms), "}", "$inc", "{", "attempts",
+                           BCON_INT32(-1), "}");
     bson_error_t e;
     int rv = mongoc_collection_update_one(ss.coll, sel, upd, NULL, NULL, &e)
                  ? 0
@@ -1123,8 +1121,7 @@ static int mongo_outbox_next_due(struct store *s, int64_t *due_ms)
         rv == 0 ? mongoc_collection_find_with_opts(ss.coll, filter, opts, NULL) : NULL;
     const bson_t *row;
     if (rv == 0) {
-        rv = mongoc_cursor_next(cur, &row) ? (*due_ms = iter_int(row, "due_ms"), 0)
-                                            : ERR_NOTFOUND;
+        rv = mongoc_cursor_next(cur, &row) ? (*due_ms = iter_int(row, "due_ms"), 0) : ERR_NOTFOUND;
         bson_error_t e;
         if (mongoc_cursor_error(cur, &e))
             rv = fail("next webhook due time", &e);
@@ -1142,21 +1139,20 @@ static json_t *attempt_json(const bson_t *row)
     const char *err = iter_utf8(row, "error");
     bson_iter_t it;
     double latency = bson_iter_init_find(&it, row, "latency_ms") ? bson_iter_as_double(&it) : 0;
-    return json_pack("{s:I, s:s, s:s, s:i, s:I, s:o, s:f, s:s, s:o}", "id",
-                     (json_int_t)iter_int(row, "_id"), "msg_id", iter_utf8(row, "msg_id"),
-                     "event_type", iter_utf8(row, "event_type"), "attempt",
-                     (int)iter_int(row, "attempt"), "ts_ms", (json_int_t)iter_int(row, "ts_ms"),
-                     "status_code", status > 0 ? json_integer(status) : json_null(), "latency_ms",
-                     latency, "outcome", iter_utf8(row, "outcome"), "error",
-                     err[0] ? json_string(err) : json_null());
+    return json_pack(
+        "{s:I, s:s, s:s, s:i, s:I, s:o, s:f, s:s, s:o}", "id", (json_int_t)iter_int(row, "_id"),
+        "msg_id", iter_utf8(row, "msg_id"), "event_type", iter_utf8(row, "event_type"), "attempt",
+        (int)iter_int(row, "attempt"), "ts_ms", (json_int_t)iter_int(row, "ts_ms"), "status_code",
+        status > 0 ? json_integer(status) : json_null(), "latency_ms", latency, "outcome",
+        iter_utf8(row, "outcome"), "error", err[0] ? json_string(err) : json_null());
 }
 
 static int mongo_list_deliveries(struct store *s, const struct store_query *q,
                                  const struct store_pos *after, struct store_page *page)
 {
     bson_t *filter = BCON_NEW("webhook_id", BCON_UTF8(q->webhook_id));
-    int rv = list_numbered(s, STORE_TABLE_WEBHOOK_DELIVERIES, "list webhook deliveries", filter,
-                           q, after, page, attempt_json);
+    int rv = list_numbered(s, STORE_TABLE_WEBHOOK_DELIVERIES, "list webhook deliveries", filter, q,
+                           after, page, attempt_json);
     bson_destroy(filter);
     return rv;
 }
@@ -1195,7 +1191,7 @@ static const struct store_ops mongo_ops = {
 
 /* libmongoc's own log lines: warnings and errors into ours, the chatter dropped. */
 static void route_mongoc_log(mongoc_log_level_t level, const char *domain, const char *message,
-                       void *arg)
+                             void *arg)
 {
     (void)arg;
     if (level <= MONGOC_LOG_LEVEL_CRITICAL)
@@ -1237,8 +1233,8 @@ int store__mongo_open(struct store *s, const struct config *cfg, char *err, size
     mongoc_database_t *db = mongoc_client_get_database(c, m->db);
     bool ok = true;
     for (int t = 0; t < STORE_TABLE_COUNT && ok; t++) {
-        bson_t *cmd = store_mongo_index_command(m->coll[t], (enum store_table)t,
-                                                cfg->audit_ttl_days);
+        bson_t *cmd =
+            store_mongo_index_command(m->coll[t], (enum store_table)t, cfg->audit_ttl_days);
         if (!bson_empty(cmd))
             ok = mongoc_database_write_command_with_opts(db, cmd, NULL, NULL, &e);
         bson_destroy(cmd);

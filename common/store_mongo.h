@@ -22,12 +22,10 @@
 
 /* The collection names in the order of enum store_table (the first four from the MONGODB_*
  * options, the others fixed). names[i] points into cfg or static text. */
-void store_mongo_collection_names(const struct config *cfg,
-                                  const char *names[STORE_TABLE_COUNT]);
+void store_mongo_collection_names(const struct config *cfg, const char *names[STORE_TABLE_COUNT]);
 /* The $setOnInsert document of one row: json's members plus _aetheris {account, kind, ms, at}.
  * kind may be NULL (transactions, tool audit). NULL when json is not a JSON object. */
-bson_t *store_mongo_row_doc(const char *json, const char *account, const char *kind,
-                            int64_t ms);
+bson_t *store_mongo_row_doc(const char *json, const char *account, const char *kind, int64_t ms);
 /* A list query: the filter for q and the position after which to continue (NULL: first page),
  * and the options {sort: {_aetheris.ms: -1, _id: -1}, limit: q->limit + 1}. Caller destroys. */
 void store_mongo_list_query(const struct store_query *q, const struct store_pos *after,

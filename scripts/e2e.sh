@@ -23,7 +23,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # passes, so the servers the harness started (redis-server, mosquitto, aetherisd) go with it;
 # -k: SIGKILL 30 s after the SIGTERM if anything ignores it.
 status=0
-timeout -k 30 "$LIMIT" /usr/bin/python3 -m pytest -p no:cacheprovider -q tests/e2e "$@" ||
+timeout -k 30 "$LIMIT" /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs tests/e2e "$@" ||
   status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "e2e: FAILED: the suite did not finish within ${LIMIT} s and was stopped"

@@ -40,13 +40,12 @@
 #include <unistd.h>
 #include "buf.h"
 #include "clock.h"
+#include "csvrow.h"
 #include "err.h"
 #include "log.h"
 #include "mqttc.h"
 #include "xmalloc.h"
 
-/* Longer CSV lines are bad rows (a real row is ~100 bytes). */
-#define REPLAY_LINE_MAX 4096
 /* QoS 1: messages between acknowledgement checkpoints. */
 #define REPLAY_FLUSH_EVERY 256
 /* The daemon's default mqtt_max_batch. */
@@ -54,11 +53,7 @@
 /* A batch closes early past this size: half the daemon's default 1 MiB payload cap. */
 #define REPLAY_SOFT_PAYLOAD 524288
 /* The soft size plus one row escaped at its worst (6 bytes per control character). */
-#define REPLAY_PAYLOAD_MAX (REPLAY_SOFT_PAYLOAD + 8 * REPLAY_LINE_MAX)
-/* The daemon refuses longer account ids. */
-#define REPLAY_ACCOUNT_MAX 64
-/* The daemon refuses longer dates ("2023-04-20 02:00:00.000000" is 26). */
-#define REPLAY_DATE_MAX 40
+#define REPLAY_PAYLOAD_MAX (REPLAY_SOFT_PAYLOAD + 8 * CSV_LINE_MAX)
 /* Keeps every topic inside struct message's buffer. */
 #define REPLAY_PREFIX_MAX 128
 /* One checkpoint; a broker that does not acknowledge is retried until --max-wait-s. */
@@ -77,7 +72,7 @@ struct opts {
 };
 
 struct message {
-    char topic[REPLAY_PREFIX_MAX + 2 * 32 + REPLAY_ACCOUNT_MAX];
+    char topic[REPLAY_PREFIX_MAX + 2 * 32 + CSV_ACCOUNT_MAX];
     char *payload;
     size_t len;
     int events; /* events in the payload */
@@ -237,208 +232,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-/* ---------------------------------------------------------------- row validation */
-
-static bool all_digits(const char *s)
-{
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return false;
-    return true;
-}
-
-/* A non-empty digit string without redundant leading zeros ("0" stays "0"). Borrowed from s. */
-static const char *skip_zeros(const char *s)
-{
-    while (s[0] == '0' && s[1] != '\0')
-        s++;
-    return s;
-}
-
-/* Compares two canonical digit strings as numbers: <0, 0, >0. */
-static int digits_cmp(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la != lb)
-        return la < lb ? -1 : 1;
-    return strcmp(a, b);
-}
-
-/* Canonical digits of a non-empty unsigned integer field not above max (canonical digits), or
- * NULL. */
-static const char *uint_field(const char *s, const char *max)
-{
-    if (s[0] == '\0' || !all_digits(s))
-        return NULL;
-    const char *c = skip_zeros(s);
-    return digits_cmp(c, max) <= 0 ? c : NULL;
-}
-
-/* True for a plain decimal "123", "123.45", "5." or ".5" (no sign, no exponent). */
-static bool is_decimal(const char *s)
-{
-    bool digits = false, dot = false;
-    for (; *s; s++) {
-        if (*s >= '0' && *s <= '9')
-            digits = true;
-        else if (*s == '.' && !dot)
-            dot = true;
-        else
-            return false;
-    }
-    return digits;
-}
-
-/* True when s is well-formed UTF-8 without NUL (shortest forms, no surrogates, <= U+10FFFF). */
-static bool is_utf8(const unsigned char *s)
-{
-    while (*s) {
-        unsigned char c = *s;
-        int n;
-        unsigned int cp;
-        if (c < 0x80) {
-            s++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1Fu;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0Fu;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07u;
-        } else {
-            return false;
-        }
-        for (int i = 1; i <= n; i++) {
-            if ((s[i] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i] & 0x3Fu);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return false;
-        s += n + 1;
-    }
-    return true;
-}
-
-/* Splits a CSV line into exactly 8 fields in place; false otherwise. */
-static bool split8(char *line, char **f)
-{
-    int n = 0;
-    f[n++] = line;
-    for (char *p = line; *p; p++) {
-        if (*p != ',')
-            continue;
-        if (n == 8)
-            return false;
-        *p = '\0';
-        f[n++] = p + 1;
-    }
-    return n == 8;
-}
-
-/* Appends s JSON-escaped (s is valid UTF-8, passed through as is). */
-static void json_escape(struct buf *b, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            buf_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            buf_printf(b, "\\u%04x", c);
-        else
-            buf_append(b, s, 1);
-    }
-}
-
-/* Appends a decimal (is_decimal) as a JSON number with the same value: redundant leading zeros
- * dropped, "5." written as "5" and ".5" as "0.5". */
-static void json_decimal(struct buf *b, const char *s)
-{
-    const char *dot = strchr(s, '.');
-    size_t ilen = dot ? (size_t)(dot - s) : strlen(s);
-    size_t skip = 0;
-    while (skip + 1 < ilen && s[skip] == '0')
-        skip++;
-    if (ilen == 0)
-        buf_append(b, "0", 1);
-    else
-        buf_append(b, s + skip, ilen - skip);
-    if (dot && dot[1] != '\0')
-        buf_printf(b, "%s", dot);
-}
-
-/* A validated row: pointers into the line buffer, canonical where numeric. */
-struct row {
-    const char *txid, *origin, *dest, *type, *amount, *date, *branch, *description;
-};
-
-#define REPLAY_INT64_MAX "9223372036854775807"
-#define REPLAY_UINT64_MAX "18446744073709551615"
-
-/* Validates a CSV line (trailing LF/CR removed in place) into r. NULL when valid, else a short
- * reason for the bad-row report. */
-static const char *parse_row(char *line, struct row *r)
-{
-    char *f[8];
-    size_t n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
-    if (!is_utf8((const unsigned char *)line))
-        return "not valid UTF-8";
-    if (!split8(line, f))
-        return "not 8 comma-separated fields";
-    r->txid = uint_field(f[0], REPLAY_UINT64_MAX);
-    if (r->txid == NULL)
-        return "TransactionID is not an integer in 0..2^64-1";
-    if (f[1][0] == '\0' || !all_digits(f[1]) || strlen(f[1]) > REPLAY_ACCOUNT_MAX)
-        return "AccountOriginID is not 1..64 digits";
-    if (!all_digits(f[2]) || strlen(f[2]) > REPLAY_ACCOUNT_MAX)
-        return "AccountDestinationID is not 0..64 digits";
-    r->type = f[3][0] ? uint_field(f[3], REPLAY_INT64_MAX) : "";
-    if (r->type == NULL)
-        return "TransactionTypeID is not an integer";
-    if (!is_decimal(f[4]))
-        return "Amount is not a decimal number >= 0";
-    if (strlen(f[5]) > REPLAY_DATE_MAX)
-        return "TransactionDate longer than 40 bytes";
-    r->branch = f[6][0] ? uint_field(f[6], REPLAY_INT64_MAX) : "";
-    if (r->branch == NULL)
-        return "BranchID is not an integer";
-    r->origin = f[1];
-    r->dest = f[2];
-    r->amount = f[4];
-    r->date = f[5];
-    r->description = f[7];
-    return NULL;
-}
-
-/* Appends the event JSON of a validated row. */
-static void row_json(const struct row *r, struct buf *b)
-{
-    if (digits_cmp(r->txid, REPLAY_INT64_MAX) <= 0)
-        buf_printf(b, "{\"transactionId\":%s", r->txid);
-    else /* beyond jansson's integers: the digit-string form of DESIGN.md 3.1 */
-        buf_printf(b, "{\"transactionId\":\"%s\"", r->txid);
-    buf_printf(b, ",\"accountOrigin\":\"%s\"", r->origin);
-    if (r->dest[0]) /* optional, and when present a non-empty account id */
-        buf_printf(b, ",\"accountDestination\":\"%s\"", r->dest);
-    buf_printf(b, ",\"amount\":");
-    json_decimal(b, r->amount);
-    if (r->type[0])
-        buf_printf(b, ",\"type\":%s", r->type);
-    if (r->branch[0])
-        buf_printf(b, ",\"branch\":%s", r->branch);
-    buf_printf(b, ",\"date\":\"");
-    json_escape(b, r->date);
-    buf_printf(b, "\",\"description\":\"");
-    json_escape(b, r->description);
-    buf_printf(b, "\"}");
-}
-
 /* ---------------------------------------------------------------- publishing */
 
 /* Publishes msgs[0..n) and, for QoS 1, waits for their acknowledgements. When the broker is gone
@@ -482,21 +275,6 @@ static void sleep_until_ns(int64_t due_ns)
         ;
 }
 
-/* Reads one line into line[cap]. 1 for a line, 0 at EOF, -1 for a line longer than cap (the
- * rest of it is consumed). */
-static int read_line(FILE *in, char *line, size_t cap)
-{
-    if (fgets(line, (int)cap, in) == NULL)
-        return 0;
-    if (strchr(line, '\n') != NULL || feof(in))
-        return 1;
-    int ch;
-    do
-        ch = fgetc(in);
-    while (ch != '\n' && ch != EOF);
-    return -1;
-}
-
 static void report_bad(const struct opts *o, const struct stats *st, long long lineno,
                        const char *why)
 {
@@ -535,8 +313,8 @@ int main(int argc, char **argv)
 
     struct message *msgs = xcalloc(REPLAY_FLUSH_EVERY, sizeof *msgs);
     size_t nmsg = 0;
-    char *line = xmalloc(REPLAY_LINE_MAX);
-    char first_id[32] = "", acct[REPLAY_ACCOUNT_MAX + 1] = "";
+    char *line = xmalloc(CSV_LINE_MAX);
+    char first_id[32] = "", acct[CSV_ACCOUNT_MAX + 1] = "";
     struct stats st = {0};
     long long lineno = 0, last_events = 0;
     int64_t t0 = clock_mono_ns(), last_progress = t0;
@@ -545,7 +323,7 @@ int main(int argc, char **argv)
     int in_batch = 0, rc = 0;
     bool eof = false;
     while (!eof) {
-        int got = (o.limit >= 0 && st.rows >= o.limit) ? 0 : read_line(in, line, REPLAY_LINE_MAX);
+        int got = (o.limit >= 0 && st.rows >= o.limit) ? 0 : csv_read_line(in, line, CSV_LINE_MAX);
         eof = got == 0;
         if (!eof) {
             lineno++;
@@ -554,8 +332,8 @@ int main(int argc, char **argv)
             if (line[0] == '\n' || (line[0] == '\r' && line[1] == '\n'))
                 continue; /* blank lines are not rows */
             st.rows++;
-            struct row r;
-            const char *why = got < 0 ? "line too long" : parse_row(line, &r);
+            struct csv_row r;
+            const char *why = got < 0 ? "line too long" : csv_parse_row(line, &r);
             if (why != NULL) {
                 st.bad++;
                 report_bad(&o, &st, lineno, why);
@@ -567,7 +345,7 @@ int main(int argc, char **argv)
             }
             if (o.batch > 1)
                 buf_append(&b, in_batch == 0 ? "[" : ",", 1);
-            row_json(&r, &b);
+            csv_row_json(&r, &b);
             in_batch++;
             st.events++;
             if (o.rate > 0) /* fixed schedule: event k is due at t0 + k/rate */

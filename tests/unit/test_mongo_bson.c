@@ -56,15 +56,16 @@ int main(void)
            strcmp(names[STORE_TABLE_WEBHOOK_OUTBOX], "webhook_outbox") == 0,
        "collection names follow the MONGODB_* options");
 
-    bson_t *doc = store_mongo_row_doc("{\"transactionId\":5,\"accountOrigin\":\"A\",\"amount\":1.5}",
-                                      "A", "BLOCK", 1700000000000LL);
+    bson_t *doc =
+        store_mongo_row_doc("{\"transactionId\":5,\"accountOrigin\":\"A\",\"amount\":1.5}", "A",
+                            "BLOCK", 1700000000000LL);
     ok(doc && same(doc, "{\"transactionId\":5,\"accountOrigin\":\"A\",\"amount\":1.5,"
                         "\"_aetheris\":{\"account\":\"A\",\"kind\":\"BLOCK\",\"ms\":1700000000000,"
                         "\"at\":{\"$date\":\"2023-11-14T22:13:20Z\"}}}"),
        "a row: its document flat, plus account, kind, time and the TTL date");
     json_t *back = doc ? store_mongo_doc_json(doc) : NULL;
-    json_t *want = json_loads("{\"transactionId\":5,\"accountOrigin\":\"A\",\"amount\":1.5}", 0,
-                              NULL);
+    json_t *want =
+        json_loads("{\"transactionId\":5,\"accountOrigin\":\"A\",\"amount\":1.5}", 0, NULL);
     ok(back && json_equal(back, want), "read back: exactly the stored document");
     json_decref(back);
     json_decref(want);
@@ -90,8 +91,8 @@ int main(void)
     ok(keys_in_order(&opts, "sort", "_aetheris.ms", "_id"), "sort keys in order: time, then id");
     bson_destroy(&filter);
     bson_destroy(&opts);
-    q = (struct store_query){.account = "A1", .kind = "BLOCK", .since_ms = 100, .until_ms = 200,
-                             .limit = 5};
+    q = (struct store_query){
+        .account = "A1", .kind = "BLOCK", .since_ms = 100, .until_ms = 200, .limit = 5};
     struct store_pos after = {150, 18446744073709551615ULL};
     store_mongo_list_query(&q, &after, &filter, &opts);
     ok(same(&filter, "{\"_aetheris.account\":\"A1\",\"_aetheris.kind\":\"BLOCK\","
@@ -108,29 +109,33 @@ int main(void)
     bson_destroy(&opts);
 
     bson_t *cmd = store_mongo_index_command("commands", STORE_TABLE_DECISIONS, 30);
-    ok(same(cmd, "{\"createIndexes\":\"commands\",\"indexes\":["
-                 "{\"key\":{\"_aetheris.ms\":-1,\"_id\":-1},\"name\":\"time\"},"
-                 "{\"key\":{\"_aetheris.account\":1,\"_aetheris.ms\":-1},\"name\":\"account_time\"},"
-                 "{\"key\":{\"_aetheris.kind\":1,\"_aetheris.ms\":-1},\"name\":\"kind_time\"}]}"),
+    ok(same(cmd,
+            "{\"createIndexes\":\"commands\",\"indexes\":["
+            "{\"key\":{\"_aetheris.ms\":-1,\"_id\":-1},\"name\":\"time\"},"
+            "{\"key\":{\"_aetheris.account\":1,\"_aetheris.ms\":-1},\"name\":\"account_time\"},"
+            "{\"key\":{\"_aetheris.kind\":1,\"_aetheris.ms\":-1},\"name\":\"kind_time\"}]}"),
        "decisions: time, account and action indexes");
     ok(keys_in_order(cmd, "indexes.1.key", "_aetheris.account", "_aetheris.ms"),
        "compound index keys in order");
     bson_destroy(cmd);
     cmd = store_mongo_index_command("transactions", STORE_TABLE_TRANSACTIONS, 30);
-    ok(same(cmd, "{\"createIndexes\":\"transactions\",\"indexes\":["
-                 "{\"key\":{\"_aetheris.account\":1,\"_aetheris.ms\":-1},\"name\":\"account_time\"},"
-                 "{\"key\":{\"accountOrigin\":1},\"name\":\"accountOrigin\"}]}"),
+    ok(same(cmd,
+            "{\"createIndexes\":\"transactions\",\"indexes\":["
+            "{\"key\":{\"_aetheris.account\":1,\"_aetheris.ms\":-1},\"name\":\"account_time\"},"
+            "{\"key\":{\"accountOrigin\":1},\"name\":\"accountOrigin\"}]}"),
        "transactions: history and accountOrigin indexes (transactionId is the unique _id)");
     bson_destroy(cmd);
     cmd = store_mongo_index_command("tool_audit", STORE_TABLE_TOOL_AUDIT, 30);
-    ok(same(cmd, "{\"createIndexes\":\"tool_audit\",\"indexes\":["
-                 "{\"key\":{\"_aetheris.at\":1},\"name\":\"ttl\",\"expireAfterSeconds\":2592000}]}"),
+    ok(same(cmd,
+            "{\"createIndexes\":\"tool_audit\",\"indexes\":["
+            "{\"key\":{\"_aetheris.at\":1},\"name\":\"ttl\",\"expireAfterSeconds\":2592000}]}"),
        "tool audit: a TTL index of audit_ttl_days");
     bson_destroy(cmd);
     cmd = store_mongo_index_command("webhook_outbox", STORE_TABLE_WEBHOOK_OUTBOX, 30);
-    ok(same(cmd, "{\"createIndexes\":\"webhook_outbox\",\"indexes\":["
-                 "{\"key\":{\"due_ms\":1},\"name\":\"due\"},"
-                 "{\"key\":{\"webhook_id\":1,\"msg_id\":1},\"name\":\"message\",\"unique\":true}]}"),
+    ok(same(cmd,
+            "{\"createIndexes\":\"webhook_outbox\",\"indexes\":["
+            "{\"key\":{\"due_ms\":1},\"name\":\"due\"},"
+            "{\"key\":{\"webhook_id\":1,\"msg_id\":1},\"name\":\"message\",\"unique\":true}]}"),
        "outbox: due time, and one row per (subscription, message)");
     bson_destroy(cmd);
     cmd = store_mongo_index_command("dead_letters", STORE_TABLE_DEAD_LETTERS, 30);
