@@ -120,7 +120,7 @@ static const struct option_def options[] = {
 
     STR(sqlite_path, "store", "var/aetheris.db", NULL, "SQLite database file"),
     {"mongodb_uri", "store", OPT_URL_SECRET, F(mongodb_uri), "", 0, 0, NULL, "MONGODB_URI", NULL,
-     "MongoDB URI; empty = SQLite (MongoDB comes in a later release)"},
+     "MongoDB URI (mongodb://...); empty = the SQLite file at sqlite_path"},
     STR(mongodb_database, "store", "aetheris", "MONGODB_DATABASE", "MongoDB database"),
     STR(mongodb_transactions_collection, "store", "transactions", "MONGODB_TRANSACTIONS_COLLECTION",
         "MongoDB transactions collection"),
