@@ -6,6 +6,7 @@
 #ifndef AETHERIS_METRICS_H
 #define AETHERIS_METRICS_H
 #include "fmacros.h"
+#include <stdatomic.h>
 #include <stdint.h>
 #include <jansson.h>
 #include "buf.h"
@@ -70,7 +71,39 @@
     X(SNAPSHOTS, "aetheris_edge_snapshots_total", "", "snapshots", "Edge state snapshots written") \
     X(JOURNAL_REPLAYED, "aetheris_journal_replayed_total", "", "journal_replayed",                 \
       "Journal records replayed at startup")                                                       \
-    X(HTTP_REQUESTS, "aetheris_http_requests_total", "", "http_requests", "HTTP requests served")  \
+    X(VOTES_ANALYST_APPROVE, "aetheris_agent_votes_total",                                         \
+      "role=\"Analyst\",decision=\"APPROVE\"", "votes_analyst_approve",                            \
+      "Agent votes by role and decision")                                                          \
+    X(VOTES_ANALYST_REVIEW, "aetheris_agent_votes_total", "role=\"Analyst\",decision=\"REVIEW\"",  \
+      "votes_analyst_review", "Agent votes by role and decision")                                  \
+    X(VOTES_ANALYST_BLOCK, "aetheris_agent_votes_total", "role=\"Analyst\",decision=\"BLOCK\"",    \
+      "votes_analyst_block", "Agent votes by role and decision")                                   \
+    X(VOTES_AUDITOR_APPROVE, "aetheris_agent_votes_total",                                         \
+      "role=\"Auditor\",decision=\"APPROVE\"", "votes_auditor_approve",                            \
+      "Agent votes by role and decision")                                                          \
+    X(VOTES_AUDITOR_REVIEW, "aetheris_agent_votes_total", "role=\"Auditor\",decision=\"REVIEW\"",  \
+      "votes_auditor_review", "Agent votes by role and decision")                                  \
+    X(VOTES_AUDITOR_BLOCK, "aetheris_agent_votes_total", "role=\"Auditor\",decision=\"BLOCK\"",    \
+      "votes_auditor_block", "Agent votes by role and decision")                                   \
+    X(VOTES_STRATEGIST_APPROVE, "aetheris_agent_votes_total",                                      \
+      "role=\"Strategist\",decision=\"APPROVE\"", "votes_strategist_approve",                      \
+      "Agent votes by role and decision")                                                          \
+    X(VOTES_STRATEGIST_REVIEW, "aetheris_agent_votes_total",                                       \
+      "role=\"Strategist\",decision=\"REVIEW\"", "votes_strategist_review",                        \
+      "Agent votes by role and decision")                                                          \
+    X(VOTES_STRATEGIST_BLOCK, "aetheris_agent_votes_total",                                        \
+      "role=\"Strategist\",decision=\"BLOCK\"", "votes_strategist_block",                          \
+      "Agent votes by role and decision")                                                          \
+    X(AGENT_BATCHES, "aetheris_agent_batches_total", "", "agent_batches",                          \
+      "Batches the agents decided")                                                                \
+    X(AGENT_BATCH_ITEMS, "aetheris_agent_batch_items_total", "", "agent_batch_items",              \
+      "Exceptions in those batches (items / batches = mean batch size)")                           \
+    X(CACHE_HIT, "aetheris_cache_requests_total", "result=\"hit\"", "cache_hit",                   \
+      "Response cache lookups by result")                                                          \
+    X(CACHE_MISS, "aetheris_cache_requests_total", "result=\"miss\"", "cache_miss",                \
+      "Response cache lookups by result")                                                          \
+    X(CACHE_BYPASS, "aetheris_cache_requests_total", "result=\"bypass\"", "cache_bypass",          \
+      "Response cache lookups by result")                                                          \
     X(WEBHOOK_DELIVERED, "aetheris_webhook_deliveries_total", "outcome=\"delivered\"",             \
       "webhook_delivered", "Webhook delivery attempts, by outcome")                                \
     X(WEBHOOK_RETRY, "aetheris_webhook_deliveries_total", "outcome=\"retry\"", "webhook_retry",    \
@@ -120,30 +153,64 @@
     X(LLM_TOKENS_COMPLETION, "aetheris_llm_tokens_total", "kind=\"completion\"",                   \
       "llm_tokens_completion", "Tokens the LLM endpoint reported")
 
-/* X(ENUM, prometheus base name (no _seconds suffix), json key, help) */
+/* X(ENUM, prometheus base name (no _seconds suffix), label set without braces, json key, help);
+ * entries sharing a name are one family */
 #define METRIC_HISTOGRAMS(X)                                                                       \
-    X(EVENT_TO_DECISION, "aetheris_event_to_decision", "event_to_decision",                        \
+    X(EVENT_TO_DECISION, "aetheris_event_to_decision", "", "event_to_decision",                    \
       "Time from ingest to published decision")                                                    \
-    X(AGENT_BATCH, "aetheris_agent_batch", "agent_batch", "Time to decide one agent batch")        \
-    X(HTTP_REQUEST, "aetheris_http_request", "http_request", "HTTP request handling time")         \
-    X(WEBHOOK_ATTEMPT, "aetheris_webhook_attempt", "webhook_attempt",                              \
+    X(AGENT_BATCH, "aetheris_agent_batch", "", "agent_batch", "Time to decide one agent batch")    \
+    X(AGENT_VOTE_ANALYST, "aetheris_agent_vote", "role=\"Analyst\"", "agent_vote_analyst",         \
+      "Time one role took to vote on a whole batch (rules, or the LLM call)")                      \
+    X(AGENT_VOTE_AUDITOR, "aetheris_agent_vote", "role=\"Auditor\"", "agent_vote_auditor",         \
+      "Time one role took to vote on a whole batch (rules, or the LLM call)")                      \
+    X(AGENT_VOTE_STRATEGIST, "aetheris_agent_vote", "role=\"Strategist\"",                         \
+      "agent_vote_strategist",                                                                     \
+      "Time one role took to vote on a whole batch (rules, or the LLM call)")                      \
+    X(WEBHOOK_ATTEMPT, "aetheris_webhook_attempt", "", "webhook_attempt",                          \
       "Duration of one webhook delivery attempt")                                                  \
-    X(LLM_CALL, "aetheris_llm_call", "llm_call", "Duration of one LLM call")
+    X(LLM_CALL, "aetheris_llm_call", "", "llm_call", "Duration of one LLM call")
 
-/* X(ENUM, prometheus name, json key, help): values set by their owner, not accumulated */
+/* X(ENUM, prometheus name, label set without braces, json key, help): values set by their owner
+ * (or refreshed when /metrics is scraped), not accumulated */
 #define METRIC_GAUGES(X)                                                                           \
-    X(WEBHOOK_OUTBOX, "aetheris_webhook_outbox_depth", "webhook_outbox_depth",                     \
+    X(WEBHOOK_OUTBOX, "aetheris_webhook_outbox_depth", "", "webhook_outbox_depth",                 \
       "Webhook deliveries waiting in the outbox (pending or retrying)")                            \
-    X(WEBHOOKS_DISABLED, "aetheris_webhooks_disabled", "webhooks_disabled",                        \
-      "Webhook subscriptions currently disabled")
+    X(WEBHOOKS_DISABLED, "aetheris_webhooks_disabled", "", "webhooks_disabled",                    \
+      "Webhook subscriptions currently disabled")                                                  \
+    X(EDGE_ACCOUNTS, "aetheris_edge_accounts", "", "edge_accounts",                                \
+      "Accounts whose rolling window the edge holds")                                              \
+    X(PIPELINE_QUEUED, "aetheris_pipeline_queued_batches", "", "pipeline_queued_batches",          \
+      "Batches (up to 32 events) waiting between pipeline stages")                                 \
+    X(UP_MQTT, "aetheris_dependency_up", "dependency=\"mqtt\"", "up_mqtt", UP_HELP)                \
+    X(UP_REDIS, "aetheris_dependency_up", "dependency=\"redis\"", "up_redis", UP_HELP)             \
+    X(UP_STORE, "aetheris_dependency_up", "dependency=\"store\"", "up_store", UP_HELP)             \
+    X(UP_LLM, "aetheris_dependency_up", "dependency=\"llm\"", "up_llm", UP_HELP)                   \
+    X(STREAM_LENGTH_IMMEDIATE, "aetheris_stream_length", "lane=\"immediate\"",                     \
+      "stream_length_immediate", LENGTH_HELP)                                                      \
+    X(STREAM_LENGTH_BATCH, "aetheris_stream_length", "lane=\"batch\"", "stream_length_batch",      \
+      LENGTH_HELP)                                                                                 \
+    X(STREAM_LENGTH_DEADLETTER, "aetheris_stream_length", "lane=\"deadletter\"",                   \
+      "stream_length_deadletter", LENGTH_HELP)                                                     \
+    X(STREAM_PENDING_IMMEDIATE, "aetheris_stream_pending", "lane=\"immediate\"",                   \
+      "stream_pending_immediate", PENDING_HELP)                                                    \
+    X(STREAM_PENDING_BATCH, "aetheris_stream_pending", "lane=\"batch\"", "stream_pending_batch",   \
+      PENDING_HELP)                                                                                \
+    X(STREAM_LAG_IMMEDIATE, "aetheris_stream_lag", "lane=\"immediate\"", "stream_lag_immediate",   \
+      LAG_HELP)                                                                                    \
+    X(STREAM_LAG_BATCH, "aetheris_stream_lag", "lane=\"batch\"", "stream_lag_batch", LAG_HELP)
+
+#define UP_HELP "1 when the dependency answers (llm: 0 while its breaker is open or when unused)"
+#define LENGTH_HELP "Entries in a lane's Redis stream (decided ones stay until trimmed)"
+#define PENDING_HELP "Entries delivered to an agent and not yet acknowledged"
+#define LAG_HELP "Entries not yet delivered to any agent"
 
 #define METRIC_ENUM_C(e, n, l, j, h) M_##e,
 enum metric_counter { METRIC_COUNTERS(METRIC_ENUM_C) M__COUNT };
 #undef METRIC_ENUM_C
-#define METRIC_ENUM_H(e, n, j, h) H_##e,
+#define METRIC_ENUM_H(e, n, l, j, h) H_##e,
 enum metric_histogram { METRIC_HISTOGRAMS(METRIC_ENUM_H) H__COUNT };
 #undef METRIC_ENUM_H
-#define METRIC_ENUM_G(e, n, j, h) G_##e,
+#define METRIC_ENUM_G(e, n, l, j, h) G_##e,
 enum metric_gauge { METRIC_GAUGES(METRIC_ENUM_G) G__COUNT };
 #undef METRIC_ENUM_G
 
@@ -163,7 +230,27 @@ double metrics_quantile(enum metric_histogram h, double q);
  * "latency_seconds":{json key:{"count","p50","p95","p99"}}}.
  * Caller owns the returned reference. */
 json_t *metrics_json(void);
-/* Appends the Prometheus text exposition of every counter and histogram; 0 or ERR_FULL. */
+/* Appends the Prometheus text exposition of every counter, gauge and histogram, then the
+ * standard process metrics (process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_open_fds, process_max_fds, process_start_time_seconds,
+ * read from /proc/self); 0 or ERR_FULL. */
 int metrics_prometheus(struct buf *out);
+
+/* A histogram outside the registry (per-route HTTP latency): same buckets and clamping. Zero it
+ * with memset (all-zero is empty). */
+#define METRICS_NBUCKETS 18
+struct metrics_hist {
+    _Atomic uint64_t buckets[METRICS_NBUCKETS + 1]; /* last = +Inf */
+    _Atomic uint64_t sum_ns;
+};
+void metrics_hist_observe(struct metrics_hist *h, double seconds);
+/* Its bucket lines `<name>_bucket{<labels>,le="..."}`, `<name>_sum{<labels>}` and
+ * `<name>_count{<labels>}` (labels may be ""); the HELP/TYPE lines are the caller's. */
+int metrics_hist_render(const struct metrics_hist *h, const char *name, const char *labels,
+                        struct buf *out);
+/* Adds h's bucket counts and sum into acc (aggregating several). */
+void metrics_hist_add(struct metrics_hist *acc, const struct metrics_hist *h);
+/* {"count","p50","p95","p99"} of h. New reference. */
+json_t *metrics_hist_json(const struct metrics_hist *h);
 
 #endif

@@ -191,11 +191,10 @@ static int publish_command(struct decider *d, json_t *doc)
 }
 
 /* Runs the three agents for one new item and builds its decision doc. */
-/* The agents' evidence for one item, the history lookup it needed (the Auditor's tool, written
- * to the tool audit), and the three rule votes. */
+/* The agents' evidence for one item and the history lookup it needed (the Auditor's tool,
+ * written to the tool audit). */
 static void item_inputs(struct decider *d, struct item *it, bool locked, struct agent_input *in,
-                        struct store_audit *audit, char **audit_text,
-                        struct vote votes[ROLE__COUNT])
+                        struct store_audit *audit, char **audit_text)
 {
     *in = (struct agent_input){.txid = it->txid,
                                .account = it->account,
@@ -215,8 +214,38 @@ static void item_inputs(struct decider *d, struct item *it, bool locked, struct 
     json_decref(aj);
     *audit =
         (struct store_audit){it->txid, it->account, "history_lookup", clock_wall_ms(), *audit_text};
-    for (int r = 0; r < ROLE__COUNT; r++)
-        agents_rules_vote((enum agent_role)r, &d->thresholds, in, &votes[r]);
+}
+
+/* Every role's votes on the batch: the rule agents, then the model for the roles it plays.
+ * Each role's time until its votes were in goes to its aetheris_agent_vote_seconds series. */
+static void batch_votes(struct decider *d, const struct agent_input *in, size_t n,
+                        struct vote (*votes)[ROLE__COUNT])
+{
+    static const enum metric_histogram hist[ROLE__COUNT] = {
+        [ROLE_ANALYST] = H_AGENT_VOTE_ANALYST,
+        [ROLE_AUDITOR] = H_AGENT_VOTE_AUDITOR,
+        [ROLE_STRATEGIST] = H_AGENT_VOTE_STRATEGIST,
+    };
+    int64_t took_ns[ROLE__COUNT];
+    for (int r = 0; r < ROLE__COUNT; r++) {
+        int64_t t0 = clock_mono_ns();
+        for (size_t i = 0; i < n; i++)
+            agents_rules_vote((enum agent_role)r, &d->thresholds, &in[i], &votes[i][r]);
+        took_ns[r] = clock_mono_ns() - t0;
+    }
+    int64_t t0 = clock_mono_ns();
+    llm_vote_batch(d->llm, in, n, votes); /* no-op with the rule backend */
+    int64_t llm_ns = clock_mono_ns() - t0;
+    for (int r = 0; r < ROLE__COUNT; r++) {
+        if (llm_roles(d->llm) & (1u << r))
+            took_ns[r] += llm_ns;
+        metrics_observe(hist[r], (double)took_ns[r] / 1e9);
+        for (size_t i = 0; i < n; i++)
+            metrics_inc(
+                (enum metric_counter)(M_VOTES_ANALYST_APPROVE + r * 3 + (int)votes[i][r].decision));
+    }
+    metrics_inc(M_AGENT_BATCHES);
+    metrics_add(M_AGENT_BATCH_ITEMS, n);
 }
 
 /* The consensus of the votes and the command document. */
@@ -350,8 +379,9 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
         goto out;
     size_t noutbox = 0;
     for (size_t i = 0; i < nfresh; i++)
-        item_inputs(d, &fresh[i], locked[i], &inputs[i], &audit[i], &audit_text[i], votes[i]);
-    llm_vote_batch(d->llm, inputs, nfresh, votes); /* no-op with the rule backend */
+        item_inputs(d, &fresh[i], locked[i], &inputs[i], &audit[i], &audit_text[i]);
+    if (nfresh > 0)
+        batch_votes(d, inputs, nfresh, votes);
     for (size_t i = 0; i < nfresh; i++) {
         item_finish(&fresh[i], votes[i]);
         const char *action = action_name(fresh[i].action);

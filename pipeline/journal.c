@@ -242,7 +242,7 @@ static int clear_stale_segment(const char *dir, uint64_t first_seq, uint64_t nex
     if (fd < 0)
         return errno == ENOENT ? 0 : ERR_IO;
     struct reader r = {.fd = fd, .buf = xmalloc(JOURNAL_READ_BUF)};
-    struct record rec;
+    struct record rec = {0};
     int st = reader_next(&r, &rec);
     close(fd);
     free(r.buf);
@@ -466,7 +466,7 @@ static int replay_segment(const char *dir, uint64_t first_seq, uint64_t from_seq
     bool have_prev = false;
     uint64_t prev = 0;
     for (;;) {
-        struct record rec;
+        struct record rec = {0};
         uint64_t at = r.off;
         int st = reader_next(&r, &rec);
         if (st < 0) {

@@ -9,6 +9,7 @@ PACKAGES=(
   libjansson-dev libpaho-mqtt-dev libssl-dev libsqlite3-dev
   mosquitto mosquitto-clients redis-server
   python3 python3-pytest python3-paho-mqtt python3-yaml python3-jsonschema nodejs
+  prometheus
   curl
 )
 
@@ -31,3 +32,6 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts these services on install where an init system runs; the project starts its own
 # instances on free loopback ports, so the system ones are not needed.
+for svc in mosquitto redis-server prometheus; do
+  $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+done

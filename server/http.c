@@ -36,6 +36,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "http_metrics.h"
 #include "metrics.h"
 #include "ratelimit.h"
 #include "stream.h"
@@ -155,8 +156,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct req_ctx
     MHD_destroy_response(r);
 
     double seconds = (double)(clock_mono_ns() - rc->t0_ns) / 1e9;
-    metrics_inc(M_HTTP_REQUESTS);
-    metrics_observe(H_HTTP_REQUEST, seconds);
+    http_metrics_observe(rc->route, resp->status, seconds);
     /* 503 is a dependency outage, which the component itself logs; any other 5xx is ours. */
     if (resp->status >= 500 && resp->status != 503)
         log_warn("http.error", "%s %s -> %d in %.1f ms (request %s)", method, url, resp->status,

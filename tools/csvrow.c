@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <string.h>
 
-
 static bool all_digits(const char *s)
 {
     for (; *s; s++)

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include "buf.h"
 
-#define CSV_LINE_MAX 4096 /* longer lines are bad rows (a real row is ~100 bytes) */
+#define CSV_LINE_MAX 4096  /* longer lines are bad rows (a real row is ~100 bytes) */
 #define CSV_ACCOUNT_MAX 64 /* the daemon refuses longer account ids */
 #define CSV_DATE_MAX 40    /* the daemon refuses longer dates */
 

@@ -52,9 +52,9 @@ static int flush(struct store *s, struct pending *p)
 static void print_summary(long long rows, int64_t before, int64_t after, long long bad,
                           const char *file)
 {
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:s}", "rows", (json_int_t)rows,
-                          "stored_before", (json_int_t)before, "stored_after", (json_int_t)after,
-                          "bad", (json_int_t)bad, "file", file);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:s}", "rows", (json_int_t)rows, "stored_before",
+                          (json_int_t)before, "stored_after", (json_int_t)after, "bad",
+                          (json_int_t)bad, "file", file);
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     printf("%s\n", text ? text : "{}");
     free(text);

@@ -98,7 +98,7 @@ static void test_cache(struct test_server *srv)
     is_int(lookup_store(c, "x", &got), API_CACHE_HIT, "the new one is");
     ok(got && strcmp(got, "v2") == 0, "with the new body");
     free(got);
-    metrics_inc(M_HTTP_REQUESTS);
+    metrics_inc(M_CACHE_HIT);
     srv_sleep_ms(150);
     is_int(api_cache_invalidations(c), 1, "non-event counters do not invalidate");
 

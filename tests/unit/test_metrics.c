@@ -35,6 +35,7 @@ struct family {
     double count;
     int has_count, has_sum;
     double sum;
+    int series_ok; /* label sets whose buckets, _sum and _count were consistent */
 };
 
 struct checker {
@@ -182,6 +183,11 @@ static void check_sample(struct checker *c, const char *line)
         fail(c, "counter name without _total", line);
     if (suffix == NULL)
         return;
+    if (strcmp(suffix, "_bucket") == 0 && fa->has_count) { /* the next label set begins */
+        fa->last_le = -INFINITY;
+        fa->last_cum = 0;
+        fa->saw_inf = fa->has_sum = fa->has_count = 0;
+    }
     if (strcmp(suffix, "_bucket") == 0) {
         if (le[0] == '\0') {
             fail(c, "bucket without le", line);
@@ -206,6 +212,7 @@ static void check_sample(struct checker *c, const char *line)
     } else {
         fa->has_count = 1;
         fa->count = value;
+        fa->series_ok += fa->saw_inf && fa->has_sum && value == fa->inf_value;
     }
 }
 
@@ -269,7 +276,7 @@ static void *hammer(void *arg)
 {
     (void)arg;
     for (int i = 0; i < PER_THREAD; i++)
-        metrics_inc(M_HTTP_REQUESTS);
+        metrics_inc(M_AGENT_BATCHES);
     for (int i = 0; i < OBS_PER_THREAD; i++)
         metrics_observe(H_EVENT_TO_DECISION, 0.003);
     return NULL;
@@ -308,7 +315,7 @@ int main(void)
     metrics_add(M_INVALID_AMOUNT, 3);
 
     /* quantiles */
-    is_near(metrics_quantile(H_HTTP_REQUEST, 0.5), 0.0, 1e-12, "empty histogram: quantile 0");
+    is_near(metrics_quantile(H_WEBHOOK_ATTEMPT, 0.5), 0.0, 1e-12, "empty histogram: quantile 0");
     for (int i = 0; i < 100; i++)
         metrics_observe(H_EVENT_TO_DECISION, 0.003);
     /* all 100 in (0.0025, 0.005]: rank q*100 is q of the way through that bucket */
@@ -329,11 +336,11 @@ int main(void)
 
     /* past the last finite bound, and junk observations */
     for (int i = 0; i < 10; i++)
-        metrics_observe(H_HTTP_REQUEST, 100.0);
-    is_near(metrics_quantile(H_HTTP_REQUEST, 0.5), 30.0, 1e-12, "+Inf bucket: largest bound 30");
-    metrics_observe(H_HTTP_REQUEST, -1.0);
-    metrics_observe(H_HTTP_REQUEST, NAN);
-    metrics_observe(H_HTTP_REQUEST, INFINITY);
+        metrics_observe(H_WEBHOOK_ATTEMPT, 100.0);
+    is_near(metrics_quantile(H_WEBHOOK_ATTEMPT, 0.5), 30.0, 1e-12, "+Inf bucket: largest bound 30");
+    metrics_observe(H_WEBHOOK_ATTEMPT, -1.0);
+    metrics_observe(H_WEBHOOK_ATTEMPT, NAN);
+    metrics_observe(H_WEBHOOK_ATTEMPT, INFINITY);
 
     /* concurrency */
     pthread_t t[NTHREADS];
@@ -341,7 +348,7 @@ int main(void)
         pthread_create(&t[i], NULL, hammer, NULL);
     for (int i = 0; i < NTHREADS; i++)
         pthread_join(t[i], NULL);
-    is_int(metrics_get(M_HTTP_REQUESTS), (long long)NTHREADS * PER_THREAD,
+    is_int(metrics_get(M_AGENT_BATCHES), (long long)NTHREADS * PER_THREAD,
            "%d threads x %d increments: no update lost", NTHREADS, PER_THREAD);
     const long long e2d_count = 100 + (long long)NTHREADS * OBS_PER_THREAD;
 
@@ -368,15 +375,15 @@ int main(void)
     is_int(json_integer_value(json_object_get(counters, "decisions_block")), 7,
            "decisions_block = 7");
     is_int(json_integer_value(json_object_get(counters, "invalid_amount")), 3, "invalid_amount");
-    is_int(json_integer_value(json_object_get(counters, "http_requests")),
-           (long long)NTHREADS * PER_THREAD, "http_requests");
+    is_int(json_integer_value(json_object_get(counters, "agent_batches")),
+           (long long)NTHREADS * PER_THREAD, "agent_batches");
     is_int(json_integer_value(json_object_get(counters, "duplicates")), 0, "untouched counter 0");
     json_t *e2d = json_object_get(lat, "event_to_decision");
     is_int(json_integer_value(json_object_get(e2d, "count")), e2d_count, "event_to_decision count");
     is_near(json_number_value(json_object_get(e2d, "p50")), 0.00375, 1e-9, "JSON p50");
     is_near(json_number_value(json_object_get(e2d, "p95")), 0.004875, 1e-9, "JSON p95");
     is_near(json_number_value(json_object_get(e2d, "p99")), 0.004975, 1e-9, "JSON p99");
-    json_t *http = json_object_get(lat, "http_request");
+    json_t *http = json_object_get(lat, "webhook_attempt");
     is_int(json_integer_value(json_object_get(http, "count")), 13,
            "negative, NaN and infinite observations are still counted");
     json_decref(root);
@@ -395,15 +402,19 @@ int main(void)
     ok(find_family(&c, "aetheris_decisions_total") >= 0 &&
            c.fam[find_family(&c, "aetheris_decisions_total")].samples == 3,
        "labelled counters share one family (3 decision actions)");
-    int hist_ok = 0;
+    int series_ok = 0, shaped = 1;
     for (int i = 0; i < c.nfam; i++) {
         struct family *fa = &c.fam[i];
         if (strcmp(fa->type, "histogram") != 0)
             continue;
-        hist_ok += ends_with(fa->name, "_seconds") && fa->saw_inf && fa->has_sum && fa->has_count &&
-                   fa->count == fa->inf_value && fa->samples == 19 + 2;
+        series_ok += fa->series_ok;
+        shaped &= ends_with(fa->name, "_seconds") && fa->samples == fa->series_ok * (19 + 2);
     }
-    is_int(hist_ok, H__COUNT, "each histogram: 19 buckets to +Inf, _sum, _count = +Inf bucket");
+    is_int(series_ok, H__COUNT,
+           "each histogram series: 19 buckets to +Inf, _sum, _count = +Inf bucket");
+    ok(shaped, "histogram families are named _seconds and hold only whole series");
+    int vote = find_family(&c, "aetheris_agent_vote_seconds");
+    ok(vote >= 0 && c.fam[vote].series_ok == 3, "labelled histograms share one family (3 roles)");
     ok(has_line(b.data, "aetheris_decisions_total{action=\"BLOCK\"} 7"), "labelled sample value");
     ok(has_line(b.data, "aetheris_events_ingested_total 42"), "plain sample value");
     ok(has_line(b.data, "aetheris_webhook_outbox_depth 5"), "gauge sample value");
@@ -418,9 +429,9 @@ int main(void)
     ok(has_line(b.data, want), "bucket holding the observations has all of them");
     is_near(line_value(b.data, "aetheris_event_to_decision_seconds_sum "), 0.003 * e2d_count, 1e-6,
             "histogram sum in seconds");
-    is_near(line_value(b.data, "aetheris_http_request_seconds_sum "), 1000.0 + 3600.0, 1e-9,
+    is_near(line_value(b.data, "aetheris_webhook_attempt_seconds_sum "), 1000.0 + 3600.0, 1e-9,
             "sum: negative/NaN count as 0, infinity is clamped to an hour");
-    ok(has_line(b.data, "aetheris_http_request_seconds_bucket{le=\"5e-05\"} 2"),
+    ok(has_line(b.data, "aetheris_webhook_attempt_seconds_bucket{le=\"5e-05\"} 2"),
        "negative and NaN land in the first bucket");
     buf_cleanup(&b);
 
