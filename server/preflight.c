@@ -44,15 +44,20 @@ static int check_broker(const struct config *cfg, char *err, size_t errlen)
 
 int preflight_check(const struct config *cfg, struct store *store, char *err, size_t errlen)
 {
-    int rv = check_broker(cfg, err, errlen);
-    log_info("preflight.mqtt", "broker %s: %s", cfg->mqtt_url, rv == 0 ? "up" : "down");
-    if (rv == 0) {
-        rv = check_redis(cfg, err, errlen);
-        log_info("preflight.redis", "redis: %s", rv == 0 ? "up" : "down");
+    char why[3][640] = {"", "", ""};
+    int broker = check_broker(cfg, why[0], sizeof why[0]);
+    int redis = check_redis(cfg, why[1], sizeof why[1]);
+    int st = store_ping(store);
+    if (st != 0)
+        snprintf(why[2], sizeof why[2], "the %s store does not answer", store_backend_name(store));
+    log_info("preflight.dependencies", "mqtt %s: %s, redis: %s, store (%s): %s", cfg->mqtt_url,
+             broker == 0 ? "up" : "down", redis == 0 ? "up" : "down", store_backend_name(store),
+             st == 0 ? "up" : "down");
+    for (int i = 0; i < 3; i++) {
+        if (why[i][0] != '\0') {
+            snprintf(err, errlen, "%s", why[i]);
+            return ERR_CONN;
+        }
     }
-    if (rv == 0 && store_ping(store) != 0) {
-        snprintf(err, errlen, "the %s store does not answer", store_backend_name(store));
-        rv = ERR_CONN;
-    }
-    return rv == 0 ? 0 : ERR_CONN;
+    return 0;
 }

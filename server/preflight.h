@@ -8,8 +8,9 @@
 #include "config.h"
 #include "store.h"
 
-/* Checks every dependency. Returns 0 when all answered, else ERR_CONN with err naming the first
- * one that did not (the caller decides whether that is fatal). */
+/* Checks every dependency (broker, Redis, store) and logs one preflight.dependencies line with
+ * each one's state. Returns 0 when all answered, else ERR_CONN with err naming the first one
+ * that did not (the caller decides whether that is fatal). */
 int preflight_check(const struct config *cfg, struct store *store, char *err, size_t errlen);
 /* mkdir -p for a directory path: 0 or ERR_IO (err filled). */
 int preflight_mkdirs(const char *path, char *err, size_t errlen);
