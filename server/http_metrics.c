@@ -9,8 +9,8 @@
 
 #define ROUTES_MAX 64 /* route table rows this module has room for */
 
-static const int codes[] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405, 409,
-                            413, 414, 422, 429, 431, 500, 502, 503, 504};
+static const int codes[] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
+                            409, 413, 414, 422, 429, 431, 500, 502, 503, 504};
 #define NCODES (sizeof codes / sizeof codes[0])
 #define CODE_OTHER NCODES /* the slot of any other status */
 
@@ -92,8 +92,8 @@ int http_metrics_prometheus(struct buf *out)
             continue;
         char labels[96];
         snprintf(labels, sizeof labels, "route=\"%s\"", slot_name(s));
-        rv = metrics_hist_render(&latency[s], "aetheris_http_request_duration_seconds", labels,
-                                 out);
+        rv =
+            metrics_hist_render(&latency[s], "aetheris_http_request_duration_seconds", labels, out);
     }
     return rv;
 }
