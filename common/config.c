@@ -83,7 +83,7 @@ static const struct option_def options[] = {
     INT(api_redis_connections, "http", "4", 1, 256, NULL,
         "Redis connections shared by the HTTP workers (cache, rate limit, queues)"),
     INT(cache_ttl_s, "http", "30", 1, 86400, NULL, "lifetime of a cached API response (s)"),
-    INT(cache_invalidate_ms, "http", "250", 10, 60000, NULL,
+    INT(cache_invalidate_ms, "http", "3", 1, 60000, NULL,
         "new events invalidate cached responses at most this often (ms): the freshness bound"),
     INT(sse_max_streams, "http", "64", 1, 100000, NULL, "concurrent GET /v1/stream clients"),
     INT(sse_keepalive_s, "http", "15", 1, 3600, NULL,

@@ -11,14 +11,16 @@
  * that read moves the generation on and the next lookup misses.
  *
  * Invalidation never deletes (no KEYS/SCAN): bumping the generation orphans every entry at once,
- * and the orphans expire on their TTL. The bump is coalesced: the invalidation thread wakes every
- * cache_invalidate_ms, compares an event stamp (the sum of the event-driven metrics counters:
- * received, scored, anomalies, decisions) with the stamp of its last successful INCR, and sends
- * one INCR when it moved. However high the event rate, that is at most 1000 / cache_invalidate_ms
- * Redis calls per second, and a cached body hides an event for at most one period (plus the INCR
- * round trip). If the INCR fails, the stamp is not recorded, the next period retries, and until
- * one succeeds every lookup BYPASSes: entries cached before a Redis outage are never served
- * after it for events that arrived during it. */
+ * and the orphans expire on their TTL. The bump is coalesced: the invalidation thread compares an
+ * event stamp (the sum of the event-driven metrics counters: received, scored, anomalies,
+ * decisions) with the stamp of its last successful INCR every CACHE_POLL_MS (a few atomic loads)
+ * and sends one INCR when it moved, but never two within cache_invalidate_ms. So an event after
+ * a quiet spell is visible within a poll plus the INCR round trip (the leading edge), and however
+ * high the event rate, there are at most 1000 / cache_invalidate_ms Redis calls per second while
+ * a cached body hides an event for at most one period (plus the round trip). If the INCR fails, the
+ * stamp is not recorded, the next period retries, and until one succeeds every lookup BYPASSes:
+ * entries cached before a Redis outage are never served after it for events that arrived during it.
+ */
 #include "api_cache.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,6 +62,8 @@ static const enum metric_counter event_counters[] = {
     M_DECISIONS_APPROVE, M_DECISIONS_REVIEW, M_DECISIONS_BLOCK,
 };
 
+#define CACHE_POLL_MS 1 /* how often the invalidator looks at the event counters */
+
 static uint64_t event_stamp(void)
 {
     uint64_t sum = 0;
@@ -90,18 +94,26 @@ static void *invalidator_main(void *arg)
 {
     struct api_cache *c = arg;
     uint64_t published = event_stamp();
+    int64_t last_bump = clock_mono_ms() - c->cfg->cache_invalidate_ms;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
-        struct timespec until = clock_mono_deadline(c->cfg->cache_invalidate_ms);
+        /* Look every CACHE_POLL_MS; bump at once when a period has passed since the last bump
+         * (the leading edge: an event after a quiet spell is visible within a poll), else at
+         * the end of the period (coalescing under load). */
+        int64_t next_allowed = last_bump + c->cfg->cache_invalidate_ms;
+        int64_t wait = next_allowed - clock_mono_ms();
+        struct timespec until = clock_mono_deadline(wait > CACHE_POLL_MS ? wait : CACHE_POLL_MS);
         pthread_cond_timedwait(&c->cv, &c->mu, &until);
         if (c->stop)
             break;
         uint64_t now = event_stamp();
-        if (now == published)
+        if (now == published || clock_mono_ms() < next_allowed)
             continue;
         pthread_mutex_unlock(&c->mu);
-        if (bump_generation(c))
+        if (bump_generation(c)) {
             published = now;
+            last_bump = clock_mono_ms();
+        }
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);

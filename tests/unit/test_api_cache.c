@@ -89,18 +89,29 @@ static void test_cache(struct test_server *srv)
     srv_sleep_ms(200);
     is_int(api_cache_invalidations(c), 0, "no events: no invalidation");
 
-    for (int i = 0; i < 1000; i++)
+    int64_t t0 = srv_now_ms();
+    metrics_inc(M_EVENTS_INGESTED);
+    ok(wait_invalidations(c, 1, 2000), "an event after a quiet spell invalidates");
+    int64_t took = srv_now_ms() - t0;
+    ok(took < 40, "at the leading edge: %lld ms, under the 50 ms period", (long long)took);
+    for (int i = 0; i < 1000; i++) { /* 1000 events spread over about 4 periods */
         metrics_inc(M_EVENTS_INGESTED);
-    ok(wait_invalidations(c, 1, 2000), "events invalidate within a few periods");
+        if (i % 100 == 0)
+            srv_sleep_ms(20);
+    }
     srv_sleep_ms(150);
-    is_int(api_cache_invalidations(c), 1, "1000 events cost one invalidation");
+    long long n = (long long)api_cache_invalidations(c);
+    ok(n >= 2 && n <= 10,
+       "1000 events over ~4 periods cost at most one invalidation per period "
+       "(+ the leading edge and the tail): %lld",
+       n);
     is_int(lookup_store(c, "v2", &got), API_CACHE_MISS, "the old entry is no longer served");
     is_int(lookup_store(c, "x", &got), API_CACHE_HIT, "the new one is");
     ok(got && strcmp(got, "v2") == 0, "with the new body");
     free(got);
     metrics_inc(M_CACHE_HIT);
     srv_sleep_ms(150);
-    is_int(api_cache_invalidations(c), 1, "non-event counters do not invalidate");
+    is_int(api_cache_invalidations(c), n, "non-event counters do not invalidate");
 
     srv_kill(srv, SIGKILL);
     metrics_inc(M_DECISIONS_BLOCK);
@@ -108,7 +119,8 @@ static void test_cache(struct test_server *srv)
     is_int(lookup_store(c, "v3", &got), API_CACHE_BYPASS, "Redis down: bypass");
     ok(!api_cache_up(c), "cache reported down");
     ok(srv_restart(srv), "redis restarted");
-    ok(wait_invalidations(c, 2, 5000), "the owed invalidation lands after the restart");
+    ok(wait_invalidations(c, (uint64_t)n + 1, 5000),
+       "the owed invalidation lands after the restart");
     is_int(lookup_store(c, "v3", &got), API_CACHE_MISS, "then the cache misses");
     ok(api_cache_up(c), "and is up again");
     api_cache_free(c);

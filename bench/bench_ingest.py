@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""Ingest benchmark: events/s through a real mosquitto into aetherisd with zero loss, for QoS 0,
+QoS 1 and batched payloads (10 and 100 events per message), against the ceiling of the same load
+delivered to a bare paho subscriber (bench/bare_sub) in the same run. Prints one JSON object per
+case: the case, the MQTT connections used, events, seconds, events/s, lost events, and the ratio
+to the ceiling.
+
+The load is aetheris-replay (fixed-rate-free, as fast as the broker takes it) over a synthetic CSV
+of unique transactions spread over many accounts, one replay process per connection, each on its
+own slice. The daemon's rate is events / (time from the first publish to the moment
+/v1/metrics counts every event as ingested); the ceiling's is messages / (first publish to last
+arrival). Servers are started on free loopback ports under a temporary directory (the e2e
+harness's code) and stopped at the end; every wait is bounded.
+
+Usage: bench/bench_ingest.py [--build DIR] [--events N] [--connections K] [--cases a,b,...]"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+
+def make_csv(path, first_id, n, accounts):
+    rnd = random.Random(first_id)
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(f"{first_id + i},{100000 + rnd.randrange(accounts)},200000,2,"
+                    f"{rnd.uniform(10, 500):.2f},2023-04-20 02:00:00.000000,41,bench\n")
+
+
+def replay_procs(build, url, files, qos, batch):
+    return [subprocess.Popen([os.path.join(build, "tools", "aetheris-replay"), "--url", url,
+                              "--file", f, "--qos", str(qos), "--batch", str(batch),
+                              "--client-id", f"bench-{os.getpid()}-{i}", "--quiet"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for i, f in enumerate(files)]
+
+
+def wait_all(procs, timeout):
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.wait(timeout=max(1, deadline - time.monotonic()))
+        if p.returncode != 0:
+            raise RuntimeError(f"replay failed: {p.stderr.read().decode()[-300:]}")
+
+
+def ceiling(build, url, files, qos, batch, events):
+    messages = events // batch
+    sub = subprocess.Popen([os.path.join(build, "bench", "bare_sub"), url,
+                            "aetheris/transactions/#", str(qos), str(messages), "3000"],
+                           stdout=subprocess.PIPE, text=True)
+    assert json.loads(sub.stdout.readline())["ready"]
+    t0 = time.monotonic_ns()
+    wait_all(replay_procs(build, url, files, qos, batch), 600)
+    out = json.loads(sub.stdout.readline())
+    sub.wait(timeout=30)
+    secs = (out["last_ns"] - t0) / 1e9
+    return {"events": out["messages"] * batch, "seconds": round(secs, 3),
+            "events_per_s": round(out["messages"] * batch / secs), "lost": events -
+            out["messages"] * batch}
+
+
+def through_daemon(stack, build, files, qos, batch, events):
+    from conftest import wait_until
+    # a clean session: the broker must not queue the ceiling run's messages for this client
+    d = stack.start_daemon({"mqtt_qos": qos, "mqtt_clean_session": "true",
+                            "snapshot_interval_ms": 5000,
+                            "reclaim_idle_ms": 30000, "log_level": "warn",
+                            "dedupe_capacity": max(1000000, 2 * events)})
+    url = f"tcp://127.0.0.1:{stack.mosq.port}"
+    t0 = time.monotonic()
+    procs = replay_procs(build, url, files, qos, batch)
+    last = [0, time.monotonic()]
+
+    def done():
+        c = d.counters()
+        n = c["ingested"] + c["duplicates"]
+        if n != last[0]:
+            last[:] = [n, time.monotonic()]
+        return n >= events or time.monotonic() - last[1] > 5
+    wait_until(done, 600, "every event ingested", interval=0.02)
+    secs = last[1] - t0
+    wait_all(procs, 60)
+    c = d.counters()
+    d.stop()
+    stack.daemon = None
+    return {"events": c["ingested"], "seconds": round(secs, 3),
+            "events_per_s": round(c["ingested"] / secs), "lost": events - c["ingested"],
+            "duplicates": c["duplicates"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--events", type=int, default=200000)
+    ap.add_argument("--connections", type=int, default=2)
+    ap.add_argument("--cases", default="qos0,qos1,batch10,batch100")
+    args = ap.parse_args()
+    os.environ["AETHERIS_BIN_DIR"] = os.path.abspath(args.build)
+    from conftest import Stack
+    cases = {"qos0": (0, 1), "qos1": (1, 1), "batch10": (1, 10), "batch100": (1, 100)}
+    with tempfile.TemporaryDirectory(prefix="aetheris-bench-") as tmp:
+        k = args.connections
+        per = args.events // k
+        files = []
+        for i in range(k):
+            files.append(os.path.join(tmp, f"slice{i}.csv"))
+            make_csv(files[-1], 10_000_000 + i * per, per, 20000)
+        events = per * k
+        stack = Stack(tmp)
+        try:
+            url = f"tcp://127.0.0.1:{stack.mosq.port}"
+            for name in args.cases.split(","):
+                qos, batch = cases[name]
+                top = ceiling(args.build, url, files, qos, batch, events)
+                ours = through_daemon(stack, args.build, files, qos, batch, events)
+                # a fresh data directory per case: the dedupe set would drop a replay
+                subprocess.run(["rm", "-rf", os.path.join(tmp, "var")], check=True)
+                print(json.dumps({"bench": "ingest", "case": name, "qos": qos, "batch": batch,
+                                  "connections": k, "daemon": ours, "bare_paho_ceiling": top,
+                                  "ratio_to_ceiling": round(ours["events_per_s"] /
+                                                            top["events_per_s"], 3)}),
+                      flush=True)
+        finally:
+            stack.teardown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+#!/usr/bin/python3
+"""Service benchmarks against the real stack (mosquitto, redis-server, aetherisd on free loopback
+ports under a temporary directory; every wait bounded). Prints one JSON object per benchmark:
+
+  rss         idle RSS of the daemon, and RSS after ingesting --accounts distinct accounts
+  freshness   publish one event, poll GET /v1/metrics (through the cache) until it is counted:
+              p50/p99 over --samples events
+  latency     event-to-decision (the daemon's aetheris_event_to_decision histogram, MQTT arrival
+              to published command) at fixed offered loads, open loop (aetheris-replay --rate:
+              a fixed schedule, so a slow daemon cannot slow the offered load down)
+  rest        wrk on cached GET /v1/metrics, GET /v1/decisions?limit=50 and GET /v1/health, idle
+              and under ingest, against the same load on bench/static_http (libmicrohttpd serving
+              a fixed body of the same size) as the machine's HTTP ceiling
+  webhooks    deliveries/s from the outbox to a loopback receiver (bench/static_http counting
+              POSTs), and the count it received
+
+Usage: bench/bench_service.py [--build DIR] [--only a,b,...]"""
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+BASE_OPTS = {"snapshot_interval_ms": 5000, "reclaim_idle_ms": 30000, "log_level": "warn",
+             "mqtt_clean_session": "true"}
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def make_csv(path, first_id, n, accounts, seed=1):
+    rnd = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            acct = 100000 + (i if accounts >= n else rnd.randrange(accounts))
+            f.write(f"{first_id + i},{acct},200000,2,{rnd.uniform(10, 500):.2f},"
+                    "2023-04-20 02:00:00.000000,41,bench\n")
+
+
+def replay(build, stack, path, *args, wait=True):
+    argv = [os.path.join(build, "tools", "aetheris-replay"), "--url",
+            f"tcp://127.0.0.1:{stack.mosq.port}", "--file", path, "--quiet", *args]
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if wait:
+        p.wait(timeout=900)
+    return p
+
+
+def wait_ingested(d, n, timeout=300):
+    from conftest import wait_until
+    wait_until(lambda: d.counters()["ingested"] >= n, timeout, f"{n} events ingested",
+               interval=0.05)
+
+
+def bench_rss(stack, build, tmp, accounts):
+    d = stack.start_daemon(BASE_OPTS)
+    time.sleep(2)
+    idle = rss_kb(d.proc.pid)
+    path = os.path.join(tmp, "accounts.csv")
+    make_csv(path, 50_000_000, accounts, accounts)
+    replay(build, stack, path, "--qos", "1", "--batch", "100")
+    wait_ingested(d, accounts)
+    busy = rss_kb(d.proc.pid)
+    d.stop()
+    stack.daemon = None
+    return {"bench": "rss", "idle_mb": round(idle / 1024, 1), "accounts": accounts,
+            "after_accounts_mb": round(busy / 1024, 1),
+            "bytes_per_account": round((busy - idle) * 1024 / accounts)}
+
+
+def bench_freshness(stack, samples):
+    import paho.mqtt.client as mqtt
+    d = stack.start_daemon(BASE_OPTS)
+    cli = mqtt.Client(client_id="bench-fresh")
+    cli.connect("127.0.0.1", stack.mosq.port)
+    cli.loop_start()
+    base = f"http://127.0.0.1:{d.http_port}"
+
+    def cached():  # GET /v1/metrics, through the Redis response cache
+        with urllib.request.urlopen(base + "/v1/metrics", timeout=5) as r:
+            return json.load(r)["counters"]["ingested"]
+
+    def uncached():  # GET /metrics, computed on every request
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            return int(re.search(rb"^aetheris_events_ingested_total (\d+)$", r.read(),
+                                 re.M).group(1))
+    result = {"bench": "freshness", "samples": samples, "cache_invalidate_ms": 3}
+    n = 0
+    for name, read in (("cached_v1_metrics", cached), ("uncached_prometheus", uncached)):
+        lat = []
+        for _ in range(samples):
+            before = read()
+            t0 = time.perf_counter()
+            cli.publish(f"aetheris/transactions/F{n}/{70_000_000 + n}",
+                        json.dumps({"transactionId": 70_000_000 + n, "accountOrigin": f"F{n}",
+                                    "amount": 10}), qos=0)
+            n += 1
+            deadline = t0 + 5
+            while read() == before:
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("an event was not counted within 5 s")
+            lat.append((time.perf_counter() - t0) * 1000)
+            time.sleep(0.02)
+        result[name] = {"p50_ms": round(pct(lat, 50), 2), "p99_ms": round(pct(lat, 99), 2),
+                        "max_ms": round(max(lat), 2)}
+    cli.loop_stop()
+    d.stop()
+    stack.daemon = None
+    return result
+
+
+def bench_latency(stack, build, tmp, rates, seconds):
+    out = []
+    for rate in rates:
+        stack.redis_cmd("FLUSHALL")
+        d = stack.start_daemon(BASE_OPTS)
+        n = rate * seconds
+        path = os.path.join(tmp, f"lat{rate}.csv")
+        # 500 accounts, occasional spikes: a realistic share of exceptions for both lanes
+        rnd = random.Random(rate)
+        with open(path, "w") as f:
+            for i in range(n):
+                amount = rnd.uniform(10, 500) if rnd.random() > 0.01 else rnd.uniform(5000, 9000)
+                f.write(f"{80_000_000 + i},{300000 + rnd.randrange(500)},200000,2,{amount:.2f},"
+                        "2023-04-20 02:00:00.000000,41,bench\n")
+        replay(build, stack, path, "--qos", "1", "--rate", str(rate))
+        wait_ingested(d, n)
+        time.sleep(2)  # the last batches decided
+        m = d.get("/v1/metrics")[1]
+        e2d = m["latency_seconds"]["event_to_decision"]
+        c = m["counters"]
+        out.append({"bench": "latency", "offered_events_per_s": rate, "events": n,
+                    "decisions": c["decisions_approve"] + c["decisions_review"] +
+                    c["decisions_block"],
+                    "p50_ms": round(e2d["p50"] * 1000, 2), "p95_ms": round(e2d["p95"] * 1000, 2),
+                    "p99_ms": round(e2d["p99"] * 1000, 2),
+                    "note": "both lanes; the batch lane waits up to batch_max_wait_ms (300)"})
+        d.stop()
+        stack.daemon = None
+    return out
+
+
+def wrk(url, seconds=5, conns=32):
+    out = subprocess.run(["wrk", "--latency", "-t2", f"-c{conns}", f"-d{seconds}s", url],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def ms(label):
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1, "s": 1000}[m.group(2)]
+    return {"requests_per_s": round(rps), "p50_ms": round(ms(50), 3), "p99_ms": round(ms(99), 3)}
+
+
+def bench_rest(stack, build, tmp):
+    from conftest import free_port
+    d = stack.start_daemon({**BASE_OPTS, "rate_limit_rps": 0})
+    path = os.path.join(tmp, "rest.csv")
+    make_csv(path, 90_000_000, 20000, 2000)
+    replay(build, stack, path, "--qos", "1", "--batch", "100")
+    wait_ingested(d, 20000)
+    base = f"http://127.0.0.1:{d.http_port}"
+    routes = {"metrics_cached": "/v1/metrics", "decisions_50": "/v1/decisions?limit=50",
+              "health": "/v1/health"}
+    results = []
+    for name, route in routes.items():
+        size = len(urllib.request.urlopen(base + route, timeout=5).read())
+        port = free_port()
+        static = subprocess.Popen([os.path.join(build, "bench", "static_http"), str(port),
+                                   str(size), "4"], stdout=subprocess.PIPE, text=True)
+        assert json.loads(static.stdout.readline())["ready"]
+        ceiling = wrk(f"http://127.0.0.1:{port}/")
+        static.terminate()
+        static.wait(timeout=10)
+        idle = wrk(base + route)
+        load_path = os.path.join(tmp, f"load-{name}.csv")
+        make_csv(load_path, 91_000_000 + 1_000_000 * len(results), 100000, 5000, seed=len(results))
+        load = replay(build, stack, load_path, "--qos", "0", "--rate", "10000", wait=False)
+        time.sleep(0.5)
+        busy = wrk(base + route)
+        load.wait(timeout=60)
+        results.append({"bench": "rest", "route": route, "body_bytes": size, "idle": idle,
+                        "under_10k_events_per_s": busy, "static_ceiling": ceiling,
+                        "idle_ratio_to_ceiling": round(idle["requests_per_s"] /
+                                                       ceiling["requests_per_s"], 3)})
+    d.stop()
+    stack.daemon = None
+    return results
+
+
+def bench_webhooks(stack, build, tmp, subscriptions):
+    from conftest import free_port, wait_until
+    port = free_port()
+    rx = subprocess.Popen([os.path.join(build, "bench", "static_http"), str(port), "0", "4"],
+                          stdout=subprocess.PIPE, text=True)
+    assert json.loads(rx.stdout.readline())["ready"]
+    d = stack.start_daemon({**BASE_OPTS, "webhook_allow_cidrs": "127.0.0.0/8",
+                            "webhook_max_inflight": 64, "rate_limit_rps": 0})
+    for i in range(subscriptions):
+        status, _, body = d.request("POST", "/v1/webhooks",
+                                    {"url": f"http://127.0.0.1:{port}/hook{i}"})
+        assert status == 201, body
+    replay(build, stack, os.path.join(ROOT, "data", "transactions.csv"), "--qos", "1",
+           "--batch", "100")
+    wait_ingested(d, 49500)
+    t0, first = time.monotonic(), d.counters()["webhook_delivered"]
+    wait_until(lambda: d.get("/v1/metrics")[1]["gauges"]["webhook_outbox_depth"] == 0 and
+               d.counters()["webhook_delivered"] > first, 600, "the outbox drained", interval=0.2)
+    c = d.counters()
+    secs = time.monotonic() - t0
+    d.stop()
+    stack.daemon = None
+    rx.terminate()
+    got = json.loads(rx.stdout.readlines()[-1])["posts"]
+    return {"bench": "webhooks", "subscriptions": subscriptions,
+            "delivered": c["webhook_delivered"], "received": got,
+            "drain_seconds": round(secs, 2),
+            "deliveries_per_s_while_draining": round((c["webhook_delivered"] - first) / secs),
+            "note": "rate measured from when ingest finished to an empty outbox"}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--only", default="rss,freshness,latency,rest,webhooks")
+    ap.add_argument("--accounts", type=int, default=100000)
+    ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--rates", default="1000,5000,20000")
+    ap.add_argument("--seconds", type=int, default=10)
+    args = ap.parse_args()
+    os.environ["AETHERIS_BIN_DIR"] = os.path.abspath(args.build)
+    from conftest import Stack
+    only = args.only.split(",")
+    with tempfile.TemporaryDirectory(prefix="aetheris-bench-") as tmp:
+        stack = Stack(tmp)
+        try:
+            if "rss" in only:
+                print(json.dumps(bench_rss(stack, args.build, tmp, args.accounts)), flush=True)
+                subprocess.run(["rm", "-rf", os.path.join(tmp, "var")], check=True)
+            if "freshness" in only:
+                print(json.dumps(bench_freshness(stack, args.samples)), flush=True)
+            if "latency" in only:
+                for r in bench_latency(stack, args.build, tmp,
+                                       [int(x) for x in args.rates.split(",")], args.seconds):
+                    print(json.dumps(r), flush=True)
+                    subprocess.run(["rm", "-rf", os.path.join(tmp, "var")], check=True)
+            if "rest" in only:
+                for r in bench_rest(stack, args.build, tmp):
+                    print(json.dumps(r), flush=True)
+            if "webhooks" in only:
+                subprocess.run(["rm", "-rf", os.path.join(tmp, "var")], check=True)
+                print(json.dumps(bench_webhooks(stack, args.build, tmp, 10)), flush=True)
+        finally:
+            stack.teardown()
+
+
+if __name__ == "__main__":
+    main()
