@@ -33,7 +33,8 @@
  * counts the attempt and pushes due_ms out to a lease, so a claimed row is invisible to the next
  * claim and reappears by itself if the daemon dies mid-attempt; finishing an attempt writes its
  * record and deletes or reschedules the row in one transaction. Attempt records are trimmed to
- * the newest `keep` like dead letters.
+ * the newest `keep` like dead letters, but only on every TRIM_EVERY-th insert (a trim scans up to
+ * `keep` index entries), so up to TRIM_EVERY - 1 more may be kept for a while.
  *
  * Errors: every SQLite failure becomes ERR_IO (ERR_CONN when no connection can be opened) plus
  * one log line "store.sqlite_error" naming the operation, at the operation's boundary.
@@ -60,6 +61,7 @@
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define ERRMSG_MAX 256
+#define TRIM_EVERY 256 /* webhook attempt records are trimmed on every 256th insert */
 
 /* Which filters a list statement has: one cached statement per combination. */
 enum list_filter {
@@ -1263,7 +1265,8 @@ static int sql_outbox_finish(struct store *s, const struct store_attempt *a, int
             rc = step(c, st);
             stmt_done(st);
         }
-        if (rc == SQLITE_DONE)
+        /* trimming scans up to `keep` index entries: done once per TRIM_EVERY records */
+        if (rc == SQLITE_DONE && sqlite3_last_insert_rowid(c->db) % TRIM_EVERY == 0)
             rc = trim_table(c, ST_DELIV_TRIM, keep);
     }
     int rv = writer_end(ss, rc, "finish webhook attempt");
