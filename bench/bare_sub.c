@@ -12,6 +12,18 @@
 #include <MQTTClient.h>
 #include "clock.h"
 
+/* A decimal command-line number; exits with a usage error when it is not one. */
+static long long arg_num(const char *s)
+{
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end != '\0' || v < 0) {
+        fprintf(stderr, "not a number: %s\n", s);
+        exit(2);
+    }
+    return v;
+}
+
 static _Atomic long long received;
 static _Atomic int64_t first_ns, last_ns;
 
@@ -40,8 +52,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bare_sub URL TOPIC QOS EXPECTED [IDLE_MS]\n");
         return 2;
     }
-    long long expected = atoll(argv[4]);
-    int idle_ms = argc > 5 ? atoi(argv[5]) : 3000;
+    long long expected = arg_num(argv[4]);
+    int idle_ms = argc > 5 ? (int)arg_num(argv[5]) : 3000;
     MQTTClient c;
     MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
     o.cleansession = 1;
@@ -50,7 +62,7 @@ int main(int argc, char **argv)
             MQTTCLIENT_SUCCESS ||
         MQTTClient_setCallbacks(c, NULL, lost, arrived, NULL) != MQTTCLIENT_SUCCESS ||
         MQTTClient_connect(c, &o) != MQTTCLIENT_SUCCESS ||
-        MQTTClient_subscribe(c, argv[2], atoi(argv[3])) != MQTTCLIENT_SUCCESS) {
+        MQTTClient_subscribe(c, argv[2], (int)arg_num(argv[3])) != MQTTCLIENT_SUCCESS) {
         fprintf(stderr, "bare_sub: cannot connect or subscribe to %s\n", argv[1]);
         return 1;
     }

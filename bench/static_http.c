@@ -12,6 +12,18 @@
 #include <string.h>
 #include <microhttpd.h>
 
+/* A decimal command-line number; exits with a usage error when it is not one. */
+static long long arg_num(const char *s)
+{
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end != '\0' || v < 0) {
+        fprintf(stderr, "not a number: %s\n", s);
+        exit(2);
+    }
+    return v;
+}
+
 static char *body;
 static size_t body_len;
 static _Atomic long long posts;
@@ -53,19 +65,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: static_http PORT BODY_BYTES [THREADS]\n");
         return 2;
     }
-    body_len = (size_t)atol(argv[2]);
+    body_len = (size_t)arg_num(argv[2]);
     body = malloc(body_len + 1);
     memset(body, 'x', body_len);
-    unsigned threads = argc > 3 ? (unsigned)atoi(argv[3]) : 4;
+    unsigned threads = argc > 3 ? (unsigned)(int)arg_num(argv[3]) : 4;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)atoi(argv[1]), NULL, NULL,
-        answer, NULL, MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, 4096,
-        MHD_OPTION_END);
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL,
+                                            (uint16_t)(int)arg_num(argv[1]), NULL, NULL, answer,
+                                            NULL, MHD_OPTION_THREAD_POOL_SIZE, threads,
+                                            MHD_OPTION_CONNECTION_LIMIT, 4096, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "static_http: cannot listen on %s\n", argv[1]);
         return 1;

@@ -192,8 +192,8 @@ int store_outbox_claim(struct store *s, int64_t now_ms, int64_t lease_until_ms, 
 void store_claims_free(struct store_claim *c, int n);
 /* Records an attempt and settles its outbox row in one transaction: outcome "retry" makes the
  * row due at retry_at_ms, any other outcome deletes it. Keeps the newest `keep` attempt
- * records (a backend may trim in steps, keeping up to a few hundred more meanwhile). ERR_NOTFOUND (nothing recorded) when the row is gone (its subscription was deleted
- * or disabled meanwhile). */
+ * records (a backend may trim in steps, keeping up to a few hundred more meanwhile). ERR_NOTFOUND
+ * (nothing recorded) when the row is gone (its subscription was deleted or disabled meanwhile). */
 int store_outbox_finish(struct store *s, const struct store_attempt *a, int keep);
 /* Gives a claimed row back uncounted, due at due_ms (an attempt abandoned at shutdown). */
 int store_outbox_release(struct store *s, int64_t outbox_id, int64_t due_ms);

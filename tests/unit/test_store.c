@@ -963,8 +963,9 @@ static void t_deliveries_trim(struct store *s)
         store_claims_free(c, n);
     }
     int64_t kept = store_count(s, "webhook_deliveries");
-    ok(kept >= 10 && kept < 10 + 256, "300 records with keep 10: trimmed (to keep, in steps of "
-                                      "at most 256): %lld",
+    ok(kept >= 10 && kept < 10 + 256,
+       "300 records with keep 10: trimmed (to keep, in steps of "
+       "at most 256): %lld",
        (long long)kept);
 }
 
