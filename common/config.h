@@ -83,6 +83,10 @@ struct config {
     double z_threshold;
     double amount_scale;
     double immediate_threshold; /* suspicion >= this -> immediate lane */
+    char detector[16];          /* zscore | mad | ewma (pipeline/detector.h) */
+    double mad_threshold;       /* mad: exception when |robust score| is above this */
+    double ewma_alpha;          /* ewma: weight decay per step */
+    double ewma_threshold;      /* ewma: exception when |score| is above this */
     int dedupe_capacity;        /* recent transactionIds remembered */
     int snapshot_interval_ms;
     int queue_capacity; /* items per inter-thread queue */

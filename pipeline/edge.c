@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include "detector.h"
 #include "event.h"
 #include "shard.h"
 #include "xmalloc.h"
@@ -26,6 +27,7 @@ struct slot {
 
 struct edge_shard {
     struct zscore_params params;
+    struct detector detector; /* zscore unless edge_shard_set_detector chose another */
     struct slot *slots;
     size_t mask;
     size_t count;
@@ -38,6 +40,7 @@ struct edge_shard *edge_shard_new(const struct zscore_params *params)
     s->params = *params;
     s->slots = xcalloc(EDGE_INITIAL_SLOTS, sizeof *s->slots);
     s->mask = EDGE_INITIAL_SLOTS - 1;
+    detector_init(&s->detector, &(struct detector_params){.kind = DETECTOR_ZSCORE}, params);
     return s;
 }
 
@@ -49,6 +52,7 @@ void edge_shard_free(struct edge_shard *s)
     for (size_t i = 0; i <= s->mask; i++)
         free(s->slots[i].acct);
     free(s->slots);
+    detector_cleanup(&s->detector);
     free(s);
 }
 
@@ -117,7 +121,14 @@ void edge_shard_score(struct edge_shard *s, const char *account, double amount,
                       struct zscore_result *out)
 {
     struct account *a = lookup_or_add(s, account);
-    zscore_update(&a->win, &s->params, amount, out);
+    detector_update(&s->detector, &a->win, &s->params, amount, out);
+}
+
+/* Replaces the shard's detector (the default is zscore). */
+void edge_shard_set_detector(struct edge_shard *s, const struct detector_params *dp)
+{
+    detector_cleanup(&s->detector);
+    detector_init(&s->detector, dp, &s->params);
 }
 
 /* Number of accounts in the table. */

@@ -8,6 +8,7 @@
 #include "zscore.h"
 
 struct edge_shard;
+struct detector_params;
 
 /* Creates an empty shard with its own copy of the scoring parameters. */
 struct edge_shard *edge_shard_new(const struct zscore_params *params);
@@ -16,6 +17,8 @@ void edge_shard_free(struct edge_shard *s); /* NULL is a no-op */
  * first sight. */
 void edge_shard_score(struct edge_shard *s, const char *account, double amount,
                       struct zscore_result *out);
+/* Scores with the given detector from now on (detector.h; the default is zscore). */
+void edge_shard_set_detector(struct edge_shard *s, const struct detector_params *dp);
 /* Number of accounts held. */
 size_t edge_shard_accounts(const struct edge_shard *s);
 /* Finds an account's window; NULL when unknown. Borrowed until the next call on the shard. */

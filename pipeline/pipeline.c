@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "decide.h"
 #include "dedupe.h"
+#include "detector.h"
 #include "edge.h"
 #include "feed.h"
 #include "outbox.h"
@@ -273,9 +274,8 @@ struct pipeline *pipeline_new(const struct config *cfg, struct store *store, cha
     struct pipeline *p = xcalloc(1, sizeof *p);
     p->cfg = cfg;
     p->store = store;
-    p->params =
-        (struct zscore_params){(uint32_t)cfg->window_size, (uint32_t)cfg->min_points,
-                               cfg->z_threshold, cfg->amount_scale, cfg->immediate_threshold};
+    struct detector_params dp;
+    detector_config(cfg, &p->params, &dp);
     p->nworkers = (uint32_t)cfg->edge_workers;
     p->pool = evbatch_pool_new(POOL_KEEP_BATCHES);
     p->sink_queue = bqueue_new((size_t)cfg->queue_capacity);
@@ -285,6 +285,7 @@ struct pipeline *pipeline_new(const struct config *cfg, struct store *store, cha
         p->worker_queues[w] = bqueue_new(WORKER_QUEUE_BATCHES);
         p->workers[w] = (struct worker){
             .p = p, .index = w, .shard = edge_shard_new(&p->params), .in = p->worker_queues[w]};
+        edge_shard_set_detector(p->workers[w].shard, &dp);
         atomic_init(&p->workers[w].accounts, 0);
         pthread_mutex_init(&p->workers[w].shard_mu, NULL);
     }

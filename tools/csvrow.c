@@ -1,10 +1,13 @@
 /* The original Aetheris transactions CSV (csvrow.h): row validation and the event JSON of a
- * row, shared by aetheris-replay (which publishes rows) and aetheris-seed (which stores them).
- * Numbers are copied as text, never through a double. */
+ * row, shared by aetheris-replay (which publishes rows), aetheris-seed (which stores them) and
+ * aetheris-backtest (which scores them, from the original file or, with a column mapping, from
+ * another CSV). Numbers are copied as text, never through a double. */
 #include "csvrow.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <jansson.h>
+#include "err.h"
 
 static bool all_digits(const char *s)
 {
@@ -138,6 +141,14 @@ static void json_decimal(struct buf *b, const char *s)
         buf_printf(b, "%s", dot);
 }
 
+/* Removes the trailing LF/CR of a line in place. */
+static void chomp(char *line)
+{
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+}
+
 /* A validated row: pointers into the line buffer, canonical where numeric. */
 #define CSV_INT64_MAX "9223372036854775807"
 #define CSV_UINT64_MAX "18446744073709551615"
@@ -145,9 +156,7 @@ static void json_decimal(struct buf *b, const char *s)
 const char *csv_parse_row(char *line, struct csv_row *r)
 {
     char *f[8];
-    size_t n = strlen(line);
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
+    chomp(line);
     if (!is_utf8((const unsigned char *)line))
         return "not valid UTF-8";
     if (!split8(line, f))
@@ -177,6 +186,116 @@ const char *csv_parse_row(char *line, struct csv_row *r)
     return NULL;
 }
 
+/* An account id a mapped file may use: 1..CSV_ACCOUNT_MAX bytes (or 0.. when optional), no
+ * control characters, '"' or '\\' (so the event JSON needs no escaping for it). */
+static bool account_field(const char *s, bool optional)
+{
+    size_t n = strlen(s);
+    if ((n == 0 && !optional) || n > CSV_ACCOUNT_MAX)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\' || *s == 0x7f)
+            return false;
+    return true;
+}
+
+/* Splits line in place at commas into at most max fields; returns the count, or -1 when there
+ * are more. */
+static int split_fields(char *line, char **f, int max)
+{
+    int n = 0;
+    f[n++] = line;
+    for (char *p = line; *p; p++) {
+        if (*p != ',')
+            continue;
+        if (n == max)
+            return -1;
+        *p = '\0';
+        f[n++] = p + 1;
+    }
+    return n;
+}
+
+int csv_map_header(char *header, const struct csv_names *names, struct csv_columns *cols,
+                   char *err, size_t errlen)
+{
+    static const char *const originals[8] = {
+        "TransactionID",   "AccountOriginID", "AccountDestinationID", "TransactionTypeID",
+        "Amount",          "TransactionDate", "BranchID",             "Description"};
+    const char *want[8] = {names->txid,   names->origin, names->dest,   names->type,
+                           names->amount, names->date,   names->branch, names->description};
+    int *slot[8] = {&cols->txid,   &cols->origin, &cols->dest,   &cols->type,
+                    &cols->amount, &cols->date,   &cols->branch, &cols->description};
+    char *f[CSV_FIELDS_MAX];
+    chomp(header);
+    int n = split_fields(header, f, CSV_FIELDS_MAX);
+    if (n < 0) {
+        snprintf(err, errlen, "the header has more than %d columns", CSV_FIELDS_MAX);
+        return -1;
+    }
+    cols->nfields = n;
+    for (int k = 0; k < 8; k++) {
+        const char *name = want[k] ? want[k] : originals[k];
+        *slot[k] = -1;
+        for (int i = 0; i < n; i++) {
+            if (strcmp(f[i], name) != 0)
+                continue;
+            if (*slot[k] >= 0) {
+                snprintf(err, errlen, "column '%s' appears twice in the header", name);
+                return -1;
+            }
+            *slot[k] = i;
+        }
+        /* transactionId, account and amount are required; so is any column named explicitly */
+        if (*slot[k] < 0 && (k == 0 || k == 1 || k == 4 || want[k] != NULL)) {
+            snprintf(err, errlen, "no column '%s' in the header", name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Field i of f, or "" for an absent column. */
+static const char *field_at(char **f, int i)
+{
+    return i >= 0 ? f[i] : "";
+}
+
+const char *csv_parse_mapped(char *line, const struct csv_columns *cols, struct csv_row *r)
+{
+    char *f[CSV_FIELDS_MAX];
+    chomp(line);
+    if (!is_utf8((const unsigned char *)line))
+        return "not valid UTF-8";
+    if (split_fields(line, f, CSV_FIELDS_MAX) != cols->nfields)
+        return "not as many fields as the header";
+    r->txid = uint_field(f[cols->txid], CSV_UINT64_MAX);
+    if (r->txid == NULL)
+        return "transaction id is not an integer in 0..2^64-1";
+    r->origin = f[cols->origin];
+    if (!account_field(r->origin, false))
+        return "account is not 1..64 bytes of printable text without '\"' or '\\'";
+    r->dest = field_at(f, cols->dest);
+    if (!account_field(r->dest, true))
+        return "destination account is not 0..64 bytes of printable text";
+    r->type = field_at(f, cols->type);
+    r->type = r->type[0] ? uint_field(r->type, CSV_INT64_MAX) : "";
+    if (r->type == NULL)
+        return "type is not an integer";
+    r->amount = f[cols->amount];
+    if (!is_decimal(r->amount))
+        return "amount is not a decimal number >= 0";
+    r->date = field_at(f, cols->date);
+    if (strlen(r->date) > CSV_DATE_MAX)
+        return "time longer than 40 bytes";
+    r->branch = field_at(f, cols->branch);
+    r->branch = r->branch[0] ? uint_field(r->branch, CSV_INT64_MAX) : "";
+    if (r->branch == NULL)
+        return "branch is not an integer";
+    r->description = field_at(f, cols->description);
+    return NULL;
+}
+
 void csv_row_json(const struct csv_row *r, struct buf *b)
 {
     if (digits_cmp(r->txid, CSV_INT64_MAX) <= 0)
@@ -197,6 +316,21 @@ void csv_row_json(const struct csv_row *r, struct buf *b)
     buf_printf(b, "\",\"description\":\"");
     json_escape(b, r->description);
     buf_printf(b, "\"}");
+}
+
+const char *csv_row_event(const struct csv_row *r, struct buf *scratch, struct event *ev,
+                          char *detail, size_t detail_len)
+{
+    enum event_invalid reason;
+    buf_reset(scratch);
+    csv_row_json(r, scratch);
+    detail[0] = '\0';
+    json_t *obj = json_loadb(scratch->data, scratch->len, 0, NULL);
+    int rv = obj ? event_from_json(obj, ev, &reason, detail, detail_len) : ERR_INVAL;
+    json_decref(obj);
+    if (rv == 0)
+        return NULL;
+    return detail[0] ? detail : "not an event";
 }
 
 int csv_read_line(FILE *in, char *line, size_t cap)

@@ -128,16 +128,9 @@ int main(int argc, char **argv)
         struct csv_row r;
         const char *why = got < 0 ? "line too long" : csv_parse_row(line, &r);
         struct event *ev = &p.events[p.n];
-        enum event_invalid reason;
-        char detail[160] = "";
-        if (why == NULL) {
-            buf_reset(&b);
-            csv_row_json(&r, &b);
-            json_t *obj = json_loadb(b.data, b.len, 0, NULL);
-            if (obj == NULL || event_from_json(obj, ev, &reason, detail, sizeof detail) != 0)
-                why = detail[0] ? detail : "not an event";
-            json_decref(obj);
-        }
+        char detail[160];
+        if (why == NULL)
+            why = csv_row_event(&r, &b, ev, detail, sizeof detail);
         if (why != NULL) {
             if (bad++ < SEED_BAD_REPORTED)
                 fprintf(stderr, "aetheris-seed: %s line %lld skipped: %s\n", file, lineno, why);
