@@ -16,8 +16,7 @@
 #include <string.h>
 #include "xmalloc.h"
 
-void detector_config(const struct config *cfg, struct zscore_params *zp,
-                     struct detector_params *dp)
+void detector_config(const struct config *cfg, struct zscore_params *zp, struct detector_params *dp)
 {
     *zp = (struct zscore_params){(uint32_t)cfg->window_size, (uint32_t)cfg->min_points,
                                  cfg->z_threshold, cfg->amount_scale, cfg->immediate_threshold};
@@ -167,8 +166,7 @@ static void mad_stats(const double *vals, uint32_t n, double *scratch, double *c
 }
 
 /* Exponentially weighted center and scale of vals[0..n) (n >= 1), newest weight 1. */
-static void ewma_stats(const double *vals, uint32_t n, double alpha, double *center,
-                       double *scale)
+static void ewma_stats(const double *vals, uint32_t n, double alpha, double *center, double *scale)
 {
     double keep = 1 - alpha, w = 1, wsum = 0, xsum = 0;
     double lo = vals[n - 1], hi = lo;

@@ -216,7 +216,8 @@ static int label_next(struct labels *l, const char *txid, int *kind, int64_t *ep
     char *c1 = got == 1 ? strchr(line, ',') : NULL;
     char *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
     if (c2 == NULL) {
-        fprintf(stderr, "aetheris-backtest: labels line %lld: expected transaction_id,kind,episode\n",
+        fprintf(stderr,
+                "aetheris-backtest: labels line %lld: expected transaction_id,kind,episode\n",
                 l->lineno);
         return -1;
     }
@@ -224,8 +225,8 @@ static int label_next(struct labels *l, const char *txid, int *kind, int64_t *ep
     char *end;
     errno = 0;
     long long ep = strtoll(c2 + 1, &end, 10);
-    if ((txid && strcmp(line, txid) != 0) || *end != '\0' || errno != 0 || ep < 0 || ep > l->max_episode ||
-        strlen(c1 + 1) >= BT_LABEL_MAX || c1[1] == '\0') {
+    if ((txid && strcmp(line, txid) != 0) || *end != '\0' || errno != 0 || ep < 0 ||
+        ep > l->max_episode || strlen(c1 + 1) >= BT_LABEL_MAX || c1[1] == '\0') {
         fprintf(stderr,
                 "aetheris-backtest: labels line %lld does not label transaction %s with a kind "
                 "and an episode 0..%lld\n",
@@ -316,8 +317,7 @@ static void write_row(FILE *out, const struct opts *o, const struct csv_row *row
     const char *priority = !r->exception ? "" : r->immediate ? "immediate" : "batch";
     if (!o->ndjson) {
         fprintf(out, "%s,%s,%s,%s,%s,%s,%s,%u,%.4f,%d,%s", row->txid, ev->account, row->date,
-                amount, z, mean, std, r->history_len, r->suspicion, r->exception ? 1 : 0,
-                priority);
+                amount, z, mean, std, r->history_len, r->suspicion, r->exception ? 1 : 0, priority);
         if (label)
             fprintf(out, ",%s", label);
         fputc('\n', out);
@@ -328,8 +328,8 @@ static void write_row(FILE *out, const struct opts *o, const struct csv_row *row
             "{\"transactionId\":%s,\"accountOrigin\":\"%s\",\"date\":\"%s\",\"amount\":%s,"
             "\"zScore\":%s,\"mean\":%s,\"std\":%s,\"accountHistoryLength\":%u,"
             "\"suspicion\":%.4f,\"anomaly\":%s,\"priority\":",
-            row->txid, ev->account, row->date, amount, z, mean, std, r->history_len,
-            r->suspicion, r->exception ? "true" : "false");
+            row->txid, ev->account, row->date, amount, z, mean, std, r->history_len, r->suspicion,
+            r->exception ? "true" : "false");
     if (r->exception)
         fprintf(out, "\"%s\"", priority);
     else
@@ -374,14 +374,14 @@ static json_t *summary_json(const struct opts *o, const struct stats *st, const 
         }
         json_array_append_new(sweep, row);
     }
-    json_t *root = json_pack(
-        "{s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:o, s:f}", "file", o->file,
-        "detector", detector_name(dp->kind), "threshold", detector_threshold(dp, zp), "rows",
-        (json_int_t)st->rows, "scored", (json_int_t)st->scored, "duplicates",
-        (json_int_t)st->duplicates, "bad_rows", (json_int_t)st->bad, "accounts",
-        (json_int_t)accounts, "exceptions", "total", (json_int_t)st->exceptions, "immediate",
-        (json_int_t)st->immediate, "batch", (json_int_t)(st->exceptions - st->immediate), "sweep",
-        sweep, "seconds", seconds);
+    json_t *root =
+        json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:o, s:f}", "file",
+                  o->file, "detector", detector_name(dp->kind), "threshold",
+                  detector_threshold(dp, zp), "rows", (json_int_t)st->rows, "scored",
+                  (json_int_t)st->scored, "duplicates", (json_int_t)st->duplicates, "bad_rows",
+                  (json_int_t)st->bad, "accounts", (json_int_t)accounts, "exceptions", "total",
+                  (json_int_t)st->exceptions, "immediate", (json_int_t)st->immediate, "batch",
+                  (json_int_t)(st->exceptions - st->immediate), "sweep", sweep, "seconds", seconds);
     if (l == NULL)
         return root;
     double p = ratio(labelled_flagged, labelled_flagged + l->normal_flagged);
@@ -391,21 +391,20 @@ static json_t *summary_json(const struct opts *o, const struct stats *st, const 
         const struct kind_stats *ks = &l->kinds[k];
         double kp = ratio(ks->flagged, ks->flagged + l->normal_flagged);
         double kr = ratio(ks->flagged, ks->rows);
-        json_object_set_new(
-            kinds, ks->name,
-            json_pack("{s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:f}", "rows", (json_int_t)ks->rows,
-                      "flagged", (json_int_t)ks->flagged, "precision", kp, "recall", kr, "f1",
-                      f1(kp, kr), "episodes", (json_int_t)ks->episodes, "episodes_detected",
-                      (json_int_t)ks->episodes_detected, "episode_recall",
-                      ratio(ks->episodes_detected, ks->episodes)));
+        json_object_set_new(kinds, ks->name,
+                            json_pack("{s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:f}", "rows",
+                                      (json_int_t)ks->rows, "flagged", (json_int_t)ks->flagged,
+                                      "precision", kp, "recall", kr, "f1", f1(kp, kr), "episodes",
+                                      (json_int_t)ks->episodes, "episodes_detected",
+                                      (json_int_t)ks->episodes_detected, "episode_recall",
+                                      ratio(ks->episodes_detected, ks->episodes)));
     }
-    json_object_set_new(root, "quality",
-                        json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:o}", "labelled_rows",
-                                  (json_int_t)labelled, "labelled_flagged",
-                                  (json_int_t)labelled_flagged, "normal_rows",
-                                  (json_int_t)l->normal_rows, "normal_flagged",
-                                  (json_int_t)l->normal_flagged, "precision", p, "recall", r, "f1",
-                                  f1(p, r), "kinds", kinds));
+    json_object_set_new(
+        root, "quality",
+        json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:o}", "labelled_rows", (json_int_t)labelled,
+                  "labelled_flagged", (json_int_t)labelled_flagged, "normal_rows",
+                  (json_int_t)l->normal_rows, "normal_flagged", (json_int_t)l->normal_flagged,
+                  "precision", p, "recall", r, "f1", f1(p, r), "kinds", kinds));
     return root;
 }
 
@@ -507,9 +506,9 @@ static int score_file(struct run *run, struct stats *st)
         struct csv_row row;
         struct event ev;
         char detail[160];
-        const char *why = got < 0          ? "line too long"
-                          : mapped         ? csv_parse_mapped(line, &cols, &row)
-                                           : csv_parse_row(line, &row);
+        const char *why = got < 0  ? "line too long"
+                          : mapped ? csv_parse_mapped(line, &cols, &row)
+                                   : csv_parse_row(line, &row);
         if (why == NULL)
             why = csv_row_event(&row, &scratch, &ev, detail, sizeof detail);
         int kind = -1;
@@ -552,8 +551,9 @@ static int score_file(struct run *run, struct stats *st)
 static void write_header(FILE *out, const struct opts *o, bool labels)
 {
     if (!o->ndjson)
-        fprintf(out, "transaction_id,account,time,amount,z,mean,std,history,suspicion,anomaly,"
-                     "priority%s\n",
+        fprintf(out,
+                "transaction_id,account,time,amount,z,mean,std,history,suspicion,anomaly,"
+                "priority%s\n",
                 labels ? ",label" : "");
 }
 

@@ -216,12 +216,12 @@ static int split_fields(char *line, char **f, int max)
     return n;
 }
 
-int csv_map_header(char *header, const struct csv_names *names, struct csv_columns *cols,
-                   char *err, size_t errlen)
+int csv_map_header(char *header, const struct csv_names *names, struct csv_columns *cols, char *err,
+                   size_t errlen)
 {
     static const char *const originals[8] = {
-        "TransactionID",   "AccountOriginID", "AccountDestinationID", "TransactionTypeID",
-        "Amount",          "TransactionDate", "BranchID",             "Description"};
+        "TransactionID",   "AccountOriginID", "AccountDestinationID", "TransactionTypeID", "Amount",
+        "TransactionDate", "BranchID",        "Description"};
     const char *want[8] = {names->txid,   names->origin, names->dest,   names->type,
                            names->amount, names->date,   names->branch, names->description};
     int *slot[8] = {&cols->txid,   &cols->origin, &cols->dest,   &cols->type,

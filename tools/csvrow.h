@@ -41,8 +41,8 @@ struct csv_columns { /* column index of each field, -1 = absent */
 };
 /* Maps the header line (trailing LF/CR removed in place) with names. 0, or -1 with err naming
  * the missing or repeated column. */
-int csv_map_header(char *header, const struct csv_names *names, struct csv_columns *cols,
-                   char *err, size_t errlen);
+int csv_map_header(char *header, const struct csv_names *names, struct csv_columns *cols, char *err,
+                   size_t errlen);
 /* Validates a data line of a mapped file into r (fields borrowed from line). NULL when valid,
  * else a short reason. */
 const char *csv_parse_mapped(char *line, const struct csv_columns *cols, struct csv_row *r);
