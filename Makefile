@@ -9,7 +9,7 @@ SAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
 CMAKE_FLAGS ?=
 
-.PHONY: all deps lint build build-asan build-tsan test tsan unit e2e run bench clean format
+.PHONY: all deps lint build build-asan build-tsan test tsan unit e2e run bench quality clean format
 
 all: build
 
@@ -55,6 +55,11 @@ run: deps build
 
 bench: deps build
 	@scripts/bench.sh $(BUILD_DIR)
+
+# Detection quality: precision, recall and F1 per planted anomaly kind and detector on seeded
+# aetheris-gen data, scored by aetheris-backtest; updates docs/detection-quality.md.
+quality: build
+	@scripts/quality.sh $(BUILD_DIR)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
