@@ -543,6 +543,11 @@ static int score_file(struct run *run, struct stats *st)
         fprintf(stderr, "aetheris-backtest: reading %s failed\n", o->file);
         rv = 2;
     }
+    if (rv == 0 && run->labels && csv_read_line(run->labels->in, line, CSV_LINE_MAX) != 0) {
+        fprintf(stderr, "aetheris-backtest: %s has more labels than %s has rows\n", o->labels,
+                o->file);
+        rv = 2;
+    }
     buf_cleanup(&scratch);
     free(line);
     return rv;

@@ -40,6 +40,14 @@ def gen(workdir, name, *args):
     return csv_path, labels
 
 
+def spikes_csv(workdir, rows):
+    """The first `rows` rows of an aetheris-gen --seed 7 file with ids 1.. (a prefix of a)."""
+    path = os.path.join(workdir, f"first{rows}.csv")
+    run([GEN, "--seed", "7", "--rows", str(rows), "--accounts", "300", "--anomaly-rate", "0.01",
+         "--out", path])
+    return path
+
+
 def exception_view(e):
     return (e["zScore"], e["mean"], e["std"], e["suspicion"], e["priority"],
             e["accountHistoryLength"], e["accountOrigin"])
@@ -202,6 +210,13 @@ def test_gen_reproducible_and_well_formed(tmp_path):
     only = gen(tmp_path, "spikes", *args, "--kinds", "spike")
     with open(only[1]) as f:
         assert {l["kind"] for l in csv.DictReader(f)} == {"none", "spike"}
+    with open(a[1]) as f, open(tmp_path / "short.labels", "w") as g:
+        g.writelines(f.readlines()[:-1])
+    out = run([BACKTEST, "--file", a[0], "--labels", str(tmp_path / "short.labels")],
+              check=False)
+    assert out.returncode == 2 and "labels line 40001" in out.stderr
+    out = run([BACKTEST, "--file", spikes_csv(tmp_path, 100), "--labels", a[1]], check=False)
+    assert out.returncode == 2 and "more labels" in out.stderr
     bad = run([GEN, "--kinds", "spikes"], check=False)
     assert bad.returncode == 2 and "--kinds" in bad.stderr
     bad = run([GEN, "--accounts", "1000001"], check=False)
