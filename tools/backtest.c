@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,10 +43,12 @@
 
 #define BT_DEFAULT_FILE "data/transactions.csv"
 #define BT_BAD_REPORTED 10 /* bad rows described on stderr; the rest are only counted */
-#define BT_SWEEP_MAX 32
+#define BT_SWEEP_MAX 32    /* thresholds in a sweep: a table still readable on a terminal */
+/* Around every detector's default threshold (2.5, 3, 3.5) and out to the saturation of
+ * suspicion's score term (6) and beyond. */
 #define BT_DEFAULT_SWEEP "1.5,2,2.5,3,3.5,4,4.5,5,6,8"
-#define BT_KINDS_MAX 16
-#define BT_LABEL_MAX 32
+#define BT_KINDS_MAX 16 /* distinct label kinds (aetheris-gen writes 4 and none) */
+#define BT_LABEL_MAX 32 /* bytes of a kind name, NUL included */
 
 struct opts {
     const char *file, *out, *labels, *sweep;
@@ -231,6 +234,13 @@ static int label_next(struct labels *l, const char *txid, int *kind, int64_t *ep
                 "aetheris-backtest: labels line %lld does not label transaction %s with a kind "
                 "and an episode 0..%lld\n",
                 l->lineno, txid ? txid : "(bad row)", (long long)l->max_episode);
+        return -1;
+    }
+    if (c1[1 + strspn(c1 + 1, "abcdefghijklmnopqrstuvwxyz0123456789_")] != '\0') {
+        fprintf(stderr,
+                "aetheris-backtest: labels line %lld: kind '%s' is not lower-case letters, digits "
+                "and '_'\n",
+                l->lineno, c1 + 1);
         return -1;
     }
     *episode = ep;
@@ -586,6 +596,7 @@ int main(int argc, char **argv)
     detector_config(&cfg, &zp, &dp);
 
     int rv = 2;
+    /* episode ids up to 2^31: the two bitmaps then stay under 512 MiB even for a hostile file */
     struct labels lab = {.max_episode = INT32_MAX};
     struct run run = {.o = &o, .immediate_threshold = zp.immediate_threshold};
     run.in = fopen(o.file, "r");
