@@ -12,7 +12,8 @@ own slice. The daemon's rate is events / (time from the first publish to the mom
 arrival). Servers are started on free loopback ports under a temporary directory (the e2e
 harness's code) and stopped at the end; every wait is bounded.
 
-Usage: bench/bench_ingest.py [--build DIR] [--events N] [--connections K] [--cases a,b,...]"""
+Usage: bench/bench_ingest.py [--build DIR] [--events N] [--connections K] [--cases a,b,...]
+                             [--daemon-option NAME=VALUE ...]"""
 import argparse
 import json
 import os
@@ -66,13 +67,14 @@ def ceiling(build, url, files, qos, batch, events):
             out["messages"] * batch}
 
 
-def through_daemon(stack, build, files, qos, batch, events):
+def through_daemon(stack, build, files, qos, batch, events, extra):
     from conftest import wait_until
     # a clean session: the broker must not queue the ceiling run's messages for this client
-    d = stack.start_daemon({"mqtt_qos": qos, "mqtt_clean_session": "true",
-                            "snapshot_interval_ms": 5000,
-                            "reclaim_idle_ms": 30000, "log_level": "warn",
-                            "dedupe_capacity": max(1000000, 2 * events)})
+    opts = {"mqtt_qos": qos, "mqtt_clean_session": "true", "snapshot_interval_ms": 5000,
+            "reclaim_idle_ms": 30000, "log_level": "warn",
+            "dedupe_capacity": max(1000000, 2 * events)}
+    opts.update(extra)
+    d = stack.start_daemon(opts)
     url = f"tcp://127.0.0.1:{stack.mosq.port}"
     t0 = time.monotonic()
     procs = replay_procs(build, url, files, qos, batch)
@@ -101,7 +103,10 @@ def main():
     ap.add_argument("--events", type=int, default=200000)
     ap.add_argument("--connections", type=int, default=2)
     ap.add_argument("--cases", default="qos0,qos1,batch10,batch100")
+    ap.add_argument("--daemon-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra aetherisd option for the daemon runs (repeatable)")
     args = ap.parse_args()
+    extra = dict(o.split("=", 1) for o in args.daemon_option)
     os.environ["AETHERIS_BIN_DIR"] = os.path.abspath(args.build)
     from conftest import Stack
     cases = {"qos0": (0, 1), "qos1": (1, 1), "batch10": (1, 10), "batch100": (1, 100)}
@@ -119,11 +124,11 @@ def main():
             for name in args.cases.split(","):
                 qos, batch = cases[name]
                 top = ceiling(args.build, url, files, qos, batch, events)
-                ours = through_daemon(stack, args.build, files, qos, batch, events)
+                ours = through_daemon(stack, args.build, files, qos, batch, events, extra)
                 # a fresh data directory per case: the dedupe set would drop a replay
                 subprocess.run(["rm", "-rf", os.path.join(tmp, "var")], check=True)
                 print(json.dumps({"bench": "ingest", "case": name, "qos": qos, "batch": batch,
-                                  "connections": k, "daemon": ours, "bare_paho_ceiling": top,
+                                  "connections": k, "daemon_options": extra, "daemon": ours, "bare_paho_ceiling": top,
                                   "ratio_to_ceiling": round(ours["events_per_s"] /
                                                             top["events_per_s"], 3)}),
                       flush=True)
