@@ -85,8 +85,8 @@ uint64_t zscore_cents_max(uint32_t window)
 /* *cents = the amount in cents when it is a whole number of cents in [0, cents_max]. */
 static inline bool to_cents(double amount, uint64_t cents_max, uint64_t *cents)
 {
-    if (!(amount >= 0 && amount <= (double)cents_max / 100.0))
-        return false; /* also refuses NaN */
+    if (!(amount >= 0 && amount < 1e15))
+        return false; /* also refuses NaN; below 1e15 the cents fit a uint64 */
     uint64_t c = (uint64_t)(amount * 100.0 + 0.5);
     *cents = c;
     return c <= cents_max && (double)c / 100.0 == amount;
