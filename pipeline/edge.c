@@ -18,9 +18,9 @@
  * Records come in 2 MiB chunks (huge pages where the kernel allows them, after the first chunk).
  *
  * Batches. edge_shard_score_batch looks EDGE_AHEAD events ahead: it hashes the key and prefetches
- * the table slot, and one step later prefetches the record, so that with many accounts (tables and
- * records far bigger than the caches) the memory latency of several events overlaps instead of
- * adding up. */
+ * the table slot, later the record's header, then the ring slot the push will write, so that with
+ * many accounts (tables and records far bigger than the caches) the memory latency of several
+ * events overlaps instead of adding up. */
 #include "edge.h"
 #include <stddef.h>
 #include <stdio.h>
@@ -285,6 +285,18 @@ static void prefetch_record(const struct edge_shard *s, const struct key_ref *kr
         __builtin_prefetch(record_at(s, v - 1), 1);
 }
 
+/* Prefetches the ring slot the next push of the home slot's record writes (its header having
+ * been prefetched two events earlier). */
+static void prefetch_ring(const struct edge_shard *s, const struct key_ref *kr)
+{
+    uint32_t v = s->slots[(size_t)kr->hash & s->mask];
+    if (v == 0)
+        return;
+    struct record *r = record_at(s, v - 1);
+    if (!r->core.wide)
+        __builtin_prefetch(&r->cents[r->core.n < s->params.window ? r->core.n : r->core.head], 1);
+}
+
 /* Scores items[0..n) in order, prefetching ahead (see the file comment). */
 void edge_shard_score_batch(struct edge_shard *s, struct edge_item *items, size_t n)
 {
@@ -303,6 +315,8 @@ void edge_shard_score_batch(struct edge_shard *s, struct edge_item *items, size_
         }
         if (i + EDGE_AHEAD / 2 < n)
             prefetch_record(s, &ahead[(i + EDGE_AHEAD / 2) % EDGE_AHEAD]);
+        if (i + EDGE_AHEAD / 4 < n)
+            prefetch_ring(s, &ahead[(i + EDGE_AHEAD / 4) % EDGE_AHEAD]);
         score_record(s, lookup_or_add(s, &kr), items[i].amount, items[i].out);
     }
 }
