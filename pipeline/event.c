@@ -25,6 +25,7 @@
  * a torn or corrupted journal record is rejected instead of poisoning a window. */
 #include "event.h"
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@
 #define EVENT_FLAG_TYPE 0x01u
 #define EVENT_FLAG_BRANCH 0x02u
 #define EVENT_FIXED_BYTES (1 + 8 + 8 + 8 + 1 + 8 + 8) /* everything before the strings */
+/* event_json_text: the longest direct form (every string escaped as \u00XX) fits */
+#define EVENT_JSON_TEXT_MAX (256 + 6 * (2 * EVENT_ACCOUNT_MAX + EVENT_DATE_MAX + EVENT_DESC_MAX))
 
 _Static_assert(EVENT_ACCOUNT_MAX <= 255 && EVENT_DATE_MAX <= 255 && EVENT_DESC_MAX <= 255,
                "string lengths are encoded as one byte");
@@ -826,6 +829,130 @@ json_t *event_to_json(const struct event *ev)
     if (ev->description[0] != '\0')
         json_object_set_new(o, "description", json_string(ev->description));
     return o;
+}
+
+/* Appends s as jansson's compact dump writes a string: quoted, with \" \\ \b \f \n \r \t and
+ * \uXXXX (upper-case hex) for the other control characters; false (nothing to rely on) when s is
+ * not ASCII, where jansson's UTF-8 checks decide. */
+static bool json_put_ascii(char *out, size_t cap, size_t *pos, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (cap - *pos < 1)
+        return false;
+    out[(*pos)++] = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x80 || cap - *pos < 8)
+            return false;
+        if (c == '"' || c == '\\') {
+            out[(*pos)++] = '\\';
+            out[(*pos)++] = (char)c;
+        } else if (c < 0x20) {
+            static const char shortform[] = "btnvfr"; /* \b \t \n (\v has none) \f \r */
+            out[(*pos)++] = '\\';
+            if (c >= 0x08 && c <= 0x0d && c != 0x0b) {
+                out[(*pos)++] = shortform[c - 0x08];
+            } else {
+                out[(*pos)++] = 'u';
+                out[(*pos)++] = '0';
+                out[(*pos)++] = '0';
+                out[(*pos)++] = hex[c >> 4];
+                out[(*pos)++] = hex[c & 15];
+            }
+        } else {
+            out[(*pos)++] = (char)c;
+        }
+    }
+    if (cap - *pos < 1)
+        return false;
+    out[(*pos)++] = '"';
+    return true;
+}
+
+/* Appends formatted text; false when it does not fit. */
+static bool json_put(char *out, size_t cap, size_t *pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool json_put(char *out, size_t cap, size_t *pos, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + *pos, cap - *pos, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap - *pos)
+        return false;
+    *pos += (size_t)n;
+    return true;
+}
+
+/* A double as jansson dumps a real: "%.17g", ".0" appended when that reads as an integer, the
+ * exponent without '+' or leading zeros. */
+static bool json_put_real(char *out, size_t cap, size_t *pos, double v)
+{
+    char num[40];
+    int n = snprintf(num, sizeof num, "%.17g", v);
+    if (n < 0 || (size_t)n >= sizeof num - 2)
+        return false;
+    if (strchr(num, '.') == NULL && strchr(num, 'e') == NULL)
+        memcpy(num + n, ".0", 3);
+    char *e = strchr(num, 'e');
+    if (e != NULL) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        memmove(start, end, strlen(end) + 1);
+    }
+    return json_put(out, cap, pos, "%s", num);
+}
+
+/* event_to_json dumped compactly, written directly; NULL when jansson must do it (a non-ASCII
+ * string or a non-finite amount). */
+static char *event_json_direct(const struct event *ev)
+{
+    char out[EVENT_JSON_TEXT_MAX];
+    size_t pos = 0, cap = sizeof out;
+    if (!isfinite(ev->amount))
+        return NULL;
+    bool ok =
+        ev->txid > (uint64_t)INT64_MAX
+            ? json_put(out, cap, &pos, "{\"transactionId\":\"%llu\"", (unsigned long long)ev->txid)
+            : json_put(out, cap, &pos, "{\"transactionId\":%lld", (long long)ev->txid);
+    ok = ok && json_put(out, cap, &pos, ",\"accountOrigin\":") &&
+         json_put_ascii(out, cap, &pos, ev->account);
+    if (ok && ev->account_dest[0] != '\0')
+        ok = json_put(out, cap, &pos, ",\"accountDestination\":") &&
+             json_put_ascii(out, cap, &pos, ev->account_dest);
+    ok =
+        ok && json_put(out, cap, &pos, ",\"amount\":") && json_put_real(out, cap, &pos, ev->amount);
+    if (ok && ev->has_type)
+        ok = json_put(out, cap, &pos, ",\"type\":%lld", (long long)ev->type);
+    if (ok && ev->has_branch)
+        ok = json_put(out, cap, &pos, ",\"branch\":%lld", (long long)ev->branch);
+    if (ok && ev->date[0] != '\0')
+        ok = json_put(out, cap, &pos, ",\"date\":") && json_put_ascii(out, cap, &pos, ev->date);
+    if (ok && ev->description[0] != '\0')
+        ok = json_put(out, cap, &pos, ",\"description\":") &&
+             json_put_ascii(out, cap, &pos, ev->description);
+    ok = ok && json_put(out, cap, &pos, "}");
+    if (!ok)
+        return NULL;
+    char *text = xmalloc(pos + 1);
+    memcpy(text, out, pos + 1);
+    return text;
+}
+
+/* json_dumps(event_to_json(ev), JSON_COMPACT), byte for byte: written directly for ASCII events,
+ * through jansson otherwise. Caller frees; NULL only where jansson gives NULL. */
+char *event_json_text(const struct event *ev)
+{
+    char *text = event_json_direct(ev);
+    if (text != NULL)
+        return text;
+    json_t *doc = event_to_json(ev);
+    text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return text;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -79,6 +79,9 @@ int event_from_json(const json_t *obj, struct event *out, enum event_invalid *re
  * accountDestination, amount, type, branch, date, description); absent optionals are omitted.
  * Caller owns the reference. */
 json_t *event_to_json(const struct event *ev);
+/* json_dumps(event_to_json(ev), JSON_COMPACT), byte for byte, without building the JSON tree when
+ * every string is ASCII (the sink's stored document of each transaction). Caller frees. */
+char *event_json_text(const struct event *ev);
 /* Compact binary form for the journal: returns the byte count (<= EVENT_ENCODED_MAX) or ERR_FULL
  * if cap is too small. */
 int event_encode(const struct event *ev, uint8_t *out, size_t cap);
