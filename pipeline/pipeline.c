@@ -336,7 +336,8 @@ int pipeline_start(struct pipeline *p, char *err, size_t errlen)
                                .client_id = p->cfg->node_id,
                                .username = p->cfg->mqtt_username,
                                .password = p->cfg->mqtt_password,
-                               .persist_dir = persist,
+                               /* QoS 0 has nothing to redeliver: no file per message */
+                               .persist_dir = p->cfg->mqtt_qos > 0 ? persist : NULL,
                                .clean_session = p->cfg->mqtt_clean_session,
                                .keepalive_s = p->cfg->mqtt_keepalive_s,
                                .subscribe_topic = p->cfg->mqtt_topic,
