@@ -832,8 +832,8 @@ json_t *event_to_json(const struct event *ev)
 }
 
 /* Appends s as jansson's compact dump writes a string: quoted, with \" \\ \b \f \n \r \t and
- * \uXXXX (upper-case hex) for the other control characters; false (nothing to rely on) when s is
- * not ASCII, where jansson's UTF-8 checks decide. */
+ * \u00hh (upper-case hex digits) for the other control characters; false (nothing to rely on) when
+ * s is not ASCII, where jansson's UTF-8 checks decide. */
 static bool json_put_ascii(char *out, size_t cap, size_t *pos, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
