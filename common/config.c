@@ -176,6 +176,9 @@ static const struct option_def options[] = {
         "recent transactionIds remembered for duplicate detection"),
     INT(snapshot_interval_ms, "edge", "5000", 100, 3600000, NULL, "edge snapshot period (ms)"),
     INT(queue_capacity, "edge", "4096", 16, 1000000, NULL, "batches queued into the sink"),
+    INT(ingest_handoff_us, "edge", "250", 0, 100000, NULL,
+        "accepted events wait at most this long (us) to be handed to the edge workers in batches "
+        "(0: one hand-off per payload)"),
 
     {"agent_backend", "agents", OPT_ENUM, F(agent_backend), "rules", 0, 0, "rules|llm", NULL, NULL,
      "agent implementation: rules, or llm (an OpenAI-compatible model; rules as the fallback)"},

@@ -89,7 +89,8 @@ struct config {
     double ewma_threshold;      /* ewma: exception when |score| is above this */
     int dedupe_capacity;        /* recent transactionIds remembered */
     int snapshot_interval_ms;
-    int queue_capacity; /* items per inter-thread queue */
+    int queue_capacity;    /* items per inter-thread queue */
+    int ingest_handoff_us; /* longest wait of an accepted event before its batch goes to a worker */
 
     /* agents and decisions */
     char agent_backend[16]; /* rules | llm */

@@ -8,7 +8,7 @@
  * adversarial amounts), not a full sort. `ewma` sums from the newest amount to the oldest so the
  * weights are successive products (no pow() per amount).
  *
- * The window is always advanced by zscore_update, whatever the detector, so the stored amounts
+ * The window is always advanced by zcore_update, whatever the detector, so the stored amounts
  * and the Z-score's own bookkeeping stay identical to the default path. */
 #include "detector.h"
 #include <math.h>
@@ -212,17 +212,9 @@ void detector_score(const struct detector_params *dp, const struct zscore_params
     out->history_len = n < zp->window ? n + 1 : zp->window;
 }
 
-void detector_update(struct detector *d, struct zwin *w, const struct zscore_params *zp,
-                     double amount, struct zscore_result *out)
+void detector_prescore(struct detector *d, const struct zcore *c, const void *ring,
+                       const struct zscore_params *zp, double amount, struct zscore_result *out)
 {
-    if (d->params.kind == DETECTOR_ZSCORE) {
-        zscore_update(w, zp, amount, out);
-        return;
-    }
-    struct zscore_result zr;
-    uint32_t n = w->n;
-    zwin_values(w, zp->window, d->scratch);
-    detector_score(&d->params, zp, d->scratch, n, amount, d->scratch + d->window, out);
-    zscore_update(w, zp, amount, &zr);
-    w->last_z = out->z;
+    zcore_values(c, ring, zp->window, d->scratch);
+    detector_score(&d->params, zp, d->scratch, c->n, amount, d->scratch + d->window, out);
 }

@@ -1,6 +1,6 @@
 /* Edge detectors: the scoring rule applied to an account's window. `zscore` (the default) is the
  * exact rolling Z-score of zscore.h, untouched. `mad` and `ewma` score the same window (the last
- * W amounts, before the current one is added), read through zwin_values, so they share the
+ * W amounts, before the current one is added), read through zcore_values, so they share the
  * window storage, the snapshots and the restart path with the default:
  *
  *   mad   robust score: center = median of the window, scale = 1.4826 * MAD (MAD = median of
@@ -57,11 +57,12 @@ double detector_threshold(const struct detector_params *dp, const struct zscore_
 void detector_init(struct detector *d, const struct detector_params *dp,
                    const struct zscore_params *zp);
 void detector_cleanup(struct detector *d);
-/* Scores amount against w with the configured detector, then pushes it into w (the window
- * update is always the Z-score's, so the stored amounts do not depend on the detector). For
- * zscore this is exactly zscore_update. w->last_z receives the detector's score. */
-void detector_update(struct detector *d, struct zwin *w, const struct zscore_params *zp,
-                     double amount, struct zscore_result *out);
+/* Scores amount with the configured mad or ewma detector against the window held by c and ring
+ * (zscore.h's zcore, before the push). The caller then pushes amount with zcore_update (the
+ * window update is always the Z-score's, so the stored amounts do not depend on the detector)
+ * and sets c->last_z to out->z. Not used for zscore, whose score is zcore_update's own. */
+void detector_prescore(struct detector *d, const struct zcore *c, const void *ring,
+                       const struct zscore_params *zp, double amount, struct zscore_result *out);
 /* The mad or ewma score of amount against vals[0..n) (the window, oldest first), as the file
  * comment defines it; scratch has room for n doubles. out->history_len = min(n + 1, window). */
 void detector_score(const struct detector_params *dp, const struct zscore_params *zp,

@@ -1,127 +1,337 @@
-/* Edge shard (edge.h): accounts in an open-addressing table (linear probing, load <= 0.7,
- * doubling). Each account is ONE allocation holding its zwin, its key and its ring of W amounts,
- * made when the account is first seen; scoring an event touches that block and one table slot and
- * allocates nothing. Slots keep the key's 64-bit hash so probes compare keys only on a hash match.
- */
+/* Edge shard (edge.h).
+ *
+ * Accounts are fixed-size records in chunks (no allocation per account beyond its chunk, no
+ * allocator overhead): the window state (struct zcore), the key, and the ring of W amounts as
+ * uint32 cents (zscore.h), 48 + 4 W bytes, 448 for W = 100. An account whose window turns wide
+ * (an amount that is not whole cents) gets a separate ring of W doubles, whose address is kept in
+ * the first 8 bytes of its now unused cents ring.
+ *
+ * Keys. A key of 1 to 18 decimal digits without a leading zero (the usual account id) is stored
+ * as its value with the top bit set, in the record's 8-byte key field; any other key is copied to
+ * the heap and the field holds its address (top bit clear: user-space addresses are below 2^63).
+ * Comparing a numeric key is one 64-bit compare.
+ *
+ * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots holding the
+ * record index + 1 (0 = empty): 16 slots per cache line, ~8 bytes per account at 1M accounts.
+ * The home slot comes from a splitmix64 mix of a numeric key, or FNV-1a of another one.
+ *
+ * Records come in 2 MiB chunks (huge pages where the kernel allows them, after the first chunk).
+ *
+ * Batches. edge_shard_score_batch looks EDGE_AHEAD events ahead: it hashes the key and prefetches
+ * the table slot, later the record's header, then the ring slot the push will write, so that with
+ * many accounts (tables and records far bigger than the caches) the memory latency of several
+ * events overlaps instead of adding up. */
 #include "edge.h"
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "detector.h"
 #include "event.h"
 #include "shard.h"
 #include "xmalloc.h"
 
-#define EDGE_INITIAL_SLOTS 1024 /* power of two; grows by doubling */
+#define EDGE_INITIAL_SLOTS 1024     /* power of two; grows by doubling */
+#define EDGE_CHUNK_BYTES (1u << 20) /* records are allocated ~1 MiB at a time */
+#define KEY_NUMERIC (1ULL << 63)    /* key field: numeric key (value in the low bits) */
+#define KEY_DIGITS_MAX 18           /* 10^18 - 1 < 2^63 */
+#define EDGE_AHEAD 8                /* events a batch looks ahead to prefetch */
 
-struct account {
-    struct zwin win;
-    uint8_t keylen; /* <= EVENT_ACCOUNT_MAX */
-    char key[];     /* keylen + 1 bytes, then padding, then the ring of W doubles */
+struct record {
+    struct zcore core;
+    uint64_t key;     /* KEY_NUMERIC | value, or the address of a struct long_key */
+    uint32_t cents[]; /* W cents; once wide, the address of the ring of W doubles */
 };
 
-struct slot {
-    uint64_t hash;
-    struct account *acct; /* NULL = empty */
+struct long_key {
+    uint8_t len;
+    char s[]; /* len bytes + NUL */
 };
 
 struct edge_shard {
     struct zscore_params params;
     struct detector detector; /* zscore unless edge_shard_set_detector chose another */
-    struct slot *slots;
+    uint64_t cents_max;
+    size_t stride;        /* bytes per record, a multiple of 8 */
+    unsigned chunk_shift; /* records per chunk = 1 << chunk_shift */
+    char **chunks;
+    size_t nchunks;
+    uint32_t *slots; /* record index + 1; 0 = empty */
     size_t mask;
     size_t count;
+    struct zwin *view; /* edge_shard_find's answer */
 };
+
+/* A key as looked up: numeric form (0 when the key is not numeric), text and table hash. */
+struct key_ref {
+    uint64_t k;
+    const char *s;
+    size_t len;
+    uint64_t hash;
+};
+
+/* splitmix64 finalizer: spreads consecutive account numbers over the table. */
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static inline void key_make(const char *account, struct key_ref *kr)
+{
+    uint64_t v = 0;
+    size_t len = 0;
+    for (unsigned d; len <= KEY_DIGITS_MAX && (d = (unsigned char)account[len] - '0') <= 9; len++)
+        v = v * 10 + d;
+    kr->s = account;
+    if (account[len] == '\0' && len >= 1 && len <= KEY_DIGITS_MAX &&
+        (account[0] != '0' || len == 1)) {
+        kr->len = len;
+        kr->k = KEY_NUMERIC | v;
+        kr->hash = mix(v);
+    } else {
+        kr->len = strnlen(account, EVENT_ACCOUNT_MAX);
+        kr->k = 0;
+        kr->hash = shard_hash(account, kr->len);
+    }
+}
+
+static inline struct record *record_at(const struct edge_shard *s, size_t index)
+{
+    size_t per = (size_t)1 << s->chunk_shift;
+    return (struct record *)(void *)(s->chunks[index >> s->chunk_shift] +
+                                     (index & (per - 1)) * s->stride);
+}
+
+static inline bool key_equal(uint64_t stored, const struct key_ref *kr)
+{
+    if (kr->k != 0)
+        return stored == kr->k;
+    if (stored & KEY_NUMERIC)
+        return false;
+    const struct long_key *lk = (const struct long_key *)(uintptr_t)stored;
+    return lk->len == kr->len && memcmp(lk->s, kr->s, kr->len) == 0;
+}
+
+/* The table hash of a stored key. */
+static uint64_t stored_hash(uint64_t stored)
+{
+    if (stored & KEY_NUMERIC)
+        return mix(stored & ~KEY_NUMERIC);
+    const struct long_key *lk = (const struct long_key *)(uintptr_t)stored;
+    return shard_hash(lk->s, lk->len);
+}
+
+/* The stored key as text into buf (room for EVENT_ACCOUNT_MAX + 1). */
+static const char *stored_text(uint64_t stored, char *buf)
+{
+    if (!(stored & KEY_NUMERIC))
+        return ((const struct long_key *)(uintptr_t)stored)->s;
+    snprintf(buf, EVENT_ACCOUNT_MAX + 1, "%llu", (unsigned long long)(stored & ~KEY_NUMERIC));
+    return buf;
+}
+
+static inline void *ring_of(struct record *r)
+{
+    void *ring = r->cents;
+    if (r->core.wide)
+        memcpy(&ring, r->cents, sizeof ring);
+    return ring;
+}
 
 /* Empty shard with a copy of *params; caller owns it (edge_shard_free). */
 struct edge_shard *edge_shard_new(const struct zscore_params *params)
 {
     struct edge_shard *s = xcalloc(1, sizeof *s);
     s->params = *params;
+    s->cents_max = zscore_cents_max(params->window);
+    size_t ring = (size_t)params->window * sizeof(uint32_t);
+    s->stride = (sizeof(struct record) + ring + 7) & ~(size_t)7;
+    while (((size_t)2 << s->chunk_shift) * s->stride <= EDGE_CHUNK_BYTES)
+        s->chunk_shift++;
     s->slots = xcalloc(EDGE_INITIAL_SLOTS, sizeof *s->slots);
     s->mask = EDGE_INITIAL_SLOTS - 1;
     detector_init(&s->detector, &(struct detector_params){.kind = DETECTOR_ZSCORE}, params);
+    s->view = xcalloc(1, sizeof *s->view);
     return s;
 }
 
-/* Frees the shard and every account block; NULL is a no-op. */
+/* Frees the shard, every record's heap parts and the chunks; NULL is a no-op. */
 void edge_shard_free(struct edge_shard *s)
 {
     if (s == NULL)
         return;
-    for (size_t i = 0; i <= s->mask; i++)
-        free(s->slots[i].acct);
+    for (size_t i = 0; i < s->count; i++) {
+        struct record *r = record_at(s, i);
+        if (r->core.wide)
+            free(ring_of(r));
+        if (!(r->key & KEY_NUMERIC))
+            free((void *)(uintptr_t)r->key);
+    }
+    for (size_t i = 0; i < s->nchunks; i++)
+        free(s->chunks[i]);
+    free(s->chunks);
     free(s->slots);
     detector_cleanup(&s->detector);
+    free(s->view);
     free(s);
 }
 
-static struct account *account_new(const char *key, size_t keylen, uint32_t window)
+/* Slot of the key, or the empty slot where it would go. */
+static inline size_t find_slot(const struct edge_shard *s, const struct key_ref *kr)
 {
-    size_t head = offsetof(struct account, key) + keylen + 1;
-    size_t ring_off = (head + 7) & ~(size_t)7; /* doubles are 8-byte aligned */
-    struct account *a = xmalloc(ring_off + (size_t)window * sizeof(double));
-    zwin_init(&a->win, (double *)(void *)((char *)a + ring_off));
-    a->keylen = (uint8_t)keylen;
-    memcpy(a->key, key, keylen);
-    a->key[keylen] = '\0';
-    return a;
-}
-
-/* Slot of key, or the empty slot where it would go. */
-static size_t find(const struct edge_shard *s, const char *key, size_t keylen, uint64_t hash)
-{
-    size_t i = (size_t)hash & s->mask;
-    while (s->slots[i].acct != NULL) {
-        const struct account *a = s->slots[i].acct;
-        if (s->slots[i].hash == hash && a->keylen == keylen && memcmp(a->key, key, keylen) == 0)
-            break;
+    size_t i = (size_t)kr->hash & s->mask;
+    while (s->slots[i] != 0 && !key_equal(record_at(s, s->slots[i] - 1)->key, kr))
         i = (i + 1) & s->mask;
-    }
     return i;
 }
 
 static void grow(struct edge_shard *s)
 {
-    size_t old_size = s->mask + 1;
-    struct slot *old = s->slots;
-    s->slots = xcalloc(old_size * 2, sizeof *s->slots);
-    s->mask = old_size * 2 - 1;
-    for (size_t i = 0; i < old_size; i++) {
-        if (old[i].acct == NULL)
-            continue;
-        size_t j = (size_t)old[i].hash & s->mask;
-        while (s->slots[j].acct != NULL)
+    size_t size = (s->mask + 1) * 2;
+    free(s->slots);
+    s->slots = xcalloc(size, sizeof *s->slots);
+    s->mask = size - 1;
+    for (size_t idx = 0; idx < s->count; idx++) {
+        size_t j = (size_t)stored_hash(record_at(s, idx)->key) & s->mask;
+        while (s->slots[j] != 0)
             j = (j + 1) & s->mask;
-        s->slots[j] = old[i];
+        s->slots[j] = (uint32_t)(idx + 1);
     }
-    free(old);
 }
 
-/* The account for key, created if absent. */
-static struct account *lookup_or_add(struct edge_shard *s, const char *key)
+/* A chunk of `bytes`, 2 MiB aligned; after the first one, transparent huge pages are asked for
+ * (with a million accounts, 4 KiB pages would cost a TLB miss on nearly every event). */
+static char *chunk_new(size_t bytes, bool huge)
 {
-    size_t keylen = strnlen(key, EVENT_ACCOUNT_MAX);
-    uint64_t hash = shard_hash(key, keylen);
-    size_t i = find(s, key, keylen, hash);
-    if (s->slots[i].acct != NULL)
-        return s->slots[i].acct;
+    void *p = NULL;
+    if (bytes < EDGE_CHUNK_BYTES || posix_memalign(&p, EDGE_CHUNK_BYTES, bytes) != 0)
+        return xmalloc(bytes);
+    if (huge)
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: refused where THP is off */
+    return p;
+}
+
+/* A new record for the key at the end of the last chunk. */
+static struct record *record_new(struct edge_shard *s, const struct key_ref *kr)
+{
+    size_t per = (size_t)1 << s->chunk_shift;
+    if (s->count == s->nchunks * per) {
+        s->chunks = xrealloc(s->chunks, (s->nchunks + 1) * sizeof *s->chunks);
+        s->chunks[s->nchunks] = chunk_new(per * s->stride, s->nchunks > 0);
+        s->nchunks++;
+    }
+    struct record *r = record_at(s, s->count);
+    zcore_init(&r->core);
+    if (kr->k != 0) {
+        r->key = kr->k;
+    } else {
+        struct long_key *lk = xmalloc(sizeof *lk + kr->len + 1);
+        lk->len = (uint8_t)kr->len;
+        memcpy(lk->s, kr->s, kr->len);
+        lk->s[kr->len] = '\0';
+        r->key = (uint64_t)(uintptr_t)lk;
+    }
+    return r;
+}
+
+/* The record for the key, created if absent. */
+static inline struct record *lookup_or_add(struct edge_shard *s, const struct key_ref *kr)
+{
+    size_t i = find_slot(s, kr);
+    if (s->slots[i] != 0)
+        return record_at(s, s->slots[i] - 1);
     if ((s->count + 1) * 10 > (s->mask + 1) * 7) {
         grow(s);
-        i = find(s, key, keylen, hash);
+        i = find_slot(s, kr);
     }
-    s->slots[i].hash = hash;
-    s->slots[i].acct = account_new(key, keylen, s->params.window);
+    struct record *r = record_new(s, kr);
+    s->slots[i] = (uint32_t)(s->count + 1);
     s->count++;
-    return s->slots[i].acct;
+    return r;
 }
 
-/* Scores amount in the account's window (created on first sight); allocates only then. */
+/* Gives the record a ring of W doubles holding its amounts. */
+static void widen(struct edge_shard *s, struct record *r)
+{
+    double *ring = xmalloc((size_t)s->params.window * sizeof *ring);
+    zcore_widen(&r->core, s->params.window, r->cents, ring);
+    memcpy(r->cents, &ring, sizeof ring);
+}
+
+static inline void score_record(struct edge_shard *s, struct record *r, double amount,
+                                struct zscore_result *out)
+{
+    /* Another detector scores the window before the push; the push itself (and so the stored
+     * window) is always the Z-score's, whose own result is then only bookkeeping. */
+    bool other = s->detector.params.kind != DETECTOR_ZSCORE;
+    struct zscore_result pushed;
+    struct zscore_result *res = other ? &pushed : out;
+    if (other)
+        detector_prescore(&s->detector, &r->core, ring_of(r), &s->params, amount, out);
+    if (!zcore_update(&r->core, ring_of(r), &s->params, s->cents_max, amount, res)) {
+        widen(s, r);
+        zcore_update(&r->core, ring_of(r), &s->params, s->cents_max, amount, res);
+    }
+    if (other)
+        r->core.last_z = out->z;
+}
+
+/* Scores amount in the account's window (created on first sight). */
 void edge_shard_score(struct edge_shard *s, const char *account, double amount,
                       struct zscore_result *out)
 {
-    struct account *a = lookup_or_add(s, account);
-    detector_update(&s->detector, &a->win, &s->params, amount, out);
+    struct key_ref kr;
+    key_make(account, &kr);
+    score_record(s, lookup_or_add(s, &kr), amount, out);
+}
+
+/* Prefetches the record the key's home slot names, when the slot is not empty. */
+static void prefetch_record(const struct edge_shard *s, const struct key_ref *kr)
+{
+    uint32_t v = s->slots[(size_t)kr->hash & s->mask];
+    if (v != 0)
+        __builtin_prefetch(record_at(s, v - 1), 1);
+}
+
+/* Prefetches the ring slot the next push of the home slot's record writes (its header having
+ * been prefetched two events earlier). */
+static void prefetch_ring(const struct edge_shard *s, const struct key_ref *kr)
+{
+    uint32_t v = s->slots[(size_t)kr->hash & s->mask];
+    if (v == 0)
+        return;
+    struct record *r = record_at(s, v - 1);
+    if (!r->core.wide)
+        __builtin_prefetch(&r->cents[r->core.n < s->params.window ? r->core.n : r->core.head], 1);
+}
+
+/* Scores items[0..n) in order, prefetching ahead (see the file comment). */
+void edge_shard_score_batch(struct edge_shard *s, struct edge_item *items, size_t n)
+{
+    struct key_ref ahead[EDGE_AHEAD];
+    size_t lead = n < EDGE_AHEAD ? n : EDGE_AHEAD;
+    for (size_t i = 0; i < lead; i++) {
+        key_make(items[i].account, &ahead[i]);
+        __builtin_prefetch(&s->slots[(size_t)ahead[i].hash & s->mask]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct key_ref kr = ahead[i % EDGE_AHEAD];
+        if (i + EDGE_AHEAD < n) {
+            struct key_ref *next = &ahead[i % EDGE_AHEAD];
+            key_make(items[i + EDGE_AHEAD].account, next);
+            __builtin_prefetch(&s->slots[(size_t)next->hash & s->mask]);
+        }
+        if (i + EDGE_AHEAD / 2 < n)
+            prefetch_record(s, &ahead[(i + EDGE_AHEAD / 2) % EDGE_AHEAD]);
+        if (i + EDGE_AHEAD / 4 < n)
+            prefetch_ring(s, &ahead[(i + EDGE_AHEAD / 4) % EDGE_AHEAD]);
+        score_record(s, lookup_or_add(s, &kr), items[i].amount, items[i].out);
+    }
 }
 
 /* Replaces the shard's detector (the default is zscore). */
@@ -137,34 +347,54 @@ size_t edge_shard_accounts(const struct edge_shard *s)
     return s->count;
 }
 
-/* The account's window, borrowed until the next call on the shard; NULL when unknown. */
+/* The account's window as a view into its record, borrowed until the next call on the shard;
+ * NULL when unknown. */
 const struct zwin *edge_shard_find(const struct edge_shard *s, const char *account)
 {
-    size_t keylen = strnlen(account, EVENT_ACCOUNT_MAX);
-    size_t i = find(s, account, keylen, shard_hash(account, keylen));
-    return s->slots[i].acct ? &s->slots[i].acct->win : NULL;
+    struct key_ref kr;
+    key_make(account, &kr);
+    size_t i = find_slot(s, &kr);
+    if (s->slots[i] == 0)
+        return NULL;
+    struct record *r = record_at(s, s->slots[i] - 1);
+    s->view->core = r->core;
+    s->view->ring = ring_of(r);
+    return s->view;
 }
 
-/* Calls fn once per account, in table order, with its window oldest first (a scratch copy,
+/* Calls fn once per account, in creation order, with its window oldest first (a scratch copy,
  * valid for the call). fn must not modify the shard. */
 void edge_shard_foreach(const struct edge_shard *s, edge_account_fn fn, void *ctx)
 {
     double *vals = xmalloc((size_t)s->params.window * sizeof *vals);
-    for (size_t i = 0; i <= s->mask; i++) {
-        const struct account *a = s->slots[i].acct;
-        if (a == NULL)
-            continue;
-        zwin_values(&a->win, s->params.window, vals);
-        fn(ctx, a->key, vals, a->win.n, a->win.last_z);
+    char key[EVENT_ACCOUNT_MAX + 1];
+    for (size_t i = 0; i < s->count; i++) {
+        struct record *r = record_at(s, i);
+        zcore_values(&r->core, ring_of(r), s->params.window, vals);
+        fn(ctx, stored_text(r->key, key), vals, r->core.n, r->core.last_z);
     }
     free(vals);
 }
 
 /* Creates the account if needed and replaces its window by the newest W of vals (oldest first),
- * with exact statistics. */
+ * with exact statistics: in cents when every kept value is whole cents, else wide. */
 void edge_shard_restore(struct edge_shard *s, const char *account, const double *vals, uint32_t n,
                         double last_z)
 {
-    struct account *a = lookup_or_add(s, account);
-    zwin_load(&a->win, s->params.window, vals, n, last_z);
+    struct key_ref kr;
+    key_make(account, &kr);
+    struct record *r = lookup_or_add(s, &kr);
+    uint32_t window = s->params.window;
+    uint32_t skip = n > window ? n - window : 0;
+    bool wide = n > skip && !zcore_all_cents(vals + skip, n - skip, s->cents_max);
+    void *ring = r->cents;
+    if (wide && r->core.wide)
+        ring = ring_of(r);
+    else if (wide)
+        ring = xmalloc((size_t)window * sizeof(double));
+    else if (r->core.wide)
+        free(ring_of(r));
+    zcore_load(&r->core, ring, wide, window, vals, n, last_z);
+    if (wide)
+        memcpy(r->cents, &ring, sizeof ring);
 }

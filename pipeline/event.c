@@ -25,10 +25,12 @@
  * a torn or corrupted journal record is rejected instead of poisoning a window. */
 #include "event.h"
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "err.h"
+#include "xmalloc.h"
 
 /* An event needs 2 levels (array, object); 32 leaves room for nested unknown fields while
  * bounding jansson's recursion far below any stack limit. */
@@ -38,6 +40,8 @@
 #define EVENT_FLAG_TYPE 0x01u
 #define EVENT_FLAG_BRANCH 0x02u
 #define EVENT_FIXED_BYTES (1 + 8 + 8 + 8 + 1 + 8 + 8) /* everything before the strings */
+/* event_json_text: the longest direct form (every string escaped as \u00XX) fits */
+#define EVENT_JSON_TEXT_MAX (256 + 6 * (2 * EVENT_ACCOUNT_MAX + EVENT_DATE_MAX + EVENT_DESC_MAX))
 
 _Static_assert(EVENT_ACCOUNT_MAX <= 255 && EVENT_DATE_MAX <= 255 && EVENT_DESC_MAX <= 255,
                "string lengths are encoded as one byte");
@@ -345,6 +349,321 @@ field:
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Fast path for the plain shape
+ * ------------------------------------------------------------------------------------------- */
+
+/* A cursor over the payload; every reader returns false (bail out) on anything outside the plain
+ * shape, and the caller then parses the payload again with jansson. */
+struct cursor {
+    const char *p, *end;
+};
+
+/* A string or number token: its bytes (without the quotes for a string). */
+struct token {
+    const char *s;
+    size_t len;
+    bool is_string;
+    bool is_null;
+};
+
+static void skip_ws(struct cursor *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
+}
+
+static bool take(struct cursor *c, char ch)
+{
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != ch)
+        return false;
+    c->p++;
+    return true;
+}
+
+/* A string of printable ASCII without escapes: no UTF-8 to validate, no control characters. */
+static bool plain_string(struct cursor *c, struct token *t)
+{
+    const char *start = ++c->p; /* past the opening quote */
+    while (c->p < c->end && *c->p != '"') {
+        unsigned char ch = (unsigned char)*c->p;
+        if (ch < 0x20 || ch > 0x7e || ch == '\\')
+            return false;
+        c->p++;
+    }
+    if (c->p >= c->end)
+        return false;
+    t->s = start;
+    t->len = (size_t)(c->p - start);
+    t->is_string = true;
+    c->p++;
+    return true;
+}
+
+/* A number in JSON's grammar (jansson would accept it), or null; the byte after it must end the
+ * value, which the caller checks. */
+static bool plain_value(struct cursor *c, struct token *t)
+{
+    skip_ws(c);
+    memset(t, 0, sizeof *t);
+    if (c->p >= c->end)
+        return false;
+    if (*c->p == '"')
+        return plain_string(c, t);
+    if (c->end - c->p >= 4 && memcmp(c->p, "null", 4) == 0) {
+        c->p += 4;
+        t->is_null = true;
+        return true;
+    }
+    const char *start = c->p;
+    if (c->p < c->end && *c->p == '-')
+        c->p++;
+    const char *digits = c->p;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+        c->p++;
+    size_t nd = (size_t)(c->p - digits);
+    if (nd == 0 || (nd > 1 && digits[0] == '0'))
+        return false;
+    if (c->p < c->end && *c->p == '.') {
+        const char *frac = ++c->p;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+            c->p++;
+        if (c->p == frac)
+            return false;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E'))
+        return false; /* exponents: left to jansson */
+    t->s = start;
+    t->len = (size_t)(c->p - start);
+    return true;
+}
+
+/* Digits only, 1..18 of them, optionally after '-' when allow_minus: a JSON integer jansson
+ * holds in an int64. */
+static bool small_integer(const struct token *t, bool allow_minus, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (t->is_string || t->is_null)
+        return false;
+    if (allow_minus && t->len > 0 && t->s[0] == '-') {
+        neg = true;
+        i = 1;
+    }
+    if (t->len - i == 0 || t->len - i > 18)
+        return false;
+    int64_t v = 0;
+    for (; i < t->len; i++) {
+        if (t->s[i] < '0' || t->s[i] > '9')
+            return false;
+        v = v * 10 + (t->s[i] - '0');
+    }
+    *out = neg ? -v : v;
+    return true;
+}
+
+/* The double value of a non-negative JSON number without exponent, exactly as strtod gives it:
+ * with at most 15 significant digits and 22 decimals, digits / 10^decimals is one correctly
+ * rounded division of two exact doubles (the classic fast path); otherwise strtod itself. */
+static bool plain_amount(const struct token *t, double *out)
+{
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    if (t->is_string || t->is_null || t->len == 0 || t->s[0] == '-')
+        return false;
+    if (memchr(t->s, '.', t->len) == NULL && t->len > 18)
+        return false; /* an integer jansson may not hold in an int64: its error, not ours */
+    uint64_t m = 0;
+    size_t digits = 0, decimals = 0;
+    bool dot = false;
+    for (size_t i = 0; i < t->len; i++) {
+        if (t->s[i] == '.') {
+            dot = true;
+            continue;
+        }
+        m = m * 10 + (uint64_t)(t->s[i] - '0');
+        digits += m != 0 || digits != 0; /* significant digits (leading zeros do not count) */
+        decimals += dot;
+        if (digits > 15)
+            break;
+    }
+    if (digits <= 15 && decimals <= 22) {
+        *out = (double)m / pow10[decimals];
+        return true;
+    }
+    char buf[64];
+    if (t->len >= sizeof buf)
+        return false;
+    memcpy(buf, t->s, t->len);
+    buf[t->len] = '\0';
+    *out = strtod(buf, NULL); /* what jansson does with a real */
+    return true;
+}
+
+/* accountOrigin / accountDestination: a plain string of 1..EVENT_ACCOUNT_MAX bytes, or a JSON
+ * integer >= 0 (its digits are its decimal text). */
+static bool plain_account(const struct token *t, char out[EVENT_ACCOUNT_MAX + 1])
+{
+    int64_t v;
+    if (t->is_null || t->len == 0 || t->len > EVENT_ACCOUNT_MAX)
+        return false;
+    if (!t->is_string && (!small_integer(t, false, &v)))
+        return false;
+    memcpy(out, t->s, t->len);
+    out[t->len] = '\0';
+    return true;
+}
+
+enum plain_key {
+    K_TXID = 0,
+    K_ORIGIN,
+    K_DEST,
+    K_AMOUNT,
+    K_TYPE,
+    K_BRANCH,
+    K_DATE,
+    K_DESC,
+    K__COUNT
+};
+
+static int key_index(const char *s, size_t len)
+{
+    static const char *const names[K__COUNT] = {
+        "transactionId", "accountOrigin", "accountDestination", "amount", "type",
+        "branch",        "date",          "description"};
+    for (int i = 0; i < K__COUNT; i++)
+        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
+            return i;
+    return -1;
+}
+
+/* One member's value into ev; false outside the plain shape or when the value would be refused
+ * (jansson then produces the error). */
+static bool plain_member(int key, const struct token *t, struct event *ev)
+{
+    int64_t v;
+    uint64_t u;
+    switch (key) {
+    case K_TXID:
+        if (t->is_string) /* 1..19 digits: always <= 2^64 - 1 */
+            return t->len <= 19 && parse_digits(t->s, t->len, UINT64_MAX, &u) == 0 &&
+                   (ev->txid = u, true);
+        return small_integer(t, false, &v) && (ev->txid = (uint64_t)v, true);
+    case K_ORIGIN:
+        return plain_account(t, ev->account);
+    case K_DEST:
+        return t->is_null || plain_account(t, ev->account_dest);
+    case K_AMOUNT:
+        return plain_amount(t, &ev->amount);
+    case K_TYPE:
+    case K_BRANCH: {
+        bool *has = key == K_TYPE ? &ev->has_type : &ev->has_branch;
+        int64_t *dst = key == K_TYPE ? &ev->type : &ev->branch;
+        if (t->is_null)
+            return true;
+        if (t->is_string) {
+            if (t->len > 18 || parse_digits(t->s, t->len, (uint64_t)INT64_MAX, &u) != 0)
+                return false;
+            v = (int64_t)u;
+        } else if (!small_integer(t, true, &v)) {
+            return false;
+        }
+        *dst = v;
+        *has = true;
+        return true;
+    }
+    case K_DATE:
+        if (t->is_null)
+            return true;
+        if (!t->is_string || t->len > EVENT_DATE_MAX)
+            return false;
+        memcpy(ev->date, t->s, t->len);
+        ev->date[t->len] = '\0';
+        return true;
+    case K_DESC:
+        if (t->is_null)
+            return true;
+        if (!t->is_string)
+            return false;
+        copy_utf8_truncated(ev->description, EVENT_DESC_MAX, t->s, t->len);
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* One object of the plain shape into *ev. */
+static bool plain_object(struct cursor *c, struct event *ev)
+{
+    unsigned seen = 0;
+    memset(ev, 0, sizeof *ev);
+    if (!take(c, '{'))
+        return false;
+    do {
+        struct token key, val;
+        skip_ws(c);
+        if (c->p >= c->end || *c->p != '"' || !plain_string(c, &key) || !take(c, ':'))
+            return false;
+        int k = key_index(key.s, key.len);
+        if (k < 0 || (seen & (1u << k)) || !plain_value(c, &val) || !plain_member(k, &val, ev))
+            return false;
+        seen |= 1u << k;
+        skip_ws(c);
+    } while (c->p < c->end && *c->p == ',' && c->p++);
+    const unsigned required = (1u << K_TXID) | (1u << K_ORIGIN) | (1u << K_AMOUNT);
+    return (seen & required) == required && take(c, '}');
+}
+
+/* Parses a payload of the plain shape: one object, or a non-empty array of at most max_batch
+ * objects, each with only the known fields, plain strings (printable ASCII, no escapes), numbers
+ * without exponent, no duplicate field, and every value one that event_from_json accepts. Then
+ * every event is delivered and the count returned; otherwise nothing is delivered and -1 is
+ * returned (the payload then goes through jansson, which accepts or refuses it with its reason). */
+int event_parse_fast(const char *data, size_t len, size_t max_batch, event_valid_fn on_valid,
+                     void *ctx)
+{
+    struct cursor c = {data, data + len};
+    struct event one, *evs = &one;
+    size_t n = 0, cap = 1;
+    bool ok;
+    if (data == NULL)
+        return -1;
+    skip_ws(&c);
+    if (c.p < c.end && *c.p == '[') {
+        c.p++;
+        ok = true;
+        do {
+            if (n == max_batch) {
+                ok = false;
+                break;
+            }
+            if (n == cap) {
+                cap *= 8;
+                struct event *grown = xmalloc(cap * sizeof *grown);
+                memcpy(grown, evs, n * sizeof *evs);
+                if (evs != &one)
+                    free(evs);
+                evs = grown;
+            }
+            ok = plain_object(&c, &evs[n]);
+            n += ok;
+        } while (ok && take(&c, ','));
+        ok = ok && take(&c, ']');
+    } else {
+        ok = plain_object(&c, &one);
+        n = 1;
+    }
+    skip_ws(&c);
+    ok = ok && c.p == c.end;
+    for (size_t i = 0; ok && on_valid != NULL && i < n; i++)
+        on_valid(ctx, &evs[i]);
+    if (evs != &one)
+        free(evs);
+    return ok ? (int)n : -1;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Payloads
  * ------------------------------------------------------------------------------------------- */
 
@@ -418,11 +737,20 @@ static int deliver_item(const json_t *item, event_valid_fn on_valid, event_inval
     return 1;
 }
 
-/* Parses and validates a payload of len bytes (see event.h). Either callback may be NULL. The
- * detail and text passed to on_invalid are borrowed for the call. Returns the number of valid
- * events delivered (>= 0). */
+/* Parses and validates a payload of len bytes (see event.h): the plain shape through
+ * event_parse_fast, anything else through jansson. */
 int event_parse_payload(const char *data, size_t len, size_t max_batch, event_valid_fn on_valid,
                         event_invalid_fn on_invalid, void *ctx)
+{
+    int n = event_parse_fast(data, len, max_batch, on_valid, ctx);
+    return n >= 0 ? n
+                  : event_parse_payload_jansson(data, len, max_batch, on_valid, on_invalid, ctx);
+}
+
+/* The jansson path (see event.h). Either callback may be NULL. The detail and text passed to
+ * on_invalid are borrowed for the call. Returns the number of valid events delivered (>= 0). */
+int event_parse_payload_jansson(const char *data, size_t len, size_t max_batch,
+                                event_valid_fn on_valid, event_invalid_fn on_invalid, void *ctx)
 {
     char detail[EVENT_DETAIL_MAX];
     json_error_t jerr;
@@ -501,6 +829,130 @@ json_t *event_to_json(const struct event *ev)
     if (ev->description[0] != '\0')
         json_object_set_new(o, "description", json_string(ev->description));
     return o;
+}
+
+/* Appends s as jansson's compact dump writes a string: quoted, with \" \\ \b \f \n \r \t and
+ * \u00hh (upper-case hex digits) for the other control characters; false (nothing to rely on) when
+ * s is not ASCII, where jansson's UTF-8 checks decide. */
+static bool json_put_ascii(char *out, size_t cap, size_t *pos, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (cap - *pos < 1)
+        return false;
+    out[(*pos)++] = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x80 || cap - *pos < 8)
+            return false;
+        if (c == '"' || c == '\\') {
+            out[(*pos)++] = '\\';
+            out[(*pos)++] = (char)c;
+        } else if (c < 0x20) {
+            static const char shortform[] = "btnvfr"; /* \b \t \n (\v has none) \f \r */
+            out[(*pos)++] = '\\';
+            if (c >= 0x08 && c <= 0x0d && c != 0x0b) {
+                out[(*pos)++] = shortform[c - 0x08];
+            } else {
+                out[(*pos)++] = 'u';
+                out[(*pos)++] = '0';
+                out[(*pos)++] = '0';
+                out[(*pos)++] = hex[c >> 4];
+                out[(*pos)++] = hex[c & 15];
+            }
+        } else {
+            out[(*pos)++] = (char)c;
+        }
+    }
+    if (cap - *pos < 1)
+        return false;
+    out[(*pos)++] = '"';
+    return true;
+}
+
+/* Appends formatted text; false when it does not fit. */
+static bool json_put(char *out, size_t cap, size_t *pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool json_put(char *out, size_t cap, size_t *pos, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + *pos, cap - *pos, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap - *pos)
+        return false;
+    *pos += (size_t)n;
+    return true;
+}
+
+/* A double as jansson dumps a real: "%.17g", ".0" appended when that reads as an integer, the
+ * exponent without '+' or leading zeros. */
+static bool json_put_real(char *out, size_t cap, size_t *pos, double v)
+{
+    char num[40];
+    int n = snprintf(num, sizeof num, "%.17g", v);
+    if (n < 0 || (size_t)n >= sizeof num - 2)
+        return false;
+    if (strchr(num, '.') == NULL && strchr(num, 'e') == NULL)
+        memcpy(num + n, ".0", 3);
+    char *e = strchr(num, 'e');
+    if (e != NULL) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        memmove(start, end, strlen(end) + 1);
+    }
+    return json_put(out, cap, pos, "%s", num);
+}
+
+/* event_to_json dumped compactly, written directly; NULL when jansson must do it (a non-ASCII
+ * string or a non-finite amount). */
+static char *event_json_direct(const struct event *ev)
+{
+    char out[EVENT_JSON_TEXT_MAX];
+    size_t pos = 0, cap = sizeof out;
+    if (!isfinite(ev->amount))
+        return NULL;
+    bool ok =
+        ev->txid > (uint64_t)INT64_MAX
+            ? json_put(out, cap, &pos, "{\"transactionId\":\"%llu\"", (unsigned long long)ev->txid)
+            : json_put(out, cap, &pos, "{\"transactionId\":%lld", (long long)ev->txid);
+    ok = ok && json_put(out, cap, &pos, ",\"accountOrigin\":") &&
+         json_put_ascii(out, cap, &pos, ev->account);
+    if (ok && ev->account_dest[0] != '\0')
+        ok = json_put(out, cap, &pos, ",\"accountDestination\":") &&
+             json_put_ascii(out, cap, &pos, ev->account_dest);
+    ok =
+        ok && json_put(out, cap, &pos, ",\"amount\":") && json_put_real(out, cap, &pos, ev->amount);
+    if (ok && ev->has_type)
+        ok = json_put(out, cap, &pos, ",\"type\":%lld", (long long)ev->type);
+    if (ok && ev->has_branch)
+        ok = json_put(out, cap, &pos, ",\"branch\":%lld", (long long)ev->branch);
+    if (ok && ev->date[0] != '\0')
+        ok = json_put(out, cap, &pos, ",\"date\":") && json_put_ascii(out, cap, &pos, ev->date);
+    if (ok && ev->description[0] != '\0')
+        ok = json_put(out, cap, &pos, ",\"description\":") &&
+             json_put_ascii(out, cap, &pos, ev->description);
+    ok = ok && json_put(out, cap, &pos, "}");
+    if (!ok)
+        return NULL;
+    char *text = xmalloc(pos + 1);
+    memcpy(text, out, pos + 1);
+    return text;
+}
+
+/* json_dumps(event_to_json(ev), JSON_COMPACT), byte for byte: written directly for ASCII events,
+ * through jansson otherwise. Caller frees; NULL only where jansson gives NULL. */
+char *event_json_text(const struct event *ev)
+{
+    char *text = event_json_direct(ev);
+    if (text != NULL)
+        return text;
+    json_t *doc = event_to_json(ev);
+    text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    return text;
 }
 
 /* ---------------------------------------------------------------------------------------------

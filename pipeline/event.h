@@ -59,6 +59,18 @@ typedef void (*event_invalid_fn)(void *ctx, enum event_invalid reason, const cha
  * batch is still processed. Returns the number of valid events delivered. */
 int event_parse_payload(const char *data, size_t len, size_t max_batch, event_valid_fn on_valid,
                         event_invalid_fn on_invalid, void *ctx);
+/* The fast path of event_parse_payload: a payload of the plain shape (one object or a non-empty
+ * array of at most max_batch objects with only the known fields, strings of printable ASCII
+ * without escapes, numbers without exponent, no duplicate field, every event valid) is parsed
+ * without building a JSON tree and each event delivered, returning the count; for anything else
+ * nothing is delivered and -1 is returned. Whenever it returns >= 0 it delivers exactly what
+ * event_parse_payload_jansson would (tested against it). */
+int event_parse_fast(const char *data, size_t len, size_t max_batch, event_valid_fn on_valid,
+                     void *ctx);
+/* event_parse_payload through jansson alone: the general path, and the reference the fast path
+ * is tested against. */
+int event_parse_payload_jansson(const char *data, size_t len, size_t max_batch,
+                                event_valid_fn on_valid, event_invalid_fn on_invalid, void *ctx);
 /* Validates one JSON object into *out (ingested_ms set to 0). 0, or ERR_INVAL with *reason and
  * detail (detail_len bytes) filled. */
 int event_from_json(const json_t *obj, struct event *out, enum event_invalid *reason, char *detail,
@@ -67,6 +79,9 @@ int event_from_json(const json_t *obj, struct event *out, enum event_invalid *re
  * accountDestination, amount, type, branch, date, description); absent optionals are omitted.
  * Caller owns the reference. */
 json_t *event_to_json(const struct event *ev);
+/* json_dumps(event_to_json(ev), JSON_COMPACT), byte for byte, without building the JSON tree when
+ * every string is ASCII (the sink's stored document of each transaction). Caller frees. */
+char *event_json_text(const struct event *ev);
 /* Compact binary form for the journal: returns the byte count (<= EVENT_ENCODED_MAX) or ERR_FULL
  * if cap is too small. */
 int event_encode(const struct event *ev, uint8_t *out, size_t cap);

@@ -91,11 +91,13 @@ static void encode_account(void *ctx, const char *account, const double *vals, u
 static void worker_score(struct worker *w, struct evbatch *b)
 {
     int64_t now = clock_wall_ms();
+    struct edge_item items[EVBATCH_MAX];
     for (uint32_t i = 0; i < b->n; i++) {
         struct scored_event *se = &b->items[i];
-        edge_shard_score(w->shard, se->ev.account, se->ev.amount, &se->r);
+        items[i] = (struct edge_item){se->ev.account, se->ev.amount, &se->r};
         se->detected_ms = now;
     }
+    edge_shard_score_batch(w->shard, items, b->n);
     metrics_add(M_EVENTS_SCORED, b->n);
     atomic_store(&w->accounts, edge_shard_accounts(w->shard));
 }
@@ -335,7 +337,8 @@ int pipeline_start(struct pipeline *p, char *err, size_t errlen)
                                .client_id = p->cfg->node_id,
                                .username = p->cfg->mqtt_username,
                                .password = p->cfg->mqtt_password,
-                               .persist_dir = persist,
+                               /* QoS 0 has nothing to redeliver: no file per message */
+                               .persist_dir = p->cfg->mqtt_qos > 0 ? persist : NULL,
                                .clean_session = p->cfg->mqtt_clean_session,
                                .keepalive_s = p->cfg->mqtt_keepalive_s,
                                .subscribe_topic = p->cfg->mqtt_topic,

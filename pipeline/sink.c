@@ -144,9 +144,7 @@ static void rows_build(struct sink *s, struct flush_rows *fr)
         }
         for (uint32_t j = 0; j < b->n; j++) {
             const struct scored_event *se = &b->items[j];
-            json_t *doc = event_to_json(&se->ev);
-            fr->txn_doc[fr->ntxn] = json_dumps(doc, JSON_COMPACT);
-            json_decref(doc);
+            fr->txn_doc[fr->ntxn] = event_json_text(&se->ev);
             fr->txn[fr->ntxn] = (struct store_txn){se->ev.txid, se->ev.account, se->ev.amount,
                                                    se->ev.ingested_ms, fr->txn_doc[fr->ntxn]};
             fr->ntxn++;

@@ -1,35 +1,95 @@
 /* Exact rolling Z-score (zscore.h).
  *
- * The running statistics are Welford's mean and M2 (sum of squared deviations), updated in O(1)
- * when an amount is appended (window not yet full) or replaces the oldest one (window full:
- * delta = new - old, mean' = mean + delta / n, M2 += delta * (new - mean' + old - mean)). Each
- * update errs by a few ulps of the magnitudes involved, so between two exact re-summations (every
- * `window` pushes: two passes over the ring, amortized O(1)) the absolute error of the mean is at
- * most about W * eps * peak and that of M2 about 4 * W * eps * peak^2, where peak is the largest
- * |amount| seen since the last re-summation. Relative to the std those errors stay below the 1e-9
- * the contract promises as long as peak / std is below ratio_limit(W) (about 1000 for W = 100:
- * a spike leaving the window, or a level far above the spread, exceeds it). When it is exceeded
- * the window is ill-conditioned and the statistics are recomputed exactly for that score, by the
- * same two-pass summation, oldest first, that a reference implementation uses, so the score is
- * always within bounds (and bit-identical to the reference where rounding matters most).
+ * Cents windows. Most amounts are whole numbers of cents. For those the ring holds uint32 cents
+ * (half the memory of doubles) and the state is two exact integer sums, S1 = sum c and
+ * S2 = sum c^2, updated in O(1) per push (add the new amount, subtract the evicted one). With
+ * c <= zscore_cents_max(W), S2 fits in 64 bits, and n * S2 - S1^2 (= n^2 * variance in cents^2) is
+ * computed exactly in 128 bits. The mean S1 / (100 n) and the std sqrt(n S2 - S1^2) / (100 n) are
+ * then each within a few ulps of the exact values: no drift, no re-summation, and a window whose
+ * amounts are all equal has n S2 - S1^2 = 0, so std is exactly 0. An amount is whole cents when
+ * c = (uint64)(amount * 100 + 0.5) satisfies c / 100.0 == amount: the double nearest to c / 100
+ * is then the amount itself, so the values read back (zwin_values, snapshots) are the amounts
+ * that were pushed, bit for bit.
  *
- * A window whose amounts are all equal has std exactly 0, so z = 0 as the contract says, rather
- * than a huge z from rounding noise in the mean. Such windows are common (recurring payments of
- * one amount), and their std is 0 so they would fail the ratio test on every event: `run` counts
- * the newest equal amounts, so a constant window is recognized in O(1) and its statistics are set
- * exactly (mean = the amount, M2 = 0) without touching the ring.
+ * Wide windows. At the first amount that is not whole cents (or is above the cents limit, or
+ * negative, or not finite) the window becomes wide for good: the ring is rewritten as doubles and
+ * the statistics are Welford's mean and M2, updated in O(1) when an amount is appended (window not
+ * yet full) or replaces the oldest one (delta = new - old, mean' = mean + delta / n,
+ * M2 += delta * (new - mean' + old - mean)). Each update errs by a few ulps of the magnitudes
+ * involved, so between two exact re-summations (every W pushes, when the ring wraps: two passes
+ * over the ring, amortized O(1)) the absolute error of the mean is at most about W * eps * peak
+ * and that of M2 about 4 * W * eps * peak^2, where peak is the largest |amount| seen since the
+ * last re-summation (kept as a float rounded up, which only makes the test below stricter).
+ * Relative to the std those errors stay below the 1e-9 the contract promises as long as
+ * peak / std is below ratio_limit(W) (about 1000 for W = 100: a spike leaving the window, or a
+ * level far above the spread, exceeds it). When it is exceeded the window is ill-conditioned and
+ * the statistics are recomputed exactly for that score, by the same two-pass summation, oldest
+ * first, that a reference implementation uses, so the score is always within bounds (and
+ * bit-identical to the reference where rounding matters most). A wide window whose amounts are
+ * all equal has std exactly 0: `run` counts the newest equal amounts, so a constant window is
+ * recognized in O(1) and its statistics are set exactly without touching the ring.
  *
- * The hot path (zscore_update) allocates nothing and divides only where the formulas do. */
+ * The rings are read and written with memcpy, so one storage can hold cents, then doubles, without
+ * breaking aliasing rules. The hot path (zcore_update) allocates nothing. */
 #include "zscore.h"
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
 /* Ring slot of the i-th amount (0 = oldest); head < window and i < window. */
-static uint32_t slot(uint32_t head, uint32_t i, uint32_t window)
+static inline uint32_t slot(uint32_t head, uint32_t i, uint32_t window)
 {
     uint32_t j = head + i;
     return j >= window ? j - window : j;
+}
+
+static inline uint32_t cents_at(const void *ring, uint32_t i)
+{
+    uint32_t v;
+    memcpy(&v, (const char *)ring + (size_t)i * sizeof v, sizeof v);
+    return v;
+}
+
+static inline void cents_put(void *ring, uint32_t i, uint32_t v)
+{
+    memcpy((char *)ring + (size_t)i * sizeof v, &v, sizeof v);
+}
+
+static double double_at(const void *ring, uint32_t i)
+{
+    double v;
+    memcpy(&v, (const char *)ring + (size_t)i * sizeof v, sizeof v);
+    return v;
+}
+
+static void double_put(void *ring, uint32_t i, double v)
+{
+    memcpy((char *)ring + (size_t)i * sizeof v, &v, sizeof v);
+}
+
+/* The amount at ring slot i, as a double, in either representation. */
+static double value_at(const struct zcore *c, const void *ring, uint32_t i)
+{
+    return c->wide ? double_at(ring, i) : (double)cents_at(ring, i) / 100.0;
+}
+
+uint64_t zscore_cents_max(uint32_t window)
+{
+    uint64_t limit = UINT64_MAX / (window ? window : 1);
+    uint64_t r = (uint64_t)sqrt((double)limit);
+    while (r > 0 && r > limit / r) /* the double square root may round up */
+        r--;
+    return r < UINT32_MAX ? r : UINT32_MAX;
+}
+
+/* *cents = the amount in cents when it is a whole number of cents in [0, cents_max]. */
+static inline bool to_cents(double amount, uint64_t cents_max, uint64_t *cents)
+{
+    if (!(amount >= 0 && amount < 1e15))
+        return false; /* also refuses NaN; below 1e15 the cents fit a uint64 */
+    uint64_t c = (uint64_t)(amount * 100.0 + 0.5);
+    *cents = c;
+    return c <= cents_max && (double)c / 100.0 == amount;
 }
 
 /* True when peak / std is small enough for the running statistics to be trusted (see the file
@@ -41,181 +101,303 @@ static bool well_conditioned(double peak, double std, uint32_t window)
     return std * 1000.0 >= peak && std * 1e-9 >= peak * (4.0 * window * DBL_EPSILON);
 }
 
+/* A float >= |x| (infinity beyond the float range). */
+static float peak_of(double x)
+{
+    double a = fabs(x);
+    if (!(a <= FLT_MAX))
+        return INFINITY;
+    float f = (float)a;
+    return (double)f < a ? nextafterf(f, INFINITY) : f;
+}
+
+void zcore_init(struct zcore *c)
+{
+    memset(c, 0, sizeof *c);
+}
+
 void zwin_init(struct zwin *w, double *ring_storage)
 {
-    memset(w, 0, sizeof *w);
+    zcore_init(&w->core);
     w->ring = ring_storage;
 }
 
-/* Sum, min and max of ring[from, to) added into the accumulators, in index order. */
-static void scan_sum(const double *ring, uint32_t from, uint32_t to, double *sum, double *lo,
-                     double *hi)
-{
-    double s = *sum, l = *lo, h = *hi;
-    for (uint32_t i = from; i < to; i++) {
-        double x = ring[i];
-        s += x;
-        l = x < l ? x : l;
-        h = x > h ? x : h;
-    }
-    *sum = s;
-    *lo = l;
-    *hi = h;
-}
-
-/* Sum of squared deviations from mean over ring[from, to), added into acc in index order. */
-static double scan_sq(const double *ring, uint32_t from, uint32_t to, double mean, double acc)
-{
-    for (uint32_t i = from; i < to; i++) {
-        double d = ring[i] - mean;
-        acc += d * d;
-    }
-    return acc;
-}
-
-/* Two-pass mean and M2 over the ring, oldest first (the held amounts are ring[head, end1) then,
- * when they wrap, ring[0, end2)); M2 is exactly 0 and the mean exact for a constant window.
- * *peak receives the largest |amount|. */
-static void exact_m2(const struct zwin *w, uint32_t window, double *mean, double *m2, double *peak)
+/* Two-pass mean and M2 over the held amounts, oldest first; M2 is exactly 0 and the mean exact for
+ * a constant window. *peak receives the largest |amount|. */
+static void exact_m2(const struct zcore *c, const void *ring, uint32_t window, double *mean,
+                     double *m2, double *peak)
 {
     *mean = 0;
     *m2 = 0;
     *peak = 0;
-    if (w->n == 0)
+    if (c->n == 0)
         return;
-    uint32_t end = w->head + w->n;
-    uint32_t end1 = end > window ? window : end;
-    uint32_t end2 = end > window ? end - window : 0;
-    double sum = 0, lo = w->ring[w->head], hi = lo;
-    scan_sum(w->ring, w->head, end1, &sum, &lo, &hi);
-    scan_sum(w->ring, 0, end2, &sum, &lo, &hi);
+    double sum = 0, lo = value_at(c, ring, c->head), hi = lo;
+    for (uint32_t i = 0; i < c->n; i++) {
+        double x = value_at(c, ring, slot(c->head, i, window));
+        sum += x;
+        lo = x < lo ? x : lo;
+        hi = x > hi ? x : hi;
+    }
     *peak = fabs(lo) > fabs(hi) ? fabs(lo) : fabs(hi);
     if (lo == hi) {
         *mean = lo;
         return;
     }
-    double m = sum / w->n;
-    double acc = scan_sq(w->ring, w->head, end1, m, 0);
+    double m = sum / c->n, acc = 0;
+    for (uint32_t i = 0; i < c->n; i++) {
+        double d = value_at(c, ring, slot(c->head, i, window)) - m;
+        acc += d * d;
+    }
     *mean = m;
-    *m2 = scan_sq(w->ring, 0, end2, m, acc);
+    *m2 = acc;
 }
 
 /* Exact two-pass population mean and std of the n held amounts, oldest first; 0 and 0 when
  * empty. */
-void zwin_exact_stats(const struct zwin *w, uint32_t window, double *mean, double *std)
+void zcore_exact_stats(const struct zcore *c, const void *ring, uint32_t window, double *mean,
+                       double *std)
 {
     double m2, peak;
-    exact_m2(w, window, mean, &m2, &peak);
-    *std = w->n ? sqrt(m2 / w->n) : 0;
+    exact_m2(c, ring, window, mean, &m2, &peak);
+    *std = c->n ? sqrt(m2 / c->n) : 0;
 }
 
-/* Replaces the running statistics by exact ones and restarts the error accounting. */
-static void resum(struct zwin *w, uint32_t window)
+void zwin_exact_stats(const struct zwin *w, uint32_t window, double *mean, double *std)
 {
-    exact_m2(w, window, &w->mean, &w->m2, &w->peak);
-    w->pushes = 0;
+    zcore_exact_stats(&w->core, w->ring, window, mean, std);
 }
 
-/* Appends x (evicting the oldest amount when full) and updates the running statistics. */
-static void push(struct zwin *w, uint32_t window, double x)
+/* Wide window: replaces the running statistics by exact ones. */
+static void resum(struct zcore *c, const void *ring, uint32_t window)
 {
-    if (w->n > 0 && w->ring[slot(w->head, w->n - 1, window)] == x)
-        w->run += w->run < window;
-    else
-        w->run = 1;
-    if (w->n < window) {
-        w->ring[slot(w->head, w->n, window)] = x;
-        w->n++;
-        double delta = x - w->mean;
-        w->mean += delta / w->n;
-        w->m2 += delta * (x - w->mean);
+    double peak;
+    exact_m2(c, ring, window, &c->st.d.mean, &c->st.d.m2, &peak);
+    c->st.d.peak = peak_of(peak);
+}
+
+/* Wide window: the number of newest amounts equal to the newest one. */
+static uint32_t count_run(const struct zcore *c, const void *ring, uint32_t window)
+{
+    uint32_t run = 0;
+    if (c->n == 0)
+        return 0;
+    double last = double_at(ring, slot(c->head, c->n - 1, window));
+    while (run < c->n && double_at(ring, slot(c->head, c->n - 1 - run, window)) == last)
+        run++;
+    return run;
+}
+
+/* Rewrites the cents of slots [0, count) as doubles into dst, from the last slot down, so that
+ * dst may overlay the cents ring (double i covers cents 2i and 2i + 1, both already read). */
+void zcore_widen(struct zcore *c, uint32_t window, const void *ring, double *dst)
+{
+    if (c->wide)
+        return;
+    uint32_t count = c->n < window ? c->n : window; /* a window not yet full has head 0 */
+    for (uint32_t i = count; i > 0; i--)
+        double_put(dst, i - 1, (double)cents_at(ring, i - 1) / 100.0);
+    c->wide = 1;
+    resum(c, dst, window);
+    c->st.d.run = count_run(c, dst, window);
+}
+
+/* Cents window: appends c (evicting the oldest amount when full). */
+static inline void push_cents(struct zcore *c, void *ring, uint32_t window, uint64_t cents)
+{
+    if (c->n < window) {
+        cents_put(ring, c->n, (uint32_t)cents);
+        c->n++;
     } else {
-        double old = w->ring[w->head];
-        w->ring[w->head] = x;
-        w->head = slot(w->head, 1, window);
-        double delta = x - old;
-        double mean = w->mean + delta / w->n;
-        w->m2 += delta * (x - mean + old - w->mean);
-        w->mean = mean;
+        uint64_t old = cents_at(ring, c->head);
+        cents_put(ring, c->head, (uint32_t)cents);
+        c->head = slot(c->head, 1, window);
+        c->st.c.s1 -= old;
+        c->st.c.s2 -= old * old;
     }
-    if (w->m2 < 0)
-        w->m2 = 0;
-    if (fabs(x) > w->peak)
-        w->peak = fabs(x);
-    if (++w->pushes >= window)
-        resum(w, window);
+    c->st.c.s1 += cents;
+    c->st.c.s2 += cents * cents;
+}
+
+/* Cents window: exact mean and std of the held amounts (n > 0). */
+static inline void cents_stats(const struct zcore *c, double *mean, double *std)
+{
+    __extension__ typedef unsigned __int128 u128;
+    double scale = 100.0 * c->n;
+    u128 d = (u128)c->n * c->st.c.s2 - (u128)c->st.c.s1 * c->st.c.s1; /* n^2 var, exact */
+    uint64_t hi = (uint64_t)(d >> 64), lo = (uint64_t)d;
+    double dd = hi ? (double)hi * 18446744073709551616.0 + (double)lo : (double)lo;
+    *mean = (double)c->st.c.s1 / scale;
+    *std = sqrt(dd) / scale;
+}
+
+/* Wide window: appends x (evicting the oldest amount when full) and updates the running
+ * statistics, re-summing exactly whenever the ring wraps (every W pushes). */
+static void push_wide(struct zcore *c, void *ring, uint32_t window, double x)
+{
+    if (c->n > 0 && double_at(ring, slot(c->head, c->n - 1, window)) == x)
+        c->st.d.run += c->st.d.run < window;
+    else
+        c->st.d.run = 1;
+    if (c->n < window) {
+        double_put(ring, c->n, x);
+        c->n++;
+        double delta = x - c->st.d.mean;
+        c->st.d.mean += delta / c->n;
+        c->st.d.m2 += delta * (x - c->st.d.mean);
+    } else {
+        double old = double_at(ring, c->head);
+        double_put(ring, c->head, x);
+        c->head = slot(c->head, 1, window);
+        double delta = x - old;
+        double mean = c->st.d.mean + delta / c->n;
+        c->st.d.m2 += delta * (x - mean + old - c->st.d.mean);
+        c->st.d.mean = mean;
+    }
+    if (c->st.d.m2 < 0)
+        c->st.d.m2 = 0;
+    if (fabs(x) > c->st.d.peak)
+        c->st.d.peak = peak_of(x);
+    if (c->n == window && c->head == 0)
+        resum(c, ring, window);
+}
+
+/* Wide window: population mean and std as it is now, exact to the contract's bound: from the
+ * running statistics when they are trusted, else re-summed first. */
+static void wide_stats(struct zcore *c, const void *ring, uint32_t window, double *mean,
+                       double *std)
+{
+    if (c->st.d.run >= c->n) { /* constant window: exact statistics for free */
+        c->st.d.mean = double_at(ring, slot(c->head, c->n - 1, window));
+        c->st.d.m2 = 0;
+        c->st.d.peak = peak_of(c->st.d.mean);
+        *mean = c->st.d.mean;
+        *std = 0;
+        return;
+    }
+    double s = sqrt(c->st.d.m2 / c->n);
+    if (!well_conditioned(c->st.d.peak, s, window)) {
+        resum(c, ring, window);
+        s = sqrt(c->st.d.m2 / c->n);
+    }
+    *mean = c->st.d.mean;
+    *std = s;
+}
+
+/* x rounded to an integer, halves away from zero, for |x| < 2^52 (round() without the libm call):
+ * x - trunc(x) is exact there. */
+static inline double round_half_away(double x)
+{
+    double a = fabs(x);
+    double t = (double)(int64_t)a;
+    t += a - t >= 0.5;
+    return x < 0 ? -t : t;
 }
 
 /* round4(0.7 * min(|z|/6, 1) + 0.3 * min(amount/amount_scale, 1)), halves away from zero. */
-double zscore_suspicion(double z, double amount, double amount_scale)
+static inline double suspicion(double z, double amount, double amount_scale)
 {
     double zt = fabs(z) / 6.0;
     double at = amount / amount_scale;
     double s = 0.7 * (zt < 1 ? zt : 1) + 0.3 * (at < 1 ? at : 1);
-    return round(s * 10000.0) / 10000.0;
+    double x = s * 10000.0;
+    return (fabs(x) < 4503599627370496.0 ? round_half_away(x) : round(x)) / 10000.0;
 }
 
-/* Population mean and std of the window as it is now, exact to the contract's bound: from the
- * running statistics when they are trusted, else re-summed first. */
-static void window_stats(struct zwin *w, uint32_t window, double *mean, double *std)
+double zscore_suspicion(double z, double amount, double amount_scale)
 {
-    *mean = 0;
-    *std = 0;
-    if (w->n == 0)
-        return;
-    if (w->run >= w->n) { /* constant window: exact statistics for free */
-        w->mean = w->ring[slot(w->head, w->n - 1, window)];
-        w->m2 = 0;
-        w->peak = fabs(w->mean);
-        w->pushes = 0;
-        *mean = w->mean;
-        return;
-    }
-    double s = sqrt(w->m2 / w->n);
-    if (!well_conditioned(w->peak, s, window)) {
-        resum(w, window);
-        s = sqrt(w->m2 / w->n);
-    }
-    *mean = w->mean;
-    *std = s;
+    return suspicion(z, amount, amount_scale);
 }
 
-/* Scores amount against the window before the push (DESIGN.md 3.2), then pushes it. */
-void zscore_update(struct zwin *w, const struct zscore_params *p, double amount,
-                   struct zscore_result *out)
+/* Scores amount against the window before the push (DESIGN.md 3.2), then pushes it; false (and
+ * nothing done) when the window is in cents and amount is not whole cents. */
+bool zcore_update(struct zcore *c, void *ring, const struct zscore_params *p, uint64_t cents_max,
+                  double amount, struct zscore_result *out)
 {
-    double mean, std;
-    window_stats(w, p->window, &mean, &std);
-    double z = (w->n < p->min_points || std == 0) ? 0 : (amount - mean) / std;
+    double mean = 0, std = 0;
+    uint64_t cents = 0;
+    if (!c->wide && !to_cents(amount, cents_max, &cents))
+        return false;
+    if (c->n > 0) {
+        if (c->wide)
+            wide_stats(c, ring, p->window, &mean, &std);
+        else
+            cents_stats(c, &mean, &std);
+    }
+    double z = (c->n < p->min_points || std == 0) ? 0 : (amount - mean) / std;
     out->z = z;
     out->mean = mean;
     out->std = std;
-    out->suspicion = zscore_suspicion(z, amount, p->amount_scale);
+    out->suspicion = suspicion(z, amount, p->amount_scale);
     out->exception = fabs(z) > p->z_threshold;
     out->immediate = out->exception && out->suspicion >= p->immediate_threshold;
-    push(w, p->window, amount);
-    out->history_len = w->n;
-    w->last_z = z;
+    if (c->wide)
+        push_wide(c, ring, p->window, amount);
+    else
+        push_cents(c, ring, p->window, cents);
+    out->history_len = c->n;
+    c->last_z = z;
+    return true;
+}
+
+/* The zwin's storage has room for W doubles, so it widens in place. */
+void zscore_update(struct zwin *w, const struct zscore_params *p, double amount,
+                   struct zscore_result *out)
+{
+    uint64_t cents_max = zscore_cents_max(p->window);
+    if (!zcore_update(&w->core, w->ring, p, cents_max, amount, out)) {
+        zcore_widen(&w->core, p->window, w->ring, w->ring);
+        zcore_update(&w->core, w->ring, p, cents_max, amount, out);
+    }
 }
 
 /* Copies the n held amounts, oldest first, into out. */
-void zwin_values(const struct zwin *w, uint32_t window, double *out)
+void zcore_values(const struct zcore *c, const void *ring, uint32_t window, double *out)
 {
-    for (uint32_t i = 0; i < w->n; i++)
-        out[i] = w->ring[slot(w->head, i, window)];
+    for (uint32_t i = 0; i < c->n; i++)
+        out[i] = value_at(c, ring, slot(c->head, i, window));
 }
 
-/* Loads the newest min(n, window) of vals (oldest first), then re-sums exactly. */
+void zwin_values(const struct zwin *w, uint32_t window, double *out)
+{
+    zcore_values(&w->core, w->ring, window, out);
+}
+
+bool zcore_all_cents(const double *vals, uint32_t n, uint64_t cents_max)
+{
+    uint64_t cents;
+    for (uint32_t i = 0; i < n; i++)
+        if (!to_cents(vals[i], cents_max, &cents))
+            return false;
+    return true;
+}
+
+/* Loads the newest min(n, window) of vals (oldest first), with exact statistics. */
+void zcore_load(struct zcore *c, void *ring, bool wide, uint32_t window, const double *vals,
+                uint32_t n, double last_z)
+{
+    uint32_t skip = n > window ? n - window : 0;
+    uint64_t cents_max = zscore_cents_max(window);
+    zcore_init(c);
+    c->wide = wide;
+    for (uint32_t i = skip; i < n; i++) {
+        uint64_t cents;
+        if (wide) {
+            double_put(ring, c->n++, vals[i]);
+        } else if (to_cents(vals[i], cents_max, &cents)) {
+            push_cents(c, ring, window, cents);
+        }
+    }
+    if (wide) {
+        resum(c, ring, window);
+        c->st.d.run = count_run(c, ring, window);
+    }
+    c->last_z = last_z;
+}
+
 void zwin_load(struct zwin *w, uint32_t window, const double *vals, uint32_t n, double last_z)
 {
     uint32_t skip = n > window ? n - window : 0;
-    w->head = 0;
-    w->n = n - skip;
-    w->run = 0;
-    if (w->n > 0)
-        memcpy(w->ring, vals + skip, (size_t)w->n * sizeof *vals);
-    for (uint32_t i = w->n; i > 0 && w->ring[i - 1] == w->ring[w->n - 1]; i--)
-        w->run++;
-    resum(w, window);
-    w->last_z = last_z;
+    bool wide = n > skip && !zcore_all_cents(vals + skip, n - skip, zscore_cents_max(window));
+    zcore_load(&w->core, w->ring, wide, window, vals, n, last_z);
 }

@@ -1,10 +1,19 @@
-/* Exact rolling Z-score per account (DESIGN.md 3.2). A zwin is a ring of the last W amounts with a
- * running mean and sum of squared deviations (Welford's sliding update), re-summed exactly from
- * the ring every W pushes and whenever the rounding error of the running values could exceed the
- * contract (the largest amount seen is too large against the std: see zscore.c), so results agree
- * with a two-pass computation to 1e-9 relative. The score of an amount is taken against the window
- * *before* the amount is pushed. Value type; not thread-safe (one account is only ever touched by
- * the edge worker that owns it). */
+/* Exact rolling Z-score per account (DESIGN.md 3.2). A window holds the last W amounts of an
+ * account in a ring, in one of two representations:
+ *   cents   every amount is a whole number of cents in [0, zscore_cents_max(W)]: the ring holds
+ *           uint32 cents and the sums of the cents and of their squares are kept as exact
+ *           integers, so mean and std come from exact arithmetic (4 bytes per amount);
+ *   wide    any other amount: the ring holds doubles with a running mean and sum of squared
+ *           deviations (Welford's sliding update), re-summed exactly from the ring every W pushes
+ *           and whenever the rounding error of the running values could exceed the contract.
+ * A window starts in cents and becomes wide (for good) at its first amount that is not a whole
+ * number of cents; either way results agree with a two-pass computation to 1e-9 relative. The
+ * score of an amount is taken against the window *before* the amount is pushed. Value type; not
+ * thread-safe (one account is only ever touched by the edge worker that owns it).
+ *
+ * Two layers: struct zcore is the state without its storage (what the edge shard keeps per
+ * account next to its ring, zcore_*), and struct zwin is a zcore with a pointer to storage for W
+ * doubles, which is always room enough for either representation (zwin_*). */
 #ifndef AETHERIS_ZSCORE_H
 #define AETHERIS_ZSCORE_H
 #include "fmacros.h"
@@ -19,16 +28,38 @@ struct zscore_params {
     double immediate_threshold; /* suspicion >= this -> immediate priority */
 };
 
+/* The members of struct zcore, also reachable directly in struct zwin (w->n, w->last_z). Only n
+ * and last_z are public. */
+#define ZCORE_MEMBERS                                                                              \
+    union {                                                                                        \
+        struct {                                                                                   \
+            uint64_t s1; /* cents: sum of the held amounts in cents */                             \
+            uint64_t s2; /* cents: sum of their squares */                                         \
+        } c;                                                                                       \
+        struct {                                                                                   \
+            double mean;  /* wide: running mean of the ring */                                     \
+            double m2;    /* wide: running sum of squared deviations */                            \
+            float peak;   /* wide: >= the largest |amount| since the last exact re-summation */    \
+            uint32_t run; /* wide: how many of the newest amounts are equal */                     \
+        } d;                                                                                       \
+    } st;                                                                                          \
+    double last_z;      /* z of the most recent scored amount */                                   \
+    uint32_t n;         /* amounts held, <= window */                                              \
+    uint32_t head : 31; /* index of the oldest amount */                                           \
+    uint32_t wide : 1   /* 1: the ring holds doubles, 0: uint32 cents */
+
+struct zcore {
+    ZCORE_MEMBERS;
+};
+
 struct zwin {
-    double *ring;    /* private: capacity = params.window, owned by the caller */
-    uint32_t head;   /* private: index of the oldest amount */
-    uint32_t n;      /* amounts held, <= window */
-    uint32_t pushes; /* private: pushes since the last exact re-summation */
-    uint32_t run;    /* private: how many of the newest amounts are equal (constant window test) */
-    double mean;     /* private: running mean of the ring */
-    double m2;       /* private: running sum of squared deviations */
-    double peak;     /* private: largest |amount| since the last exact re-summation */
-    double last_z;   /* z of the most recent scored amount */
+    union {
+        struct zcore core;
+        struct {
+            ZCORE_MEMBERS;
+        };
+    };
+    void *ring; /* private: storage for params.window doubles, owned by the caller */
 };
 
 struct zscore_result {
@@ -40,6 +71,10 @@ struct zscore_result {
     bool exception;       /* |z| > z_threshold */
     bool immediate;       /* exception && suspicion >= immediate_threshold */
 };
+
+/* Largest amount in cents a cents window of `window` amounts holds exactly: min(2^32 - 1,
+ * floor(sqrt((2^64 - 1) / window))), so the sum of squares cannot overflow. */
+uint64_t zscore_cents_max(uint32_t window);
 
 /* Initializes an empty window over caller-provided storage of params->window doubles. */
 void zwin_init(struct zwin *w, double *ring_storage);
@@ -55,5 +90,27 @@ void zwin_values(const struct zwin *w, uint32_t window, double *out);
 void zwin_load(struct zwin *w, uint32_t window, const double *vals, uint32_t n, double last_z);
 /* Exact two-pass population mean and std of the window (reference and fallback path). */
 void zwin_exact_stats(const struct zwin *w, uint32_t window, double *mean, double *std);
+
+/* The same operations on a bare zcore and its ring: `ring` holds W uint32 cents while the window
+ * is in cents (c->wide == 0), W doubles once it is wide. cents_max is zscore_cents_max(W). */
+void zcore_init(struct zcore *c);
+/* Converts a cents window into a wide one: its amounts are written as doubles into dst (room for
+ * W doubles; dst may be the cents ring itself when that has room for W doubles). */
+void zcore_widen(struct zcore *c, uint32_t window, const void *ring, double *dst);
+/* zscore_update on a zcore. Returns false, having changed nothing, when the window is in cents and
+ * amount is not a whole number of cents in [0, cents_max]: widen it then and call again. */
+bool zcore_update(struct zcore *c, void *ring, const struct zscore_params *p, uint64_t cents_max,
+                  double amount, struct zscore_result *out);
+/* zwin_values on a zcore. */
+void zcore_values(const struct zcore *c, const void *ring, uint32_t window, double *out);
+/* True when every one of vals[0..n) is a whole number of cents in [0, cents_max]. */
+bool zcore_all_cents(const double *vals, uint32_t n, uint64_t cents_max);
+/* zwin_load on a zcore: ring is W uint32 cents when `wide` is false (then every value must be
+ * whole cents, see zcore_all_cents), W doubles when it is true. */
+void zcore_load(struct zcore *c, void *ring, bool wide, uint32_t window, const double *vals,
+                uint32_t n, double last_z);
+/* zwin_exact_stats on a zcore. */
+void zcore_exact_stats(const struct zcore *c, const void *ring, uint32_t window, double *mean,
+                       double *std);
 
 #endif

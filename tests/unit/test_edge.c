@@ -223,6 +223,68 @@ int main(void)
         free(refs[i].v);
     free(refs);
 
+    /* Whole-cent amounts (the compact cents windows), accounts that turn wide mid-stream, and the
+     * batch entry point: the same scores as one call per event and as the reference. */
+    struct edge_shard *one = edge_shard_new(&p), *bat = edge_shard_new(&p);
+    refs = calloc(ACCOUNTS, sizeof *refs);
+    for (int i = 0; i < ACCOUNTS; i++)
+        refs[i] = (struct ref){calloc(W, sizeof(double)), 0, W, 0};
+    int cents_bad = 0;
+    for (long e = 0; e < 60000; e += 20) {
+        struct edge_item items[20];
+        struct zscore_result ra[20], rb[20];
+        char keys[20][EVENT_ACCOUNT_MAX + 1];
+        for (int j = 0; j < 20; j++) {
+            int acct = (int)(next() % 500);
+            key_of(acct, keys[j], sizeof keys[j]);
+            double x = (double)(next() % 1000000) / 100.0; /* whole cents */
+            if (acct % 5 == 1 && e > 30000)
+                x = exp(3 + 3 * uniform()); /* these accounts turn wide half way */
+            if (acct % 13 == 2)
+                x = 4242.42; /* constant cents window: std exactly 0 */
+            items[j] = (struct edge_item){keys[j], x, &rb[j]};
+            edge_shard_score(one, keys[j], x, &ra[j]);
+            double z, mean, std;
+            ref_score(&refs[acct], &p, x, &z, &mean, &std);
+            cents_bad += !close_to(ra[j].z, z) || !close_to(ra[j].mean, mean) ||
+                         !close_to(ra[j].std, std) || (acct % 13 == 2 && ra[j].std != 0);
+        }
+        edge_shard_score_batch(bat, items, 20);
+        for (int j = 0; j < 20; j++)
+            cents_bad += ra[j].z != rb[j].z || ra[j].mean != rb[j].mean || ra[j].std != rb[j].std ||
+                         ra[j].suspicion != rb[j].suspicion ||
+                         ra[j].history_len != rb[j].history_len ||
+                         ra[j].exception != rb[j].exception || ra[j].immediate != rb[j].immediate;
+    }
+    is_int(cents_bad, 0, "cents windows, windows turning wide and batches match the reference");
+    struct collect cc = {edge_shard_new(&p), refs, 0, 0};
+    edge_shard_foreach(bat, on_account, &cc);
+    ok(cc.visits == 500 && cc.mismatched == 0,
+       "foreach gives cents and wide windows back as the amounts pushed (%d visits)", cc.visits);
+    edge_shard_free(cc.dst);
+    edge_shard_free(one);
+    edge_shard_free(bat);
+    for (int i = 0; i < ACCOUNTS; i++)
+        free(refs[i].v);
+    free(refs);
+
+    /* Keys kept as numbers must not collide with their look-alikes kept as text. */
+    static const char *const lookalikes[] = {
+        "123", "0123", "0", "00", "123456789012345678", "1234567890123456789", "12a", "-1"};
+    s = edge_shard_new(&p);
+    struct zscore_result lr;
+    for (int i = 0; i < 8; i++)
+        for (int k = 0; k <= i; k++)
+            edge_shard_score(s, lookalikes[i], 10.0 * (k + 1), &lr);
+    int distinct = 1;
+    for (int i = 0; i < 8; i++) {
+        const struct zwin *w = edge_shard_find(s, lookalikes[i]);
+        distinct &= w != NULL && w->n == (uint32_t)(i + 1);
+    }
+    ok(distinct && edge_shard_accounts(s) == 8,
+       "\"123\", \"0123\", \"0\", \"00\", 18 and 19 digits, \"12a\", \"-1\" are 8 accounts");
+    edge_shard_free(s);
+
     /* Growth: 200k accounts through many doubling rehashes (small W keeps memory low). */
     struct zscore_params small = {4, 2, 2.5, 5000, 0.9};
     enum { MANY = 200000 };

@@ -1,7 +1,8 @@
 /* Scoring against an independent two-pass reference (DESIGN.md 3.2): random and adversarial
  * windows (W = 2, 5, 100, 1000, wrapping around many times), constant windows and constant runs
  * broken by spikes, min_points and threshold boundaries, suspicion rounding (half away from zero)
- * and saturation, the immediate boundary, and snapshot round trips (zwin_values/zwin_load)
+ * and saturation, the immediate boundary, whole-cent windows (exact integer sums) and their turn
+ * to doubles, and snapshot round trips (zwin_values/zwin_load)
  * continuing like a never-serialized twin. The edge shard has its own test (test_edge.c). */
 #include "zscore.h"
 #include <math.h>
@@ -121,6 +122,17 @@ static double g_levels(long i)
     return (double)((i / 500) % 4) * 1e6 + uniform(); /* level shifts: re-conditioning */
 }
 
+static double g_cents_then_wide(long i)
+{
+    /* whole cents (exact integer sums), then one amount that is not: the window turns wide */
+    return i < 3333 ? (double)(long)(uniform() * 500000) / 100.0 : uniform() * 5000;
+}
+static double g_big_cents(long i)
+{
+    /* whole cents around the cents limit (~4.3e6 for W = 100): some windows turn wide */
+    return (double)(430000000 + (i % 7) * 100 - 300) / 100.0;
+}
+
 int main(void)
 {
     static const uint32_t windows[] = {2, 5, 100, 1000};
@@ -135,6 +147,8 @@ int main(void)
         is_int(run(W, 50000, g_spike), 0, "W=%u spikes after flat runs match", W);
         is_int(run(W, 50000, g_const_spike), 0, "W=%u constant runs broken by spikes match", W);
         is_int(run(W, 50000, g_levels), 0, "W=%u level shifts match", W);
+        is_int(run(W, 20000, g_cents_then_wide), 0, "W=%u cents windows turning wide match", W);
+        is_int(run(W, 20000, g_big_cents), 0, "W=%u cents near the cents limit match", W);
     }
 
     /* Constant window: std exactly 0 so z exactly 0, however the mean rounds. */
