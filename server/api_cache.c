@@ -13,13 +13,14 @@
  * Invalidation never deletes (no KEYS/SCAN): bumping the generation orphans every entry at once,
  * and the orphans expire on their TTL. The bump is coalesced: the invalidation thread compares an
  * event stamp (the sum of the event-driven metrics counters: received, scored, anomalies,
- * decisions) with the stamp of its last successful INCR every CACHE_POLL_MS (a few atomic loads)
- * and sends one INCR when it moved, but never two within cache_invalidate_ms. So an event after
- * a quiet spell is visible within a poll plus the INCR round trip (the leading edge), and however
- * high the event rate, there are at most 1000 / cache_invalidate_ms Redis calls per second while
- * a cached body hides an event for at most one period (plus the round trip). If the INCR fails, the
- * stamp is not recorded, the next period retries, and until one succeeds every lookup BYPASSes:
- * entries cached before a Redis outage are never served after it for events that arrived during it.
+ * decisions, webhook delivery outcomes) with the stamp of its last successful INCR every
+ * CACHE_POLL_MS (a few atomic loads) and sends one INCR when it moved, but never two within
+ * cache_invalidate_ms. So an event after a quiet spell is visible within a poll plus the INCR round
+ * trip (the leading edge), and however high the event rate, there are at most 1000 /
+ * cache_invalidate_ms Redis calls per second while a cached body hides an event for at most one
+ * period (plus the round trip). If the INCR fails, the stamp is not recorded, the next period
+ * retries, and until one succeeds every lookup BYPASSes: entries cached before a Redis outage are
+ * never served after it for events that arrived during it.
  */
 #include "api_cache.h"
 #include <pthread.h>
@@ -54,12 +55,15 @@ struct api_cache {
 static const char LOOKUP_LUA[] = "local g = redis.call('GET', KEYS[1]) or '0'\n"
                                  "return {g, redis.call('GET', ARGV[1] .. g .. ARGV[2])}\n";
 
-/* The counters that move when an event arrives or is decided: the invalidation trigger. */
+/* The counters that move when an event arrives, is decided or is delivered to a webhook: the
+ * invalidation trigger. */
 static const enum metric_counter event_counters[] = {
-    M_EVENTS_INGESTED,   M_EVENTS_DUPLICATE, M_INVALID_BAD_JSON,    M_INVALID_NOT_OBJECT,
-    M_INVALID_TXID,      M_INVALID_ACCOUNT,  M_INVALID_AMOUNT,      M_INVALID_FIELD,
-    M_INVALID_TOO_LARGE, M_EVENTS_SCORED,    M_ANOMALIES_IMMEDIATE, M_ANOMALIES_BATCH,
-    M_DECISIONS_APPROVE, M_DECISIONS_REVIEW, M_DECISIONS_BLOCK,
+    M_EVENTS_INGESTED,       M_EVENTS_DUPLICATE,  M_INVALID_BAD_JSON,    M_INVALID_NOT_OBJECT,
+    M_INVALID_TXID,          M_INVALID_ACCOUNT,   M_INVALID_AMOUNT,      M_INVALID_FIELD,
+    M_INVALID_TOO_LARGE,     M_EVENTS_SCORED,     M_ANOMALIES_IMMEDIATE, M_ANOMALIES_BATCH,
+    M_DECISIONS_APPROVE,     M_DECISIONS_REVIEW,  M_DECISIONS_BLOCK,     M_WEBHOOK_DELIVERED,
+    M_WEBHOOK_RETRY,         M_WEBHOOK_EXHAUSTED, M_WEBHOOK_GONE,        M_WEBHOOK_DROPPED,
+    M_WEBHOOK_AUTO_DISABLED,
 };
 
 #define CACHE_POLL_MS 1 /* how often the invalidator looks at the event counters */
