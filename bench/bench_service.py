@@ -223,11 +223,22 @@ def bench_webhooks(stack, build, tmp, rows):
                    [(hook["id"], f"msg_bench_{i}", body, now, now) for i in range(rows)])
     db.commit()
     db.close()
+    def delivered():  # the uncached Prometheus page: what the dispatcher has counted by now
+        with urllib.request.urlopen(f"http://127.0.0.1:{d.http_port}/metrics", timeout=5) as r:
+            return int(re.search(rb'^aetheris_webhook_deliveries_total\{outcome="delivered"\} '
+                                 rb'(\d+)$', r.read(), re.M).group(1))
     t0 = time.monotonic()
     d = stack.start_daemon(opts)
-    wait_until(lambda: d.counters()["webhook_delivered"] >= rows, 600, "the outbox drained",
-               interval=0.05)
-    secs = time.monotonic() - t0
+    samples = []  # (seconds since start, delivered): the rate is taken between 10% and 90%
+    while not samples or samples[-1][1] < rows:
+        if time.monotonic() - t0 > 600:
+            raise RuntimeError("the outbox did not drain within 600 s")
+        samples.append((time.monotonic() - t0, delivered()))
+        time.sleep(0.01)
+    secs = samples[-1][0]
+    lo = next(s for s in samples if s[1] >= rows // 10)
+    hi = next(s for s in samples if s[1] >= rows * 9 // 10)
+    steady = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else 0
     from test_llm import publish_spikes
     ids = publish_spikes(stack.mosq.port, "W", 95_000_000, 20)
     for t in ids:
@@ -245,10 +256,10 @@ def bench_webhooks(stack, build, tmp, rows):
     rx.terminate()
     got = json.loads(rx.stdout.readlines()[-1])["posts"]
     return {"bench": "webhooks", "outbox_rows": rows, "received": got,
-            "drain_seconds_incl_start": round(secs, 2),
-            "deliveries_per_s": round(rows / secs),
+            "drain_seconds_incl_start": round(secs, 2), "deliveries_per_s": round(steady),
             "decision_to_first_attempt_ms": {"p50": pct(lags, 50), "max": max(lags)},
-            "note": "drain time includes the daemon's start-up; payloads ~1 KiB"}
+            "note": "rate between 10% and 90% of the rows delivered, counted on the uncached "
+                    "/metrics every 10 ms; payloads ~1 KiB"}
 
 
 def main():
