@@ -9,7 +9,7 @@ ports under a temporary directory; every wait bounded). Prints one JSON object p
               a fixed schedule, latency from each event's scheduled send time to its command
               arriving on MQTT, so a slow daemon can neither slow the load nor hide the wait)
   rest        wrk on cached GET /v1/metrics, GET /v1/decisions?limit=50 and GET /v1/health, idle
-              and under ingest, against the same load on bench/static_http (libmicrohttpd serving
+              and under ingest, against the same load on bench/static_http (a minimal epoll server serving
               a fixed body of the same size) as the machine's HTTP ceiling
   webhooks    deliveries/s from the outbox to a loopback receiver (bench/static_http counting
               POSTs), and the count it received
@@ -177,7 +177,7 @@ def bench_rest(stack, build, tmp):
         size = len(urllib.request.urlopen(base + route, timeout=5).read())
         port = free_port()
         static = subprocess.Popen([os.path.join(build, "bench", "static_http"), str(port),
-                                   str(size), "4"], stdout=subprocess.PIPE, text=True)
+                                   str(size), "2"], stdout=subprocess.PIPE, text=True)
         assert json.loads(static.stdout.readline())["ready"]
         ceiling = wrk(f"http://127.0.0.1:{port}/")
         static.terminate()
@@ -206,7 +206,7 @@ def bench_webhooks(stack, build, tmp, rows):
     import sqlite3
     from conftest import free_port, wait_until
     port = free_port()
-    rx = subprocess.Popen([os.path.join(build, "bench", "static_http"), str(port), "0", "4"],
+    rx = subprocess.Popen([os.path.join(build, "bench", "static_http"), str(port), "0", "2"],
                           stdout=subprocess.PIPE, text=True)
     assert json.loads(rx.stdout.readline())["ready"]
     opts = {**BASE_OPTS, "webhook_allow_cidrs": "127.0.0.0/8", "rate_limit_rps": 0}

@@ -21,6 +21,14 @@
  * period (plus the round trip). If the INCR fails, the stamp is not recorded, the next period
  * retries, and until one succeeds every lookup BYPASSes: entries cached before a Redis outage are
  * never served after it for events that arrived during it.
+ *
+ * In front of Redis, each process keeps a copy of the newest bodies it read or stored (a few
+ * slots, one per route and variant), tagged with this process's invalidation count as it was
+ * before the Redis lookup, and serves it without a round trip while that count has not moved,
+ * no invalidation is owed, and the copy is younger than LOCAL_LIFE_MS (and the TTL). That is the
+ * same freshness bound: a cached body is a snapshot of this node (its key names the node), so
+ * only this node's events change it, and every one of them moves the count within one period.
+ * Other nodes' bumps orphan the Redis entry but do not change what the body says.
  */
 #include "api_cache.h"
 #include <pthread.h>
@@ -35,6 +43,17 @@
 #include "xmalloc.h"
 
 #define CACHE_POOL_WAIT_MS 100 /* a busy pool means skip the cache, not wait for it */
+#define LOCAL_SLOTS 8          /* in-process copies: routes x variants actually cached */
+#define LOCAL_LIFE_MS 1000     /* an in-process copy is checked against Redis this often */
+
+struct local_copy {
+    char name[API_CACHE_KEY_MAX]; /* "" = free */
+    char *body;
+    size_t len;
+    unsigned long long invalidated; /* the invalidation count it is valid for */
+    int64_t expires_ms;             /* monotonic */
+    int64_t used_ms;                /* for replacing the least recently used slot */
+};
 
 struct api_cache {
     const struct config *cfg;
@@ -48,6 +67,8 @@ struct api_cache {
     atomic_bool up;
     atomic_bool behind; /* an invalidation failed and is not yet made good: do not serve */
     atomic_ullong invalidations;
+    pthread_mutex_t local_mu; /* guards local[] */
+    struct local_copy local[LOCAL_SLOTS];
 };
 
 /* Returns {generation, entry-or-nil}. KEYS[1] = generation key; ARGV[1] = entry key up to the
@@ -135,8 +156,10 @@ struct api_cache *api_cache_new(const struct config *cfg, struct rpool *redis)
     atomic_init(&c->behind, false);
     atomic_init(&c->invalidations, 0);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->local_mu, NULL);
     clock_cond_init(&c->cv);
     if (pthread_create(&c->thread, NULL, invalidator_main, c) != 0) {
+        pthread_mutex_destroy(&c->local_mu);
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         free(c);
@@ -154,9 +177,63 @@ void api_cache_free(struct api_cache *c)
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
+    for (int i = 0; i < LOCAL_SLOTS; i++)
+        free(c->local[i].body);
+    pthread_mutex_destroy(&c->local_mu);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
+}
+
+/* A copy of the in-process body `name` when it is still valid for count `invalidated`. */
+static bool local_get(struct api_cache *c, const char *name, unsigned long long invalidated,
+                      char **body, size_t *len)
+{
+    bool hit = false;
+    int64_t now = clock_mono_ms();
+    pthread_mutex_lock(&c->local_mu);
+    for (int i = 0; i < LOCAL_SLOTS && !hit; i++) {
+        struct local_copy *l = &c->local[i];
+        if (strcmp(l->name, name) != 0 || l->invalidated != invalidated || now >= l->expires_ms)
+            continue;
+        *body = xmalloc(l->len + 1);
+        memcpy(*body, l->body, l->len + 1);
+        *len = l->len;
+        l->used_ms = now;
+        hit = true;
+    }
+    pthread_mutex_unlock(&c->local_mu);
+    return hit;
+}
+
+/* Keeps body as the in-process copy of `name`, valid while the count stays `invalidated`. */
+static void local_put(struct api_cache *c, const char *name, unsigned long long invalidated,
+                      const char *body, size_t len)
+{
+    int64_t now = clock_mono_ms();
+    int64_t life = (int64_t)c->cfg->cache_ttl_s * 1000;
+    char *copy = xmalloc(len + 1);
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    pthread_mutex_lock(&c->local_mu);
+    struct local_copy *slot = &c->local[0];
+    for (int i = 0; i < LOCAL_SLOTS; i++) {
+        struct local_copy *l = &c->local[i];
+        if (strcmp(l->name, name) == 0 || l->name[0] == '\0') {
+            slot = l;
+            break;
+        }
+        if (l->used_ms < slot->used_ms)
+            slot = l;
+    }
+    free(slot->body);
+    snprintf(slot->name, sizeof slot->name, "%s", name);
+    slot->body = copy;
+    slot->len = len;
+    slot->invalidated = invalidated;
+    slot->expires_ms = now + (life < LOCAL_LIFE_MS ? life : LOCAL_LIFE_MS);
+    slot->used_ms = now;
+    pthread_mutex_unlock(&c->local_mu);
 }
 
 enum api_cache_result api_cache_lookup(struct api_cache *c, const char *name, const char *variant,
@@ -169,6 +246,12 @@ enum api_cache_result api_cache_lookup(struct api_cache *c, const char *name, co
         return API_CACHE_BYPASS; /* an absurd query string is simply not cached */
     if (atomic_load(&c->behind))
         return API_CACHE_BYPASS;
+    ticket->invalidated = atomic_load(&c->invalidations);
+    n = snprintf(ticket->local, sizeof ticket->local, "%s%s", name, tail);
+    if (n < 0 || (size_t)n >= sizeof ticket->local)
+        return API_CACHE_BYPASS;
+    if (local_get(c, ticket->local, ticket->invalidated, body, len))
+        return API_CACHE_HIT;
     struct rconn *rc = rpool_get(c->redis, CACHE_POOL_WAIT_MS);
     if (rc == NULL)
         return API_CACHE_BYPASS;
@@ -193,6 +276,7 @@ enum api_cache_result api_cache_lookup(struct api_cache *c, const char *name, co
         (*body)[v->len] = '\0';
         *len = v->len;
         res = API_CACHE_HIT;
+        local_put(c, ticket->local, ticket->invalidated, v->str, v->len);
     } else {
         n = snprintf(ticket->key, sizeof ticket->key, "%s%s%s", head, r->element[0]->str, tail);
         if (n < 0 || (size_t)n >= sizeof ticket->key)
@@ -215,6 +299,8 @@ void api_cache_store(struct api_cache *c, const struct api_cache_ticket *ticket,
     redisReply *r = rconn_command(rc, 5, argv, lens);
     rpool_put(c->redis, rc);
     atomic_store(&c->up, r != NULL);
+    if (r && r->type != REDIS_REPLY_ERROR)
+        local_put(c, ticket->local, ticket->invalidated, body, len);
     if (r)
         freeReplyObject(r);
 }
