@@ -38,6 +38,13 @@ def rss_kb(pid):
         return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
 
 
+def cpu_s(pid):
+    """User + system CPU seconds the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
@@ -150,15 +157,23 @@ def bench_latency(stack, build, tmp, rates, seconds):
     return out
 
 
-def wrk(url, seconds=5, conns=32):
+def wrk(url, seconds=5, conns=32, pid=None):
+    """wrk's rate and latency; with pid, also the server's CPU per request (robust to the other
+    load on a shared machine, unlike the rate)."""
+    cpu0 = cpu_s(pid) if pid else 0
     out = subprocess.run(["wrk", "--latency", "-t2", f"-c{conns}", f"-d{seconds}s", url],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
+    cpu = cpu_s(pid) - cpu0 if pid else 0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
 
     def ms(label):
         m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", out, re.M)
         return float(m.group(1)) * {"us": 1e-3, "ms": 1, "s": 1000}[m.group(2)]
-    return {"requests_per_s": round(rps), "p50_ms": round(ms(50), 3), "p99_ms": round(ms(99), 3)}
+    r = {"requests_per_s": round(rps), "p50_ms": round(ms(50), 3), "p99_ms": round(ms(99), 3)}
+    if pid:
+        r["server_cpu_us_per_request"] = round(cpu * 1e6 / max(total, 1), 1)
+    return r
 
 
 def bench_rest(stack, build, tmp):
@@ -181,10 +196,10 @@ def bench_rest(stack, build, tmp):
         assert json.loads(static.stdout.readline())["ready"]
         # 32 connections as in the first sessions (throughput), 8 for latency: at 32 in flight
         # Little's law alone puts the mean above 1 ms at 25k requests/s
-        ceiling = {c: wrk(f"http://127.0.0.1:{port}/", conns=c) for c in (32, 8)}
+        ceiling = {c: wrk(f"http://127.0.0.1:{port}/", conns=c, pid=static.pid) for c in (32, 8)}
         static.terminate()
         static.wait(timeout=10)
-        idle = {c: wrk(base + route, conns=c) for c in (32, 8)}
+        idle = {c: wrk(base + route, conns=c, pid=d.proc.pid) for c in (32, 8)}
         load_path = os.path.join(tmp, f"load-{name}.csv")
         make_csv(load_path, 91_000_000 + 1_000_000 * len(results), 150000, 5000, seed=len(results))
         load = replay(build, stack, load_path, "--qos", "0", "--rate", "10000", wait=False)
@@ -243,6 +258,7 @@ def bench_webhooks(stack, build, tmp, rows):
         samples.append((time.monotonic() - t0, delivered()))
         time.sleep(0.01)
     secs = samples[-1][0]
+    cpu = cpu_s(d.proc.pid)  # start-up included: an upper bound on the CPU per delivery
     lo = next(s for s in samples if s[1] >= rows // 10)
     hi = next(s for s in samples if s[1] >= rows * 9 // 10)
     steady = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else 0
@@ -264,6 +280,7 @@ def bench_webhooks(stack, build, tmp, rows):
     got = json.loads(rx.stdout.readlines()[-1])["posts"]
     return {"bench": "webhooks", "outbox_rows": rows, "received": got,
             "drain_seconds_incl_start": round(secs, 2), "deliveries_per_s": round(steady),
+            "daemon_cpu_us_per_delivery": round(cpu * 1e6 / rows, 1),
             "decision_to_first_attempt_ms": {"p50": pct(lags, 50), "max": max(lags)},
             "note": "rate between 10% and 90% of the rows delivered, counted on the uncached "
                     "/metrics every 10 ms; payloads ~1 KiB"}
