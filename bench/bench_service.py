@@ -146,8 +146,9 @@ def bench_latency(stack, build, tmp, rates, seconds):
                                       timeout=seconds + 60).stdout)
         lat = d.get("/v1/metrics")[1]["latency_seconds"]
         for lane in ("immediate", "batch"):
-            h = lat[f"event_to_decision_{lane}"]
-            r[lane]["daemon_histogram_ms"] = {q: round(h[q] * 1000, 2) for q in ("p50", "p99")}
+            h = lat.get(f"event_to_decision_{lane}")  # absent from builds before the lanes split
+            if h:
+                r[lane]["daemon_histogram_ms"] = {q: round(h[q] * 1000, 2) for q in ("p50", "p99")}
         r["batch_max_wait_ms"] = 300
         r["command"] = " ".join(["bench/bench_latency"] + argv[1:])
         out.append(r)
