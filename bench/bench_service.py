@@ -16,6 +16,7 @@ ports under a temporary directory; every wait bounded). Prints one JSON object p
 
 Usage: bench/bench_service.py [--build DIR] [--only a,b,...]"""
 import argparse
+import builtins
 import json
 import os
 import random
@@ -299,12 +300,10 @@ def main():
     os.environ["AETHERIS_BIN_DIR"] = os.path.abspath(args.build)
     from conftest import Stack
     only = args.only.split(",")
-    real_print = print
-
     def print(text, flush=True):  # every figure says how busy the shared machine was
         obj = json.loads(text)
         obj["loadavg_1m"] = round(os.getloadavg()[0], 2)
-        real_print(json.dumps(obj), flush=flush)
+        builtins.print(json.dumps(obj), flush=flush)
     with tempfile.TemporaryDirectory(prefix="aetheris-bench-") as tmp:
         stack = Stack(tmp)
         try:
