@@ -170,9 +170,12 @@ def wrk(url, seconds=5, conns=32, pid=None):
     total = int(re.search(r"(\d+) requests in", out).group(1))
 
     def ms(label):
-        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)$", out, re.M)
-        return float(m.group(1)) * {"us": 1e-3, "ms": 1, "s": 1000}[m.group(2)]
-    r = {"requests_per_s": round(rps), "p50_ms": round(ms(50), 3), "p99_ms": round(ms(99), 3)}
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s|m)$", out, re.M)
+        if m is None:  # no distribution: no request completed
+            return None
+        return round(float(m.group(1)) * {"us": 1e-3, "ms": 1, "s": 1000, "m": 60000}[m.group(2)],
+                     3)
+    r = {"requests_per_s": round(rps), "p50_ms": ms(50), "p99_ms": ms(99)}
     if pid:
         r["server_cpu_us_per_request"] = round(cpu * 1e6 / max(total, 1), 1)
     return r

@@ -29,6 +29,10 @@
  * same freshness bound: a cached body is a snapshot of this node (its key names the node), so
  * only this node's events change it, and every one of them moves the count within one period.
  * Other nodes' bumps orphan the Redis entry but do not change what the body says.
+ *
+ * A lookup also takes the invalidator's look itself (the same stamp comparison and the same
+ * one-INCR-per-period election), so a read right after an event never depends on the
+ * invalidation thread being scheduled in time on a busy machine.
  */
 #include "api_cache.h"
 #include <pthread.h>
@@ -67,7 +71,9 @@ struct api_cache {
     atomic_bool up;
     atomic_bool behind; /* an invalidation failed and is not yet made good: do not serve */
     atomic_ullong invalidations;
-    pthread_mutex_t local_mu; /* guards local[] */
+    _Atomic uint64_t published;   /* the event stamp of the last successful INCR */
+    _Atomic int64_t last_bump_ms; /* monotonic start of the last INCR: one per period */
+    pthread_mutex_t local_mu;     /* guards local[] */
     struct local_copy local[LOCAL_SLOTS];
 };
 
@@ -115,30 +121,40 @@ static bool bump_generation(struct api_cache *c)
     return ok;
 }
 
+/* Bumps the generation when the event stamp moved since the last successful bump and a period
+ * has passed since the last attempt; whoever wins the compare-and-swap on last_bump_ms sends the
+ * INCR, so there is at most one per period however many threads call this. A failed INCR leaves
+ * the stamp unpublished: the next period retries. */
+static void maybe_bump(struct api_cache *c)
+{
+    uint64_t stamp = event_stamp();
+    if (stamp == atomic_load(&c->published))
+        return;
+    int64_t now = clock_mono_ms();
+    int64_t last = atomic_load(&c->last_bump_ms);
+    if (now < last + c->cfg->cache_invalidate_ms ||
+        !atomic_compare_exchange_strong(&c->last_bump_ms, &last, now))
+        return;
+    if (bump_generation(c))
+        atomic_store(&c->published, stamp);
+}
+
 static void *invalidator_main(void *arg)
 {
     struct api_cache *c = arg;
-    uint64_t published = event_stamp();
-    int64_t last_bump = clock_mono_ms() - c->cfg->cache_invalidate_ms;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
         /* Look every CACHE_POLL_MS; bump at once when a period has passed since the last bump
          * (the leading edge: an event after a quiet spell is visible within a poll), else at
          * the end of the period (coalescing under load). */
-        int64_t next_allowed = last_bump + c->cfg->cache_invalidate_ms;
-        int64_t wait = next_allowed - clock_mono_ms();
+        int64_t wait =
+            atomic_load(&c->last_bump_ms) + c->cfg->cache_invalidate_ms - clock_mono_ms();
         struct timespec until = clock_mono_deadline(wait > CACHE_POLL_MS ? wait : CACHE_POLL_MS);
         pthread_cond_timedwait(&c->cv, &c->mu, &until);
         if (c->stop)
             break;
-        uint64_t now = event_stamp();
-        if (now == published || clock_mono_ms() < next_allowed)
-            continue;
         pthread_mutex_unlock(&c->mu);
-        if (bump_generation(c)) {
-            published = now;
-            last_bump = clock_mono_ms();
-        }
+        maybe_bump(c);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
@@ -155,6 +171,8 @@ struct api_cache *api_cache_new(const struct config *cfg, struct rpool *redis)
     atomic_init(&c->up, true);
     atomic_init(&c->behind, false);
     atomic_init(&c->invalidations, 0);
+    atomic_init(&c->published, event_stamp());
+    atomic_init(&c->last_bump_ms, clock_mono_ms() - cfg->cache_invalidate_ms);
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->local_mu, NULL);
     clock_cond_init(&c->cv);
@@ -244,6 +262,7 @@ enum api_cache_result api_cache_lookup(struct api_cache *c, const char *name, co
     int n = snprintf(tail, sizeof tail, ":%s", variant);
     if (n < 0 || (size_t)n >= sizeof tail)
         return API_CACHE_BYPASS; /* an absurd query string is simply not cached */
+    maybe_bump(c); /* the reader's own look: no wait for the invalidator thread to wake */
     if (atomic_load(&c->behind))
         return API_CACHE_BYPASS;
     ticket->invalidated = atomic_load(&c->invalidations);
