@@ -204,7 +204,7 @@ static const struct option_def options[] = {
         "exceptions per immediate-lane batch"),
     INT(batch_size, "agents", "10", 1, 1000, "BATCH_SIZE", "exceptions per batch-lane batch"),
     INT(immediate_batch_max_wait_ms, "agents", "150", 0, 60000, "IMMEDIATE_BATCH_MAX_WAIT_MS",
-        "longest wait to fill an immediate batch (ms)"),
+        "longest wait to fill an immediate batch for the LLM (ms); rule agents never wait"),
     INT(batch_max_wait_ms, "agents", "300", 0, 600000, "BATCH_MAX_WAIT_MS",
         "longest wait to fill a batch-lane batch (ms)"),
     INT(reclaim_idle_ms, "agents", "30000", 100, 86400000, NULL,

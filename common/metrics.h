@@ -158,6 +158,10 @@
 #define METRIC_HISTOGRAMS(X)                                                                       \
     X(EVENT_TO_DECISION, "aetheris_event_to_decision", "", "event_to_decision",                    \
       "Time from ingest to published decision")                                                    \
+    X(EVENT_TO_DECISION_IMMEDIATE, "aetheris_lane_event_to_decision", "lane=\"immediate\"",        \
+      "event_to_decision_immediate", "Time from ingest to published decision, by lane")            \
+    X(EVENT_TO_DECISION_BATCH, "aetheris_lane_event_to_decision", "lane=\"batch\"",                \
+      "event_to_decision_batch", "Time from ingest to published decision, by lane")                \
     X(AGENT_BATCH, "aetheris_agent_batch", "", "agent_batch", "Time to decide one agent batch")    \
     X(AGENT_VOTE_ANALYST, "aetheris_agent_vote", "role=\"Analyst\"", "agent_vote_analyst",         \
       "Time one role took to vote on a whole batch (rules, or the LLM call)")                      \

@@ -403,6 +403,9 @@ int mqttc_flush(struct mqttc *m, int timeout_ms)
     int64_t deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int rv = 0;
     pthread_mutex_lock(&m->api);
+    /* On loopback a PUBACK often beats mqttc_publish() to recording its token: prune once now,
+     * or such a token would hold this flush until the first recheck (10 ms, not 0.2). */
+    pending_prune(m);
     pthread_mutex_lock(&m->state);
     uint64_t losses = m->losses;
     while (m->npending > 0) {

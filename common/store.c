@@ -238,18 +238,40 @@ static int cursor_parse(const char *cursor, bool with_time, struct store_pos *po
 typedef int (*list_fn)(struct store *s, const struct store_query *q, const struct store_pos *after,
                        struct store_page *page);
 
+/* Closes the array of a text page: the backend appended `ntext` documents as text, or objects to
+ * items (a backend without stored text), which are serialized here. 0 or ERR_FULL/ERR_INTERNAL. */
+static int items_text(json_t *items, size_t ntext, struct buf *text)
+{
+    size_t i;
+    json_t *doc;
+    json_array_foreach(items, i, doc)
+    {
+        char *t = json_dumps(doc, JSON_COMPACT);
+        if (t == NULL)
+            return ERR_INTERNAL;
+        int rv = (ntext + i > 0 ? buf_append(text, ",", 1) : 0);
+        if (rv == 0)
+            rv = buf_append(text, t, strlen(t));
+        free(t);
+        if (rv != 0)
+            return rv;
+    }
+    return buf_append(text, "]", 1);
+}
+
 /* The one list path: checks, parses the cursor, lets the backend fill a page, makes the next
  * cursor. On failure *items is NULL and next_cursor "". */
 static int list_page(struct store *s, list_fn fn, bool with_time, const struct store_query *q,
-                     json_t **items, char next_cursor[STORE_CURSOR_MAX])
+                     json_t **items, struct buf *text, char next_cursor[STORE_CURSOR_MAX])
 {
     struct store_pos pos = {0, 0};
     bool after = false;
-    struct store_page page = {NULL, false, {0, 0}};
+    struct store_page page = {NULL, false, {0, 0}, text, 0};
     int rv = ERR_INVAL;
-    if (items == NULL || next_cursor == NULL)
+    if ((items == NULL) == (text == NULL) || next_cursor == NULL)
         return ERR_INVAL;
-    *items = NULL;
+    if (items)
+        *items = NULL;
     next_cursor[0] = '\0';
     if (q == NULL || q->limit < 1)
         goto out;
@@ -257,16 +279,29 @@ static int list_page(struct store *s, list_fn fn, bool with_time, const struct s
     if (rv != 0)
         goto out;
     page.items = json_array();
-    rv = fn(s, q, after ? &pos : NULL, &page);
-    if (rv != 0)
+    size_t text_start = text ? text->len : 0;
+    if (text)
+        rv = buf_append(text, "[", 1);
+    if (rv == 0)
+        rv = fn(s, q, after ? &pos : NULL, &page);
+    if (rv == 0 && text)
+        rv = items_text(page.items, page.ntext, text);
+    if (rv != 0) {
+        if (text && text->len > text_start) { /* leave out as it was */
+            text->len = text_start;
+            text->data[text_start] = '\0';
+        }
         goto out;
+    }
     if (page.more && with_time)
         snprintf(next_cursor, STORE_CURSOR_MAX, "%" PRId64 ".%" PRIu64, page.last.time_ms,
                  page.last.id);
     else if (page.more)
         snprintf(next_cursor, STORE_CURSOR_MAX, "%" PRIu64, page.last.id);
-    *items = page.items;
-    page.items = NULL;
+    if (items) {
+        *items = page.items;
+        page.items = NULL;
+    }
 out:
     json_decref(page.items);
     return rv;
@@ -275,19 +310,31 @@ out:
 int store_list_decisions(struct store *s, const struct store_query *q, json_t **items,
                          char next_cursor[STORE_CURSOR_MAX])
 {
-    return list_page(s, s->ops->list_decisions, true, q, items, next_cursor);
+    return list_page(s, s->ops->list_decisions, true, q, items, NULL, next_cursor);
+}
+
+int store_list_decisions_text(struct store *s, const struct store_query *q, struct buf *out,
+                              char next_cursor[STORE_CURSOR_MAX])
+{
+    return list_page(s, s->ops->list_decisions, true, q, NULL, out, next_cursor);
+}
+
+int store_list_exceptions_text(struct store *s, const struct store_query *q, struct buf *out,
+                               char next_cursor[STORE_CURSOR_MAX])
+{
+    return list_page(s, s->ops->list_exceptions, true, q, NULL, out, next_cursor);
 }
 
 int store_list_exceptions(struct store *s, const struct store_query *q, json_t **items,
                           char next_cursor[STORE_CURSOR_MAX])
 {
-    return list_page(s, s->ops->list_exceptions, true, q, items, next_cursor);
+    return list_page(s, s->ops->list_exceptions, true, q, items, NULL, next_cursor);
 }
 
 int store_list_deadletters(struct store *s, const struct store_query *q, json_t **items,
                            char next_cursor[STORE_CURSOR_MAX])
 {
-    return list_page(s, s->ops->list_deadletters, false, q, items, next_cursor);
+    return list_page(s, s->ops->list_deadletters, false, q, items, NULL, next_cursor);
 }
 
 int store_list_deliveries(struct store *s, const struct store_query *q, json_t **items,
@@ -300,7 +347,7 @@ int store_list_deliveries(struct store *s, const struct store_query *q, json_t *
             next_cursor[0] = '\0';
         return ERR_INVAL;
     }
-    return list_page(s, s->ops->list_deliveries, false, q, items, next_cursor);
+    return list_page(s, s->ops->list_deliveries, false, q, items, NULL, next_cursor);
 }
 
 int store_account_history(struct store *s, const char *account, const uint64_t *exclude_txid,

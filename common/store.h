@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "buf.h"
 #include "config.h"
 
 #define STORE_CURSOR_MAX 64
@@ -157,6 +158,13 @@ int store_list_decisions(struct store *s, const struct store_query *q, json_t **
                          char next_cursor[STORE_CURSOR_MAX]);
 int store_list_exceptions(struct store *s, const struct store_query *q, json_t **items,
                           char next_cursor[STORE_CURSOR_MAX]);
+/* The same pages as text: the items as one JSON array appended to out, built from the stored
+ * documents as they are (no parse and re-serialization where the backend keeps JSON text, as
+ * SQLite does). Same errors; out holds nothing new on failure. */
+int store_list_decisions_text(struct store *s, const struct store_query *q, struct buf *out,
+                              char next_cursor[STORE_CURSOR_MAX]);
+int store_list_exceptions_text(struct store *s, const struct store_query *q, struct buf *out,
+                               char next_cursor[STORE_CURSOR_MAX]);
 /* Dead letters, newest first; only q->limit and q->cursor apply. */
 int store_list_deadletters(struct store *s, const struct store_query *q, json_t **items,
                            char next_cursor[STORE_CURSOR_MAX]);

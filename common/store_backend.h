@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "buf.h"
 #include "config.h"
 #include "store.h"
 
@@ -37,6 +38,11 @@ struct store_page {        /* a list page the backend fills */
     json_t *items;         /* borrowed: append at most `limit` objects, newest first */
     bool more;             /* set when at least one matching row follows the last appended */
     struct store_pos last; /* the position of the last appended row */
+    /* Non-NULL when the caller wants text: a backend that keeps documents as JSON text may
+     * append each one's stored text here instead (comma-separated, counted in ntext) and leave
+     * items empty; one that does not simply fills items. */
+    struct buf *text;
+    size_t ntext;
 };
 
 struct store_ops {

@@ -867,11 +867,26 @@ static int list_docs(struct store *s, enum stmt_id first, const char *op,
             page->more = true;
             break;
         }
-        json_t *doc = NULL;
-        rv = column_doc(st, 2, op, &doc);
-        if (rv != 0)
-            goto out;
-        json_array_append_new(page->items, doc);
+        if (page->text) { /* the stored text as it is: it was written by json_dumps */
+            const char *text = (const char *)sqlite3_column_text(st, 2);
+            if (text == NULL) {
+                log_error("store.sqlite_error", "%s: a stored document is NULL", op);
+                rv = ERR_IO;
+                goto out;
+            }
+            rv = page->ntext > 0 ? buf_append(page->text, ",", 1) : 0;
+            if (rv == 0)
+                rv = buf_append(page->text, text, (size_t)sqlite3_column_bytes(st, 2));
+            if (rv != 0)
+                goto out;
+            page->ntext++;
+        } else {
+            json_t *doc = NULL;
+            rv = column_doc(st, 2, op, &doc);
+            if (rv != 0)
+                goto out;
+            json_array_append_new(page->items, doc);
+        }
         page->last.time_ms = sqlite3_column_int64(st, 0);
         page->last.id = txid_of(sqlite3_column_int64(st, 1));
         n++;

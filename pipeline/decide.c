@@ -5,6 +5,12 @@
  * wait, then the batch lane likewise; when there is nothing to decide, block in XREADGROUP on both
  * lanes until the nearest lane deadline (at most DECIDE_IDLE_BLOCK_MS).
  *
+ * A lane waits to fill a batch only to save model calls (one LLM call per role per batch). With
+ * rule agents only (no role played by the model) the immediate lane's wait is 0: it decides
+ * whatever has arrived as soon as it arrives, and under load the batches fill by themselves while
+ * the previous one is being decided. The batch lane keeps its configured window either way: its
+ * entries are the ones that can wait, and a fuller batch costs fewer store and Redis round trips.
+ *
  * Exactly-once decisions rest on the store: the decision row is written (INSERT OR IGNORE) before
  * the command is published and before XACK. A crash anywhere leaves the entry pending; whoever
  * processes it again finds the stored decision and republishes that same command. */
@@ -94,7 +100,7 @@ struct decider *decider_new(const struct config *cfg, struct store *store, struc
     atomic_init(&d->redis_up, false);
     d->batch_size[LANE_IMMEDIATE] = cfg->immediate_batch_size;
     d->batch_size[LANE_BATCH] = cfg->batch_size;
-    d->max_wait_ms[LANE_IMMEDIATE] = cfg->immediate_batch_max_wait_ms;
+    d->max_wait_ms[LANE_IMMEDIATE] = llm_roles(d->llm) ? cfg->immediate_batch_max_wait_ms : 0;
     d->max_wait_ms[LANE_BATCH] = cfg->batch_max_wait_ms;
     for (int l = 0; l < LANE__COUNT; l++)
         snprintf(d->reclaim_cursor[l], BUFFER_ID_MAX, "0-0");
@@ -456,7 +462,11 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
         metrics_inc(fresh[i].action == ACTION_BLOCK    ? M_DECISIONS_BLOCK
                     : fresh[i].action == ACTION_REVIEW ? M_DECISIONS_REVIEW
                                                        : M_DECISIONS_APPROVE);
-        metrics_observe(H_EVENT_TO_DECISION, (double)(now - fresh[i].detected_ms) / 1000.0);
+        double took_s = (double)(now - fresh[i].detected_ms) / 1000.0;
+        metrics_observe(H_EVENT_TO_DECISION, took_s);
+        metrics_observe(lane == LANE_IMMEDIATE ? H_EVENT_TO_DECISION_IMMEDIATE
+                                               : H_EVENT_TO_DECISION_BATCH,
+                        took_s);
     }
     metrics_observe(H_AGENT_BATCH, (double)(clock_mono_ns() - t0) / 1e9);
 out:
@@ -558,8 +568,8 @@ static void trim(struct decider *d)
     }
 }
 
-/* Reads new entries: without blocking when block_ms is 0. */
-static void top_up(struct decider *d, int block_ms)
+/* Reads new entries: without blocking when block_ms is 0. Returns how many arrived. */
+static int top_up(struct decider *d, int block_ms)
 {
     static const enum lane both[LANE__COUNT] = {LANE_IMMEDIATE, LANE_BATCH};
     struct stream_entry got[256];
@@ -570,12 +580,14 @@ static void top_up(struct decider *d, int block_ms)
     set_redis(d, n < 0 ? n : 0);
     if (n == ERR_NOTFOUND) {
         set_redis(d, buffer_ensure_groups(d->rc, &d->keys));
-        return;
+        return 0;
     }
     if (n == ERR_CONN)
         clock_sleep_ms(DECIDE_IDLE_BLOCK_MS); /* Redis down: rconn backs off; do not spin */
-    if (n > 0)
-        acc_add(d, got, (size_t)n);
+    if (n <= 0)
+        return 0;
+    acc_add(d, got, (size_t)n);
+    return n;
 }
 
 static int block_time(struct decider *d, int64_t now)
@@ -607,6 +619,7 @@ static void *decider_main(void *arg)
     if (n > 0)
         acc_add(d, own, (size_t)n);
 
+    bool just_read = false; /* a blocking read just returned entries: no need to read again */
     while (!atomic_load(&d->stop)) {
         if (!mqttc_is_connected(d->pub)) { /* commands could not go out: leave entries unread */
             mqttc_wait_connected(d->pub, DECIDE_IDLE_BLOCK_MS);
@@ -619,7 +632,9 @@ static void *decider_main(void *arg)
             int64_t every = d->cfg->reclaim_idle_ms / 2;
             d->next_reclaim_ms = now + (every < 1000 ? 1000 : every);
         }
-        top_up(d, 0);
+        if (!just_read)
+            top_up(d, 0);
+        just_read = false;
         now = clock_mono_ms();
         bool worked = false;
         for (int l = 0; l < LANE__COUNT && !worked; l++) {
@@ -631,7 +646,7 @@ static void *decider_main(void *arg)
             }
         }
         if (!worked)
-            top_up(d, block_time(d, now));
+            just_read = top_up(d, block_time(d, now)) > 0;
     }
     return NULL;
 }

@@ -7,7 +7,7 @@ static const struct api_list_spec anomalies_spec = {"priority", "immediate|batch
 
 void api_anomalies_list(const struct http_request *req, struct http_response *resp)
 {
-    api_params_serve_list(req, resp, &anomalies_spec, store_list_exceptions);
+    api_params_serve_list_text(req, resp, &anomalies_spec, store_list_exceptions_text);
 }
 
 void api_anomalies_get(const struct http_request *req, struct http_response *resp)

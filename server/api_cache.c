@@ -13,13 +13,26 @@
  * Invalidation never deletes (no KEYS/SCAN): bumping the generation orphans every entry at once,
  * and the orphans expire on their TTL. The bump is coalesced: the invalidation thread compares an
  * event stamp (the sum of the event-driven metrics counters: received, scored, anomalies,
- * decisions) with the stamp of its last successful INCR every CACHE_POLL_MS (a few atomic loads)
- * and sends one INCR when it moved, but never two within cache_invalidate_ms. So an event after
- * a quiet spell is visible within a poll plus the INCR round trip (the leading edge), and however
- * high the event rate, there are at most 1000 / cache_invalidate_ms Redis calls per second while
- * a cached body hides an event for at most one period (plus the round trip). If the INCR fails, the
- * stamp is not recorded, the next period retries, and until one succeeds every lookup BYPASSes:
- * entries cached before a Redis outage are never served after it for events that arrived during it.
+ * decisions, webhook delivery outcomes) with the stamp of its last successful INCR every
+ * CACHE_POLL_MS (a few atomic loads) and sends one INCR when it moved, but never two within
+ * cache_invalidate_ms. So an event after a quiet spell is visible within a poll plus the INCR round
+ * trip (the leading edge), and however high the event rate, there are at most 1000 /
+ * cache_invalidate_ms Redis calls per second while a cached body hides an event for at most one
+ * period (plus the round trip). If the INCR fails, the stamp is not recorded, the next period
+ * retries, and until one succeeds every lookup BYPASSes: entries cached before a Redis outage are
+ * never served after it for events that arrived during it.
+ *
+ * In front of Redis, each process keeps a copy of the newest bodies it read or stored (a few
+ * slots, one per route and variant), tagged with this process's invalidation count as it was
+ * before the Redis lookup, and serves it without a round trip while that count has not moved,
+ * no invalidation is owed, and the copy is younger than LOCAL_LIFE_MS (and the TTL). That is the
+ * same freshness bound: a cached body is a snapshot of this node (its key names the node), so
+ * only this node's events change it, and every one of them moves the count within one period.
+ * Other nodes' bumps orphan the Redis entry but do not change what the body says.
+ *
+ * A lookup also takes the invalidator's look itself (the same stamp comparison and the same
+ * one-INCR-per-period election), so a read right after an event never depends on the
+ * invalidation thread being scheduled in time on a busy machine.
  */
 #include "api_cache.h"
 #include <pthread.h>
@@ -34,6 +47,17 @@
 #include "xmalloc.h"
 
 #define CACHE_POOL_WAIT_MS 100 /* a busy pool means skip the cache, not wait for it */
+#define LOCAL_SLOTS 8          /* in-process copies: routes x variants actually cached */
+#define LOCAL_LIFE_MS 1000     /* an in-process copy is checked against Redis this often */
+
+struct local_copy {
+    char name[API_CACHE_KEY_MAX]; /* "" = free */
+    char *body;
+    size_t len;
+    unsigned long long invalidated; /* the invalidation count it is valid for */
+    int64_t expires_ms;             /* monotonic */
+    int64_t used_ms;                /* for replacing the least recently used slot */
+};
 
 struct api_cache {
     const struct config *cfg;
@@ -47,6 +71,10 @@ struct api_cache {
     atomic_bool up;
     atomic_bool behind; /* an invalidation failed and is not yet made good: do not serve */
     atomic_ullong invalidations;
+    _Atomic uint64_t published;   /* the event stamp of the last successful INCR */
+    _Atomic int64_t last_bump_ms; /* monotonic start of the last INCR: one per period */
+    pthread_mutex_t local_mu;     /* guards local[] */
+    struct local_copy local[LOCAL_SLOTS];
 };
 
 /* Returns {generation, entry-or-nil}. KEYS[1] = generation key; ARGV[1] = entry key up to the
@@ -54,12 +82,15 @@ struct api_cache {
 static const char LOOKUP_LUA[] = "local g = redis.call('GET', KEYS[1]) or '0'\n"
                                  "return {g, redis.call('GET', ARGV[1] .. g .. ARGV[2])}\n";
 
-/* The counters that move when an event arrives or is decided: the invalidation trigger. */
+/* The counters that move when an event arrives, is decided or is delivered to a webhook: the
+ * invalidation trigger. */
 static const enum metric_counter event_counters[] = {
-    M_EVENTS_INGESTED,   M_EVENTS_DUPLICATE, M_INVALID_BAD_JSON,    M_INVALID_NOT_OBJECT,
-    M_INVALID_TXID,      M_INVALID_ACCOUNT,  M_INVALID_AMOUNT,      M_INVALID_FIELD,
-    M_INVALID_TOO_LARGE, M_EVENTS_SCORED,    M_ANOMALIES_IMMEDIATE, M_ANOMALIES_BATCH,
-    M_DECISIONS_APPROVE, M_DECISIONS_REVIEW, M_DECISIONS_BLOCK,
+    M_EVENTS_INGESTED,       M_EVENTS_DUPLICATE,  M_INVALID_BAD_JSON,    M_INVALID_NOT_OBJECT,
+    M_INVALID_TXID,          M_INVALID_ACCOUNT,   M_INVALID_AMOUNT,      M_INVALID_FIELD,
+    M_INVALID_TOO_LARGE,     M_EVENTS_SCORED,     M_ANOMALIES_IMMEDIATE, M_ANOMALIES_BATCH,
+    M_DECISIONS_APPROVE,     M_DECISIONS_REVIEW,  M_DECISIONS_BLOCK,     M_WEBHOOK_DELIVERED,
+    M_WEBHOOK_RETRY,         M_WEBHOOK_EXHAUSTED, M_WEBHOOK_GONE,        M_WEBHOOK_DROPPED,
+    M_WEBHOOK_AUTO_DISABLED,
 };
 
 #define CACHE_POLL_MS 1 /* how often the invalidator looks at the event counters */
@@ -90,30 +121,40 @@ static bool bump_generation(struct api_cache *c)
     return ok;
 }
 
+/* Bumps the generation when the event stamp moved since the last successful bump and a period
+ * has passed since the last attempt; whoever wins the compare-and-swap on last_bump_ms sends the
+ * INCR, so there is at most one per period however many threads call this. A failed INCR leaves
+ * the stamp unpublished: the next period retries. */
+static void maybe_bump(struct api_cache *c)
+{
+    uint64_t stamp = event_stamp();
+    if (stamp == atomic_load(&c->published))
+        return;
+    int64_t now = clock_mono_ms();
+    int64_t last = atomic_load(&c->last_bump_ms);
+    if (now < last + c->cfg->cache_invalidate_ms ||
+        !atomic_compare_exchange_strong(&c->last_bump_ms, &last, now))
+        return;
+    if (bump_generation(c))
+        atomic_store(&c->published, stamp);
+}
+
 static void *invalidator_main(void *arg)
 {
     struct api_cache *c = arg;
-    uint64_t published = event_stamp();
-    int64_t last_bump = clock_mono_ms() - c->cfg->cache_invalidate_ms;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
         /* Look every CACHE_POLL_MS; bump at once when a period has passed since the last bump
          * (the leading edge: an event after a quiet spell is visible within a poll), else at
          * the end of the period (coalescing under load). */
-        int64_t next_allowed = last_bump + c->cfg->cache_invalidate_ms;
-        int64_t wait = next_allowed - clock_mono_ms();
+        int64_t wait =
+            atomic_load(&c->last_bump_ms) + c->cfg->cache_invalidate_ms - clock_mono_ms();
         struct timespec until = clock_mono_deadline(wait > CACHE_POLL_MS ? wait : CACHE_POLL_MS);
         pthread_cond_timedwait(&c->cv, &c->mu, &until);
         if (c->stop)
             break;
-        uint64_t now = event_stamp();
-        if (now == published || clock_mono_ms() < next_allowed)
-            continue;
         pthread_mutex_unlock(&c->mu);
-        if (bump_generation(c)) {
-            published = now;
-            last_bump = clock_mono_ms();
-        }
+        maybe_bump(c);
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
@@ -130,9 +171,13 @@ struct api_cache *api_cache_new(const struct config *cfg, struct rpool *redis)
     atomic_init(&c->up, true);
     atomic_init(&c->behind, false);
     atomic_init(&c->invalidations, 0);
+    atomic_init(&c->published, event_stamp());
+    atomic_init(&c->last_bump_ms, clock_mono_ms() - cfg->cache_invalidate_ms);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->local_mu, NULL);
     clock_cond_init(&c->cv);
     if (pthread_create(&c->thread, NULL, invalidator_main, c) != 0) {
+        pthread_mutex_destroy(&c->local_mu);
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         free(c);
@@ -150,9 +195,63 @@ void api_cache_free(struct api_cache *c)
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
+    for (int i = 0; i < LOCAL_SLOTS; i++)
+        free(c->local[i].body);
+    pthread_mutex_destroy(&c->local_mu);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
+}
+
+/* A copy of the in-process body `name` when it is still valid for count `invalidated`. */
+static bool local_get(struct api_cache *c, const char *name, unsigned long long invalidated,
+                      char **body, size_t *len)
+{
+    bool hit = false;
+    int64_t now = clock_mono_ms();
+    pthread_mutex_lock(&c->local_mu);
+    for (int i = 0; i < LOCAL_SLOTS && !hit; i++) {
+        struct local_copy *l = &c->local[i];
+        if (strcmp(l->name, name) != 0 || l->invalidated != invalidated || now >= l->expires_ms)
+            continue;
+        *body = xmalloc(l->len + 1);
+        memcpy(*body, l->body, l->len + 1);
+        *len = l->len;
+        l->used_ms = now;
+        hit = true;
+    }
+    pthread_mutex_unlock(&c->local_mu);
+    return hit;
+}
+
+/* Keeps body as the in-process copy of `name`, valid while the count stays `invalidated`. */
+static void local_put(struct api_cache *c, const char *name, unsigned long long invalidated,
+                      const char *body, size_t len)
+{
+    int64_t now = clock_mono_ms();
+    int64_t life = (int64_t)c->cfg->cache_ttl_s * 1000;
+    char *copy = xmalloc(len + 1);
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    pthread_mutex_lock(&c->local_mu);
+    struct local_copy *slot = &c->local[0];
+    for (int i = 0; i < LOCAL_SLOTS; i++) {
+        struct local_copy *l = &c->local[i];
+        if (strcmp(l->name, name) == 0 || l->name[0] == '\0') {
+            slot = l;
+            break;
+        }
+        if (l->used_ms < slot->used_ms)
+            slot = l;
+    }
+    free(slot->body);
+    snprintf(slot->name, sizeof slot->name, "%s", name);
+    slot->body = copy;
+    slot->len = len;
+    slot->invalidated = invalidated;
+    slot->expires_ms = now + (life < LOCAL_LIFE_MS ? life : LOCAL_LIFE_MS);
+    slot->used_ms = now;
+    pthread_mutex_unlock(&c->local_mu);
 }
 
 enum api_cache_result api_cache_lookup(struct api_cache *c, const char *name, const char *variant,
@@ -163,8 +262,15 @@ enum api_cache_result api_cache_lookup(struct api_cache *c, const char *name, co
     int n = snprintf(tail, sizeof tail, ":%s", variant);
     if (n < 0 || (size_t)n >= sizeof tail)
         return API_CACHE_BYPASS; /* an absurd query string is simply not cached */
+    maybe_bump(c); /* the reader's own look: no wait for the invalidator thread to wake */
     if (atomic_load(&c->behind))
         return API_CACHE_BYPASS;
+    ticket->invalidated = atomic_load(&c->invalidations);
+    n = snprintf(ticket->local, sizeof ticket->local, "%s%s", name, tail);
+    if (n < 0 || (size_t)n >= sizeof ticket->local)
+        return API_CACHE_BYPASS;
+    if (local_get(c, ticket->local, ticket->invalidated, body, len))
+        return API_CACHE_HIT;
     struct rconn *rc = rpool_get(c->redis, CACHE_POOL_WAIT_MS);
     if (rc == NULL)
         return API_CACHE_BYPASS;
@@ -189,6 +295,7 @@ enum api_cache_result api_cache_lookup(struct api_cache *c, const char *name, co
         (*body)[v->len] = '\0';
         *len = v->len;
         res = API_CACHE_HIT;
+        local_put(c, ticket->local, ticket->invalidated, v->str, v->len);
     } else {
         n = snprintf(ticket->key, sizeof ticket->key, "%s%s%s", head, r->element[0]->str, tail);
         if (n < 0 || (size_t)n >= sizeof ticket->key)
@@ -211,6 +318,8 @@ void api_cache_store(struct api_cache *c, const struct api_cache_ticket *ticket,
     redisReply *r = rconn_command(rc, 5, argv, lens);
     rpool_put(c->redis, rc);
     atomic_store(&c->up, r != NULL);
+    if (r && r->type != REDIS_REPLY_ERROR)
+        local_put(c, ticket->local, ticket->invalidated, body, len);
     if (r)
         freeReplyObject(r);
 }

@@ -21,6 +21,8 @@ enum api_cache_result { API_CACHE_HIT, API_CACHE_MISS, API_CACHE_BYPASS };
 
 struct api_cache_ticket { /* from a MISS: where api_cache_store puts the computed body */
     char key[API_CACHE_KEY_MAX];
+    char local[API_CACHE_KEY_MAX];  /* the in-process copy's name: route and variant */
+    unsigned long long invalidated; /* invalidations seen before the lookup */
 };
 
 /* Creates the cache over the API's Redis pool (borrowed, must outlive it) and starts the

@@ -8,7 +8,7 @@ static const struct api_list_spec decisions_spec = {"action", "APPROVE|REVIEW|BL
 
 void api_decisions_list(const struct http_request *req, struct http_response *resp)
 {
-    api_params_serve_list(req, resp, &decisions_spec, store_list_decisions);
+    api_params_serve_list_text(req, resp, &decisions_spec, store_list_decisions_text);
 }
 
 void api_decisions_get(const struct http_request *req, struct http_response *resp)

@@ -220,6 +220,41 @@ void api_params_serve_list(const struct http_request *req, struct http_response 
     json_decref(items);
 }
 
+#define LIST_TEXT_MAX ((size_t)256 << 20) /* a page's body: far above page_max large documents */
+
+void api_params_serve_list_text(const struct http_request *req, struct http_response *resp,
+                                const struct api_list_spec *spec,
+                                int (*list)(struct store *, const struct store_query *,
+                                            struct buf *, char[STORE_CURSOR_MAX]))
+{
+    struct store_query q;
+    char detail[160];
+    if (api_params_query(query_lookup, req, spec, req->app->cfg->page_max, &q, detail,
+                         sizeof detail) != 0) {
+        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+        return;
+    }
+    struct buf body;
+    buf_init(&body, LIST_TEXT_MAX);
+    char next[STORE_CURSOR_MAX] = "";
+    int rv = buf_append(&body, "{\"items\":", 9);
+    if (rv == 0)
+        rv = list(req->app->store, &q, &body, next);
+    if (rv == 0) /* a cursor is digits and a dot: nothing to escape */
+        rv = next[0] ? buf_printf(&body, ",\"next_cursor\":\"%s\"}", next)
+                     : buf_append(&body, ",\"next_cursor\":null}", 20);
+    if (rv == ERR_INVAL) {
+        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER,
+                     "cursor is malformed (use a next_cursor value unchanged)", req->path);
+    } else if (rv != 0) {
+        http_problem(resp, 503, PROBLEM_UNAVAILABLE, "the store is unavailable", req->path);
+    } else {
+        size_t len = body.len;
+        http_body_take(resp, 200, "application/json", buf_take(&body), len);
+    }
+    buf_cleanup(&body);
+}
+
 void api_params_serve_get(const struct http_request *req, struct http_response *resp,
                           int (*get)(struct store *, uint64_t, json_t **), const char *what)
 {

@@ -51,6 +51,12 @@ void api_params_serve_list(const struct http_request *req, struct http_response 
                            const struct api_list_spec *spec,
                            int (*list)(struct store *, const struct store_query *, json_t **,
                                        char[STORE_CURSOR_MAX]));
+/* The same answer from a text lister (store_list_*_text): the page is spliced in as the store
+ * returns it, without building JSON objects. */
+void api_params_serve_list_text(const struct http_request *req, struct http_response *resp,
+                                const struct api_list_spec *spec,
+                                int (*list)(struct store *, const struct store_query *,
+                                            struct buf *, char[STORE_CURSOR_MAX]));
 /* Answers one stored document by the {transaction_id} path parameter: 400 when it is not a
  * uint64, 404 (naming `what`) when absent, 503 when the store fails. */
 void api_params_serve_get(const struct http_request *req, struct http_response *resp,

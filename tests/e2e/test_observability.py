@@ -67,6 +67,7 @@ def test_exposition_passes_promtool_and_covers_every_stage(stack):
         "aetheris_agent_votes_total": "counter", "aetheris_agent_batches_total": "counter",
         "aetheris_agent_vote_seconds": "histogram", "aetheris_decisions_total": "counter",
         "aetheris_event_to_decision_seconds": "histogram",
+        "aetheris_lane_event_to_decision_seconds": "histogram",
         "aetheris_http_requests_total": "counter",
         "aetheris_http_request_duration_seconds": "histogram",
         "aetheris_cache_requests_total": "counter",

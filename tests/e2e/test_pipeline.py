@@ -347,3 +347,40 @@ def test_qos0_and_batched_payloads(stack):
     wait_until(lambda: daemon.counters()["scored"] == len(set(ids)), 60, "all scored")
     assert daemon.counters()["duplicates"] == len(ids) - len(set(ids))
     assert daemon.counters()["mqtt_messages"] == 50
+
+
+def test_rule_agents_do_not_wait_for_the_immediate_window(stack):
+    """Invariant: with rule agents only, an immediate exception is decided as soon as it
+    arrives, not after immediate_batch_max_wait_ms (its window is for LLM batching), and is
+    counted in the immediate lane's histogram; the batch lane still waits for its window."""
+    d = stack.start_daemon({"immediate_batch_size": 50, "immediate_batch_max_wait_ms": 8000,
+                            "batch_size": 50, "batch_max_wait_ms": 3000})
+
+    def spike(account, first, amount):
+        msgs = [(f"aetheris/transactions/{account}/{first + i}",
+                 json.dumps({"transactionId": first + i, "accountOrigin": account,
+                             "amount": 100 + i}), 1, False) for i in range(12)]
+        msgs.append((f"aetheris/transactions/{account}/{first + 12}",
+                     json.dumps({"transactionId": first + 12, "accountOrigin": account,
+                                 "amount": amount}), 1, False))
+        mqtt_publish.multiple(msgs, hostname="127.0.0.1", port=stack.mosq.port)
+        return first + 12, time.monotonic()
+
+    def decided(txid):
+        return d.get(f"/v1/decisions/{txid}")[0] == 200
+
+    hot, t0 = spike("IMM1", 61_000, 90000)  # suspicion ~1: the immediate lane
+    wait_until(lambda: decided(hot), 20, "the immediate decision")
+    took = time.monotonic() - t0
+    assert took < 4.0, f"{took:.2f} s: the immediate lane waited for its 8 s window"
+    assert d.get(f"/v1/anomalies/{hot}")[1]["priority"] == "immediate"
+    lat = d.get("/v1/metrics")[1]["latency_seconds"]
+    assert lat["event_to_decision_immediate"]["count"] == 1
+    assert lat["event_to_decision_batch"]["count"] == 0
+
+    mild, t0 = spike("BAT1", 62_000, 200)  # |z| far above 2.5, suspicion ~0.71: the batch lane
+    wait_until(lambda: decided(mild), 20, "the batch decision", interval=0.05)
+    took = time.monotonic() - t0
+    assert d.get(f"/v1/anomalies/{mild}")[1]["priority"] == "batch"
+    assert took >= 2.5, f"{took:.2f} s: the batch lane did not wait for its 3 s window"
+    assert d.get("/v1/metrics")[1]["latency_seconds"]["event_to_decision_batch"]["count"] == 1

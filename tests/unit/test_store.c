@@ -969,6 +969,61 @@ static void t_deliveries_trim(struct store *s)
        (long long)kept);
 }
 
+/* The text pages (store_list_*_text) are the object pages as JSON text: same items, same
+ * order, same cursors, for every filter; appended after what the buffer held; a bad cursor
+ * leaves the buffer as it was. */
+static void t_list_text(struct store *s)
+{
+    int rv = 0;
+    for (uint64_t i = 0; i < 30; i++)
+        rv |= put_dec(s, 500 + i, i % 3 ? "T1" : "T2", i % 2 ? "BLOCK" : "APPROVE",
+                      1700000000000 + (int64_t)i, NULL) |
+              put_exc(s, 500 + i, "T1", i % 2 ? "immediate" : "batch", 1700000000000 + (int64_t)i);
+    is_int(rv, 0, "30 decisions and exceptions");
+    static const struct store_query queries[] = {
+        {.limit = 7}, {.limit = 100}, {.limit = 4, .account = "T2"}, {.limit = 5, .kind = "BLOCK"}};
+    int same = 0, pages = 0;
+    for (size_t k = 0; k < sizeof queries / sizeof queries[0]; k++) {
+        for (int which = 0; which < 2; which++) {
+            struct store_query q = queries[k];
+            if (which == 1 && q.kind)
+                q.kind = "immediate";
+            char cur[STORE_CURSOR_MAX] = "", next_obj[STORE_CURSOR_MAX], next_txt[STORE_CURSOR_MAX];
+            do {
+                q.cursor = cur[0] ? cur : NULL;
+                json_t *items = NULL;
+                struct buf b;
+                buf_init(&b, 1 << 20);
+                buf_append(&b, "x", 1); /* text is appended after what is there */
+                int r1 = which ? store_list_exceptions(s, &q, &items, next_obj)
+                               : store_list_decisions(s, &q, &items, next_obj);
+                int r2 = which ? store_list_exceptions_text(s, &q, &b, next_txt)
+                               : store_list_decisions_text(s, &q, &b, next_txt);
+                json_error_t jerr;
+                json_t *parsed =
+                    r2 == 0 && b.data[0] == 'x' ? json_loads(b.data + 1, 0, &jerr) : NULL;
+                same += r1 == 0 && r2 == 0 && json_equal(items, parsed) &&
+                        strcmp(next_obj, next_txt) == 0;
+                pages++;
+                json_decref(items);
+                json_decref(parsed);
+                buf_cleanup(&b);
+                memcpy(cur, next_obj, sizeof cur);
+            } while (cur[0] && pages < 1000);
+        }
+    }
+    is_int(same, pages, "%d text pages equal the object pages, cursors included", pages);
+    struct buf b;
+    buf_init(&b, 1024);
+    buf_append(&b, "keep", 4);
+    char next[STORE_CURSOR_MAX];
+    struct store_query bad = {.limit = 5, .cursor = "not-a-cursor"};
+    ok(store_list_decisions_text(s, &bad, &b, next) == ERR_INVAL && b.len == 4 &&
+           strcmp(b.data, "keep") == 0,
+       "a malformed cursor is ERR_INVAL and leaves the buffer as it was");
+    buf_cleanup(&b);
+}
+
 static const struct contract_test contract[] = {
     {"ping and name", t_ping_and_name},
     {"empty and invalid arguments", t_empty_and_invalid},
@@ -980,6 +1035,7 @@ static const struct contract_test contract[] = {
     {"page boundary", t_page_boundary},
     {"filters", t_filters},
     {"malformed cursors", t_malformed_cursors},
+    {"text pages equal object pages", t_list_text},
     {"dead letters", t_deadletters},
     {"account history", t_history},
     {"counts", t_counts},
