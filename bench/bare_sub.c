@@ -11,18 +11,7 @@
 #include <stdlib.h>
 #include <MQTTClient.h>
 #include "clock.h"
-
-/* A decimal command-line number; exits with a usage error when it is not one. */
-static long long arg_num(const char *s)
-{
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end != '\0' || v < 0) {
-        fprintf(stderr, "not a number: %s\n", s);
-        exit(2);
-    }
-    return v;
-}
+#include "bench_args.h"
 
 static _Atomic long long received;
 static _Atomic int64_t first_ns, last_ns;
@@ -52,8 +41,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bare_sub URL TOPIC QOS EXPECTED [IDLE_MS]\n");
         return 2;
     }
-    long long expected = arg_num(argv[4]);
-    int idle_ms = argc > 5 ? (int)arg_num(argv[5]) : 3000;
+    long long expected = bench_arg_num(argv[4]);
+    int idle_ms = argc > 5 ? (int)bench_arg_num(argv[5]) : 3000;
     MQTTClient c;
     MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
     o.cleansession = 1;
@@ -62,7 +51,7 @@ int main(int argc, char **argv)
             MQTTCLIENT_SUCCESS ||
         MQTTClient_setCallbacks(c, NULL, lost, arrived, NULL) != MQTTCLIENT_SUCCESS ||
         MQTTClient_connect(c, &o) != MQTTCLIENT_SUCCESS ||
-        MQTTClient_subscribe(c, argv[2], (int)arg_num(argv[3])) != MQTTCLIENT_SUCCESS) {
+        MQTTClient_subscribe(c, argv[2], (int)bench_arg_num(argv[3])) != MQTTCLIENT_SUCCESS) {
         fprintf(stderr, "bare_sub: cannot connect or subscribe to %s\n", argv[1]);
         return 1;
     }

@@ -26,21 +26,10 @@
 #include <time.h>
 #include <MQTTClient.h>
 #include "clock.h"
+#include "bench_args.h"
 
 #define SPIKE_EVERY 100
 #define WARMUP_ROUNDS 10 /* events per account before the first spike */
-
-/* A decimal command-line number; exits with a usage error when it is not one. */
-static long long arg_num(const char *s)
-{
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end != '\0' || v < 0) {
-        fprintf(stderr, "not a number: %s\n", s);
-        exit(2);
-    }
-    return v;
-}
 
 enum { LANE_NONE = 0, LANE_IMMEDIATE = 1, LANE_BATCH = 2 };
 
@@ -167,11 +156,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_latency URL RATE SECONDS FIRST_TXID [ACCOUNTS] [WAIT_MS]\n");
         return 2;
     }
-    rate = (double)arg_num(argv[2]);
-    nevents = (long long)rate * arg_num(argv[3]);
-    first_txid = arg_num(argv[4]);
-    long long accounts = argc > 5 ? arg_num(argv[5]) : 200;
-    int wait_ms = argc > 6 ? (int)arg_num(argv[6]) : 3000;
+    rate = (double)bench_arg_num(argv[2]);
+    nevents = (long long)rate * bench_arg_num(argv[3]);
+    first_txid = bench_arg_num(argv[4]);
+    long long accounts = argc > 5 ? bench_arg_num(argv[5]) : 200;
+    int wait_ms = argc > 6 ? (int)bench_arg_num(argv[6]) : 3000;
     if (rate <= 0 || nevents <= 0 || accounts <= 0) {
         fprintf(stderr, "bench_latency: RATE, SECONDS and ACCOUNTS must be positive\n");
         return 2;

@@ -25,21 +25,10 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "bench_args.h"
 
 #define CONN_BUF 65536 /* bytes of one connection's unanswered request data */
 #define MAX_EVENTS 64
-
-/* A decimal command-line number; exits with a usage error when it is not one. */
-static long long arg_num(const char *s)
-{
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end != '\0' || v < 0) {
-        fprintf(stderr, "not a number: %s\n", s);
-        exit(2);
-    }
-    return v;
-}
 
 struct conn {
     int fd;
@@ -199,9 +188,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: static_http PORT BODY_BYTES [THREADS]\n");
         return 2;
     }
-    listen_port = (uint16_t)arg_num(argv[1]);
-    size_t body_len = (size_t)arg_num(argv[2]);
-    int threads = argc > 3 ? (int)arg_num(argv[3]) : 2;
+    listen_port = (uint16_t)bench_arg_num(argv[1]);
+    size_t body_len = (size_t)bench_arg_num(argv[2]);
+    int threads = argc > 3 ? (int)bench_arg_num(argv[3]) : 2;
     if (threads < 1)
         threads = 1;
     char head[160];
