@@ -2,14 +2,20 @@
 #   make run   install missing packages, build, start mosquitto + redis-server + aetherisd under
 #              ./var, replay the bundled dataset, keep serving until Ctrl-C
 #   make test  install missing packages, build with -Werror, run unit tests, build with
-#              ASan+UBSan, run unit tests and the end-to-end suite against the sanitized binaries
+#              ASan+UBSan, run unit tests and the end-to-end suite against the sanitized binaries,
+#              then every fuzz target briefly (FUZZ_CI_SECONDS each)
+#   make fuzz  build the libFuzzer targets (clang) and run each FUZZ_SECONDS (default 60)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD_DIR ?= build
 SAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 10
 CMAKE_FLAGS ?=
 
-.PHONY: all deps lint build build-asan build-tsan test tsan unit e2e run bench clean format
+.PHONY: all deps lint build build-asan build-tsan test tsan unit e2e run bench clean format \
+	fuzz fuzz-build fuzz-ci
 
 all: build
 
@@ -39,6 +45,18 @@ tsan: deps build-tsan
 	@cd $(TSAN_DIR) && ctest --output-on-failure -j $(JOBS) -R 'bqueue|dedupe|store|mqttc|rconn|outbox'
 	@AETHERIS_BIN_DIR=$(CURDIR)/$(TSAN_DIR) scripts/e2e.sh
 
+# libFuzzer targets (tests/fuzz): clang, ASan+UBSan, a build directory of their own.
+fuzz-build:
+	@cmake -S . -B $(FUZZ_DIR) -DCMAKE_C_COMPILER=clang -DBUILD_FUZZERS=ON -DAETHERIS_WERROR=ON \
+		-DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(FUZZ_DIR) --target fuzzers -j $(JOBS)
+
+fuzz: deps fuzz-build
+	@FUZZ_BUILD_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+fuzz-ci: fuzz-build
+	@FUZZ_BUILD_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_CI_SECONDS) scripts/fuzz.sh
+
 e2e: build build-asan
 	@AETHERIS_BIN_DIR=$(CURDIR)/$(SAN_DIR) scripts/e2e.sh
 
@@ -49,6 +67,7 @@ test: deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory fuzz-ci
 
 run: deps build
 	@scripts/run.sh $(BUILD_DIR)
@@ -60,4 +79,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD_DIR) $(SAN_DIR) $(TSAN_DIR)
+	rm -rf $(BUILD_DIR) $(SAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)

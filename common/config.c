@@ -355,13 +355,9 @@ static char *trim(char *s)
     return s;
 }
 
-static int load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+/* Reads `name = value` lines from f (path names it in errors); stops at the first error. */
+static int load_stream(struct config *cfg, FILE *f, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "--config: cannot open %s: %s", path, strerror(errno));
-        return ERR_IO;
-    }
     char line[8192], origin[1100];
     int lineno = 0, rv = 0;
     while (rv == 0 && fgets(line, sizeof line, f)) {
@@ -391,6 +387,17 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
         }
         rv = set_option(cfg, o, trim(eq + 1), origin, err, errlen);
     }
+    return rv;
+}
+
+static int load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "--config: cannot open %s: %s", path, strerror(errno));
+        return ERR_IO;
+    }
+    int rv = load_stream(cfg, f, path, err, errlen);
     fclose(f);
     return rv;
 }

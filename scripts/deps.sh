@@ -11,6 +11,7 @@ PACKAGES=(
   python3 python3-pytest python3-paho-mqtt python3-yaml python3-jsonschema nodejs
   prometheus
   curl
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -2,8 +2,10 @@
  * row, shared by aetheris-replay (which publishes rows) and aetheris-seed (which stores them).
  * Numbers are copied as text, never through a double. */
 #include "csvrow.h"
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool all_digits(const char *s)
@@ -122,7 +124,9 @@ static void json_escape(struct buf *b, const char *s)
 }
 
 /* Appends a decimal (is_decimal) as a JSON number with the same value: redundant leading zeros
- * dropped, "5." written as "5" and ".5" as "0.5". */
+ * dropped, "5." written as "5" and ".5" as "0.5", and an integer too long for int64 written as
+ * a real ("...0"), which the daemon's parser reads as a double instead of refusing. */
+#define CSV_INT_DIGITS_MAX 18 /* every 18-digit integer fits int64 */
 static void json_decimal(struct buf *b, const char *s)
 {
     const char *dot = strchr(s, '.');
@@ -136,6 +140,8 @@ static void json_decimal(struct buf *b, const char *s)
         buf_append(b, s + skip, ilen - skip);
     if (dot && dot[1] != '\0')
         buf_printf(b, "%s", dot);
+    else if (ilen - skip > CSV_INT_DIGITS_MAX) /* a JSON integer that big is refused: a real */
+        buf_append(b, ".0", 2);
 }
 
 /* A validated row: pointers into the line buffer, canonical where numeric. */
@@ -164,6 +170,8 @@ const char *csv_parse_row(char *line, struct csv_row *r)
         return "TransactionTypeID is not an integer";
     if (!is_decimal(f[4]))
         return "Amount is not a decimal number >= 0";
+    if (!isfinite(strtod(f[4], NULL))) /* the daemon refuses what a double cannot hold */
+        return "Amount is too large";
     if (strlen(f[5]) > CSV_DATE_MAX)
         return "TransactionDate longer than 40 bytes";
     r->branch = f[6][0] ? uint_field(f[6], CSV_INT64_MAX) : "";
