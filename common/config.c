@@ -62,6 +62,8 @@ static const struct option_def options[] = {
     INT(http_port, "http", "8080", 0, 65535, NULL, "REST API port (0 = any free port)"),
     INT(http_threads, "http", "4", 1, 256, NULL, "HTTP worker threads"),
     INT(http_max_connections, "http", "1024", 1, 1000000, NULL, "concurrent HTTP connections"),
+    INT(http_max_connections_per_ip, "http", "256", 0, 1000000, NULL,
+        "concurrent HTTP connections from one client address (0 = no limit)"),
     INT(http_timeout_s, "http", "30", 1, 3600, NULL, "idle HTTP connection timeout (s)"),
     INT(http_max_body, "http", "1048576", 1024, 67108864, NULL, "largest request body (bytes)"),
     INT(page_max, "http", "500", 1, 10000, NULL, "largest ?limit= for list endpoints"),

@@ -43,7 +43,6 @@
 #include "xmalloc.h"
 
 #define HTTP_CONN_MEMORY (64 * 1024) /* MHD pool per connection: request line, headers, reads */
-#define HTTP_PER_IP_LIMIT 256        /* generous for proxies, yet one client cannot take all */
 #define HTTP_JSON_TYPE "application/json"
 #define HTTP_STREAM_BLOCK 4096 /* bytes MHD asks a stream for at a time */
 
@@ -518,7 +517,7 @@ struct http_server *http_start(struct app *app, char *err, size_t errlen)
         threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_PER_IP_LIMIT,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections_per_ip,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_END);
     if (h->daemon == NULL) {
