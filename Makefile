@@ -39,10 +39,11 @@ build-tsan:
 	@cmake -S . -B $(TSAN_DIR) -DAETHERIS_WERROR=ON -DENABLE_TSAN=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(TSAN_DIR) -j $(JOBS)
 
-# ThreadSanitizer: the threaded unit tests and the whole e2e suite against a TSan daemon (not in
-# `make test`: paho's own internals are not TSan-annotated and could make CI flaky).
+# ThreadSanitizer: every unit test (a report makes the program exit 66) and the whole e2e suite
+# against a TSan daemon (the harness fails a test whose daemon log holds a report). Not in
+# `make test`: the e2e suite under TSan takes ~8 minutes on 2 cores, twice the CI budget.
 tsan: deps build-tsan
-	@cd $(TSAN_DIR) && ctest --output-on-failure -j $(JOBS) -R 'bqueue|dedupe|store|mqttc|rconn|outbox'
+	@cd $(TSAN_DIR) && ctest --output-on-failure -j $(JOBS)
 	@AETHERIS_BIN_DIR=$(CURDIR)/$(TSAN_DIR) scripts/e2e.sh
 
 # libFuzzer targets (tests/fuzz): clang, ASan+UBSan, a build directory of their own.

@@ -365,6 +365,13 @@ static int load_stream(struct config *cfg, FILE *f, const char *path, char *err,
     while (rv == 0 && fgets(line, sizeof line, f)) {
         lineno++;
         snprintf(origin, sizeof origin, "%s:%d", path, lineno);
+        size_t n = strlen(line);
+        if (n < sizeof line - 1 && (n == 0 || line[n - 1] != '\n') && !feof(f)) {
+            /* fgets stopped at a newline it stored after a NUL byte: strlen ends early */
+            snprintf(err, errlen, "%s: NUL byte in the line", origin);
+            rv = ERR_INVAL;
+            break;
+        }
         if (strchr(line, '\n') == NULL && !feof(f)) { /* never read one line as two */
             snprintf(err, errlen, "%s: line longer than %zu bytes", origin, sizeof line - 2);
             rv = ERR_INVAL;

@@ -42,7 +42,8 @@ for name in "${targets[@]}"; do
     echo "fuzz: $name: ok, ${runs:-?} inputs in ${SECONDS_EACH} s"
   else
     echo "fuzz: $name: FAILED (log $log); the end of it:"
-    grep -E "ERROR|SUMMARY|fuzz_$name:|Test unit written" "$log" | tail -8 || tail -20 "$log"
+    summary=$(grep -E "ERROR|SUMMARY|fuzz_$name:|Test unit written" "$log" | tail -8 || true)
+    if [ -n "$summary" ]; then echo "$summary"; else tail -20 "$log"; fi
     failed+=("$name")
   fi
 done
