@@ -2,7 +2,8 @@
  *
  * Mode: MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool of cfg->http_threads workers; the
  * connection limit is split evenly across workers by MHD. Slow clients are bounded by the idle
- * timeout, one client by the per-IP limit, header bloat by the per-connection memory pool.
+ * timeout, one client by the per-IP limit, header bloat by the per-connection memory pool, and
+ * the log lines MHD writes for each refused connection by a per-second budget.
  *
  * Request life cycle (MHD access-handler contract):
  *   first call   allocate a request context, resolve the route; a Content-Length over the
@@ -45,12 +46,19 @@
 #define HTTP_CONN_MEMORY (64 * 1024) /* MHD pool per connection: request line, headers, reads */
 #define HTTP_JSON_TYPE "application/json"
 #define HTTP_STREAM_BLOCK 4096 /* bytes MHD asks a stream for at a time */
+/* libmicrohttpd logs one line per refused or broken connection; an attacker opening thousands a
+ * second must not turn that into a disk-filling log, so past this many a second lines are only
+ * counted, and the next line written says how many were dropped. */
+#define HTTP_MHD_LOG_PER_S 10
 
 struct http_server {
     struct MHD_Daemon *daemon;
     struct app *app;
     int port;
-    atomic_uint_fast64_t next_id; /* request ids: unique for this server's life */
+    atomic_uint_fast64_t next_id;   /* request ids: unique for this server's life */
+    atomic_int_fast64_t log_second; /* libmicrohttpd log budget: the current second, */
+    atomic_int log_used;            /* lines written in it, */
+    atomic_int log_suppressed;      /* and lines dropped since the last one written */
 };
 
 struct req_ctx {
@@ -457,15 +465,30 @@ static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
 }
 
 /* MHD's error log, one warn line each (MHD messages end with a newline we drop). */
+/* MHD's error log, at most HTTP_MHD_LOG_PER_S lines a second (called from every worker; the
+ * budget is approximate at a second's boundary, which is all it needs to be). */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    struct http_server *h = cls;
+    int_fast64_t now_s = clock_mono_ms() / 1000;
+    int_fast64_t seen = atomic_load(&h->log_second);
+    if (seen != now_s && atomic_compare_exchange_strong(&h->log_second, &seen, now_s))
+        atomic_store(&h->log_used, 0);
+    if (atomic_fetch_add(&h->log_used, 1) >= HTTP_MHD_LOG_PER_S) {
+        atomic_fetch_add(&h->log_suppressed, 1);
+        return;
+    }
     char msg[512];
-    (void)cls;
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_warn("http.mhd", "%s", msg);
+    int dropped = atomic_exchange(&h->log_suppressed, 0);
+    if (dropped > 0)
+        log_warn("http.mhd", "%s (%d more libmicrohttpd lines were dropped, over %d a second)", msg,
+                 dropped, HTTP_MHD_LOG_PER_S);
+    else
+        log_warn("http.mhd", "%s", msg);
 }
 
 /* Resolves host (numeric or a name) to a passive address; 0 or ERR_INVAL (err filled). */
@@ -511,6 +534,9 @@ struct http_server *http_start(struct app *app, char *err, size_t errlen)
     struct http_server *h = xcalloc(1, sizeof *h);
     h->app = app;
     atomic_init(&h->next_id, 1);
+    atomic_init(&h->log_second, 0);
+    atomic_init(&h->log_used, 0);
+    atomic_init(&h->log_suppressed, 0);
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,

@@ -81,6 +81,11 @@ def still_open(s):
     return False  # closed (b"") or answered
 
 
+def mhd_log_lines(d):
+    with open(d.log, errors="replace") as f:
+        return [line for line in f if '"event":"http.mhd"' in line]
+
+
 def timed_get(d, path="/healthz", src="127.0.0.1"):
     t0 = time.monotonic()
     conn = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=10,
@@ -147,7 +152,9 @@ def test_slowloris_leaves_normal_requests_served(stack):
 
 def test_one_address_is_held_to_its_connection_limit(stack):
     """Invariant: one address opening more slow connections than http_max_connections_per_ip
-    keeps only that many (the rest are closed at once), while another address is served."""
+    keeps only that many (the rest are closed at once), while another address is served; the
+    line libmicrohttpd logs per refused or broken connection is held to its budget (10 a
+    second), the dropped ones counted in the next line written."""
     d = stack.start_daemon({"http_max_connections_per_ip": 40})
     socks = slow_clients(d.http_port, 100, ["127.0.0.2"])
     try:
@@ -159,6 +166,9 @@ def test_one_address_is_held_to_its_connection_limit(stack):
         for s in socks:
             s.close()
     assert timed_get(d, src="127.0.0.2")[0] == 200  # its slots are free again
+    wait_until(lambda: any("lines were dropped" in line for line in mhd_log_lines(d)), 5,
+               "a log line counting the dropped ones")
+    assert len(mhd_log_lines(d)) <= 40, f"{len(mhd_log_lines(d))} lines for 100 connections"
 
 
 def test_idle_connection_times_out(stack):
