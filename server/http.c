@@ -464,9 +464,9 @@ static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(w - s);
 }
 
-/* MHD's error log, one warn line each (MHD messages end with a newline we drop). */
-/* MHD's error log, at most HTTP_MHD_LOG_PER_S lines a second (called from every worker; the
- * budget is approximate at a second's boundary, which is all it needs to be). */
+/* MHD's error log (its messages end with a newline we drop), at most HTTP_MHD_LOG_PER_S lines a
+ * second (called from every worker; the budget is approximate at a second's boundary, which is
+ * all it needs to be). */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     struct http_server *h = cls;

@@ -1,18 +1,20 @@
 /* libFuzzer target: the API's request targets (server/route.c, server/api_params.c and the
  * store's list path with its cursor parser, common/store.c). The input is a request target
- * "PATH?QUERY". The path is resolved against the route table for each method; the query is
- * split and %-decoded the way the server's unescaper does it (every %HH but "%00", which stays
- * text, and '+' as a space), then every list endpoint's parameter parser builds a store query
- * from it and, when the parameters are valid, runs that query against a real (empty) SQLite
- * store. Invariants: a matched route's captured parameters are NUL-terminated and within their
- * cap; a refused query names the parameter at fault; a valid query has a limit within the page
- * maximum, and a store answer is either a JSON array or an error with no items. */
-#include "api_params.h"
+ * "PATH?QUERY". The path, decoded by the server's own unescaper (http.c, included here to reach
+ * it: every %HH but "%00", which stays text), is resolved against the route table for each
+ * method; the query is split and decoded the same way ('+' as a space first, as libmicrohttpd
+ * does), then every list endpoint's parameter parser builds a store query from it and, when
+ * the parameters are valid, runs that query against a real (empty) SQLite store. Invariants: a
+ * matched route's captured parameters are NUL-terminated and within their cap; a refused query
+ * names the parameter at fault; a valid query has a limit within the page maximum, and a store
+ * answer is either a JSON array or an error with no items. */
+#include "../../server/http.c"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "api_params.h"
 #include "config.h"
 #include "route.h"
 #include "store.h"
@@ -38,32 +40,14 @@ struct query {
     char *value[FUZZ_PARAMS_MAX]; /* NULL for a valueless "?x" */
 };
 
-static int hexval(char c)
+/* Decodes a query name or value as MHD does: '+' as a space, then the server's own unescaper
+ * (every %HH but %00). */
+static void unescape_query(char *s)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes s in place as the server's unescaper does: %HH except %00, '+' as a space. */
-static void unescape(char *s)
-{
-    char *w = s;
-    for (const char *r = s; *r; r++) {
-        int hi = r[0] == '%' ? hexval(r[1]) : -1;
-        int lo = hi >= 0 ? hexval(r[2]) : -1;
-        if (lo >= 0 && (hi | lo) != 0) {
-            *w++ = (char)(hi * 16 + lo);
-            r += 2;
-        } else {
-            *w++ = *r == '+' ? ' ' : *r;
-        }
-    }
-    *w = '\0';
+    for (char *p = s; *p; p++)
+        if (*p == '+')
+            *p = ' ';
+    on_unescape(NULL, NULL, s);
 }
 
 static void split_query(char *qs, struct query *q)
@@ -76,9 +60,9 @@ static void split_query(char *qs, struct query *q)
         char *eq = strchr(p, '=');
         if (eq != NULL)
             *eq++ = '\0';
-        unescape(p);
+        unescape_query(p);
         if (eq != NULL)
-            unescape(eq);
+            unescape_query(eq);
         q->name[q->n] = p;
         q->value[q->n] = eq;
         q->n++;
@@ -179,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *qs = strchr(copy, '?');
     if (qs != NULL)
         *qs++ = '\0';
-    unescape(copy);
+    on_unescape(NULL, NULL, copy); /* MHD decodes the path with the same callback, no '+' rule */
     check_route(copy);
     struct query q;
     split_query(qs, &q);
