@@ -86,9 +86,9 @@ def mhd_log_lines(d):
         return [line for line in f if '"event":"http.mhd"' in line]
 
 
-def timed_get(d, path="/healthz", src="127.0.0.1"):
+def timed_get(d, path="/healthz", src="127.0.0.1", timeout=10):
     t0 = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=10,
+    conn = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=timeout,
                                       source_address=(src, 0))
     try:
         conn.request("GET", path)
@@ -165,10 +165,33 @@ def test_one_address_is_held_to_its_connection_limit(stack):
     finally:
         for s in socks:
             s.close()
-    assert timed_get(d, src="127.0.0.2")[0] == 200  # its slots are free again
+    wait_until(lambda: timed_get(d, src="127.0.0.2")[0] == 200, 5,  # its slots are free again
+               "the address served again")
     wait_until(lambda: any("lines were dropped" in line for line in mhd_log_lines(d)), 5,
                "a log line counting the dropped ones")
     assert len(mhd_log_lines(d)) <= 40, f"{len(mhd_log_lines(d))} lines for 100 connections"
+
+
+def test_connection_limit_refuses_then_recovers_at_once(stack):
+    """Invariant: past http_max_connections new connections (from any address: the limit a
+    distributed slowloris fills, see docs/operations.md) are closed at once rather than left
+    waiting, and as soon as the slow connections go, the daemon serves again (libmicrohttpd's
+    own limit, which this replaces, resumed accepting only at its next idle-timeout wake-up,
+    http_timeout_s = 30 s later)."""
+    d = stack.start_daemon({"http_max_connections": 8, "http_threads": 1})
+    socks = slow_clients(d.http_port, 20, ["127.0.0.2", "127.0.0.3"])
+    try:
+        closed = dribble(socks, rounds=4, interval=0.25, on_round=lambda: None)
+        assert len(closed) == 20 - 8, f"{20 - len(closed)} connections held, want 8"
+        with connect(d.http_port) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_status(s) is None  # closed unanswered: every slot is taken
+    finally:
+        for s in socks:
+            s.close()
+    t0 = time.monotonic()
+    wait_until(lambda: timed_get(d, timeout=2)[0] == 200, 10, "a free slot again")
+    assert time.monotonic() - t0 < 5
 
 
 def test_idle_connection_times_out(stack):
