@@ -41,7 +41,7 @@ build-tsan:
 
 # ThreadSanitizer: every unit test (a report makes the program exit 66) and the whole e2e suite
 # against a TSan daemon (the harness fails a test whose daemon log holds a report). Not in
-# `make test`: the e2e suite under TSan takes ~8 minutes on 2 cores, twice the CI budget.
+# `make test`: the e2e suite under TSan takes 5-8 minutes on 2 cores (docs/benchmarks.md).
 tsan: deps build-tsan
 	@cd $(TSAN_DIR) && ctest --output-on-failure -j $(JOBS)
 	@AETHERIS_BIN_DIR=$(CURDIR)/$(TSAN_DIR) scripts/e2e.sh
