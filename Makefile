@@ -2,14 +2,20 @@
 #   make run   install missing packages, build, start mosquitto + redis-server + aetherisd under
 #              ./var, replay the bundled dataset, keep serving until Ctrl-C
 #   make test  install missing packages, build with -Werror, run unit tests, build with
-#              ASan+UBSan, run unit tests and the end-to-end suite against the sanitized binaries
+#              ASan+UBSan, run unit tests and the end-to-end suite against the sanitized binaries,
+#              then every fuzz target briefly (FUZZ_CI_SECONDS each)
+#   make fuzz  build the libFuzzer targets (clang) and run each FUZZ_SECONDS (default 60)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD_DIR ?= build
 SAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 10
 CMAKE_FLAGS ?=
 
-.PHONY: all deps lint build build-asan build-tsan test tsan unit e2e run bench quality clean format
+.PHONY: all deps lint build build-asan build-tsan test tsan unit e2e run bench quality clean format \
+	fuzz fuzz-build fuzz-ci
 
 all: build
 
@@ -33,11 +39,24 @@ build-tsan:
 	@cmake -S . -B $(TSAN_DIR) -DAETHERIS_WERROR=ON -DENABLE_TSAN=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(TSAN_DIR) -j $(JOBS)
 
-# ThreadSanitizer: the threaded unit tests and the whole e2e suite against a TSan daemon (not in
-# `make test`: paho's own internals are not TSan-annotated and could make CI flaky).
+# ThreadSanitizer: every unit test (a report makes the program exit 66) and the whole e2e suite
+# against a TSan daemon (the harness fails a test whose daemon log holds a report). Not in
+# `make test`: the e2e suite under TSan takes 5-8 minutes on 2 cores (docs/benchmarks.md).
 tsan: deps build-tsan
-	@cd $(TSAN_DIR) && ctest --output-on-failure -j $(JOBS) -R 'bqueue|dedupe|store|mqttc|rconn|outbox'
+	@cd $(TSAN_DIR) && ctest --output-on-failure -j $(JOBS)
 	@AETHERIS_BIN_DIR=$(CURDIR)/$(TSAN_DIR) scripts/e2e.sh
+
+# libFuzzer targets (tests/fuzz): clang, ASan+UBSan, a build directory of their own.
+fuzz-build:
+	@cmake -S . -B $(FUZZ_DIR) -DCMAKE_C_COMPILER=clang -DBUILD_FUZZERS=ON -DAETHERIS_WERROR=ON \
+		-DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(FUZZ_DIR) --target fuzzers -j $(JOBS)
+
+fuzz: deps fuzz-build
+	@FUZZ_BUILD_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+fuzz-ci: fuzz-build
+	@FUZZ_BUILD_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_CI_SECONDS) scripts/fuzz.sh
 
 e2e: build build-asan
 	@AETHERIS_BIN_DIR=$(CURDIR)/$(SAN_DIR) scripts/e2e.sh
@@ -49,6 +68,7 @@ test: deps
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory fuzz-ci
 
 run: deps build
 	@scripts/run.sh $(BUILD_DIR)
@@ -65,4 +85,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD_DIR) $(SAN_DIR) $(TSAN_DIR)
+	rm -rf $(BUILD_DIR) $(SAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)

@@ -62,6 +62,8 @@ static const struct option_def options[] = {
     INT(http_port, "http", "8080", 0, 65535, NULL, "REST API port (0 = any free port)"),
     INT(http_threads, "http", "4", 1, 256, NULL, "HTTP worker threads"),
     INT(http_max_connections, "http", "1024", 1, 1000000, NULL, "concurrent HTTP connections"),
+    INT(http_max_connections_per_ip, "http", "256", 0, 1000000, NULL,
+        "concurrent HTTP connections from one client address (0 = no limit)"),
     INT(http_timeout_s, "http", "30", 1, 3600, NULL, "idle HTTP connection timeout (s)"),
     INT(http_max_body, "http", "1048576", 1024, 67108864, NULL, "largest request body (bytes)"),
     INT(page_max, "http", "500", 1, 10000, NULL, "largest ?limit= for list endpoints"),
@@ -366,18 +368,21 @@ static char *trim(char *s)
     return s;
 }
 
-static int load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+/* Reads `name = value` lines from f (path names it in errors); stops at the first error. */
+static int load_stream(struct config *cfg, FILE *f, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "--config: cannot open %s: %s", path, strerror(errno));
-        return ERR_IO;
-    }
     char line[8192], origin[1100];
     int lineno = 0, rv = 0;
     while (rv == 0 && fgets(line, sizeof line, f)) {
         lineno++;
         snprintf(origin, sizeof origin, "%s:%d", path, lineno);
+        size_t n = strlen(line);
+        if (n < sizeof line - 1 && (n == 0 || line[n - 1] != '\n') && !feof(f)) {
+            /* fgets stopped at a newline it stored after a NUL byte: strlen ends early */
+            snprintf(err, errlen, "%s: NUL byte in the line", origin);
+            rv = ERR_INVAL;
+            break;
+        }
         if (strchr(line, '\n') == NULL && !feof(f)) { /* never read one line as two */
             snprintf(err, errlen, "%s: line longer than %zu bytes", origin, sizeof line - 2);
             rv = ERR_INVAL;
@@ -402,6 +407,17 @@ static int load_file(struct config *cfg, const char *path, char *err, size_t err
         }
         rv = set_option(cfg, o, trim(eq + 1), origin, err, errlen);
     }
+    return rv;
+}
+
+static int load_file(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "--config: cannot open %s: %s", path, strerror(errno));
+        return ERR_IO;
+    }
+    int rv = load_stream(cfg, f, path, err, errlen);
     fclose(f);
     return rv;
 }

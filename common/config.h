@@ -26,6 +26,7 @@ struct config {
     int http_port;
     int http_threads;
     int http_max_connections;
+    int http_max_connections_per_ip; /* 0 = no per-address limit */
     int http_timeout_s;
     int http_max_body;
     int page_max;        /* cap on ?limit= */

@@ -2,7 +2,9 @@
  *
  * Parsing. A payload is untrusted bytes off MQTT or HTTP. Before jansson sees it, one linear scan
  * counts the nesting of '[' and '{' outside strings and rejects anything deeper than
- * EVENT_DEPTH_MAX, so a payload like 10000 '[' can never exhaust the stack or cost a large tree.
+ * EVENT_DEPTH_MAX, so a payload like 10000 '[' can never exhaust the stack or cost a large tree,
+ * and counts the ',' separators, refusing (as too large) more than EVENT_VALUES_PER_ITEM per
+ * event of the batch limit, so the tree jansson builds stays small however the bytes are spent.
  * jansson then parses with JSON_DECODE_ANY (so a top-level number or string is reported as
  * "not an object" rather than "bad JSON") and JSON_REJECT_DUPLICATES: a transaction with two
  * "amount" keys is ambiguous (which one did the publisher mean, which one would another consumer
@@ -35,6 +37,10 @@
 /* An event needs 2 levels (array, object); 32 leaves room for nested unknown fields while
  * bounding jansson's recursion far below any stack limit. */
 #define EVENT_DEPTH_MAX 32
+/* JSON values an event may average (it has 8 fields; the rest is room for unknown members):
+ * with the batch limit this bounds what jansson builds from one payload (~50 bytes a value),
+ * whatever the payload size, so half a million tiny values in 1 MiB cost no 30 MB tree. */
+#define EVENT_VALUES_PER_ITEM 64
 #define EVENT_DETAIL_MAX 256  /* longest human detail text handed to on_invalid */
 #define EVENT_CODEC_VERSION 1 /* first byte of event_encode() output */
 #define EVENT_FLAG_TYPE 0x01u
@@ -667,11 +673,16 @@ int event_parse_fast(const char *data, size_t len, size_t max_batch, event_valid
  * Payloads
  * ------------------------------------------------------------------------------------------- */
 
-/* true when the bracket nesting outside strings stays <= EVENT_DEPTH_MAX. Malformed input (an
- * unterminated string, unbalanced brackets) passes here and is refused by jansson. */
-static bool depth_ok(const char *data, size_t len)
+/* One linear scan before jansson: the bracket nesting and the number of ',' outside strings
+ * (one less than the values of an array or members of an object, summed over the payload).
+ * Returns EVI_BAD_JSON for nesting over EVENT_DEPTH_MAX, EVI_TOO_LARGE for more separators than
+ * max_values, or EVI__COUNT when the payload may be parsed, with detail filled on a refusal.
+ * Malformed input (an unterminated string, unbalanced brackets) passes here and is refused by
+ * jansson. */
+static enum event_invalid scan_shape(const char *data, size_t len, size_t max_values, char *detail,
+                                     size_t detail_len)
 {
-    size_t depth = 0;
+    size_t depth = 0, separators = 0;
     bool in_string = false;
 
     for (size_t i = 0; i < len; i++) {
@@ -687,13 +698,21 @@ static bool depth_ok(const char *data, size_t len)
             in_string = true;
         } else if (c == '[' || c == '{') {
             depth++;
-            if (depth > EVENT_DEPTH_MAX)
-                return false;
+            if (depth > EVENT_DEPTH_MAX) {
+                snprintf(detail, detail_len, "invalid JSON: nesting deeper than %d levels",
+                         EVENT_DEPTH_MAX);
+                return EVI_BAD_JSON;
+            }
         } else if ((c == ']' || c == '}') && depth > 0) {
             depth--;
+        } else if (c == ',' && ++separators > max_values) {
+            snprintf(detail, detail_len,
+                     "payload of more than %zu JSON values (%d per event of the batch limit)",
+                     max_values, EVENT_VALUES_PER_ITEM);
+            return EVI_TOO_LARGE;
         }
     }
-    return true;
+    return EVI__COUNT;
 }
 
 static void report(event_invalid_fn on_invalid, void *ctx, enum event_invalid reason,
@@ -757,15 +776,15 @@ int event_parse_payload_jansson(const char *data, size_t len, size_t max_batch,
     json_t *root = NULL;
     int delivered = 0;
 
-    if (data == NULL)
-        len = 0;
-    if (data == NULL || !depth_ok(data, len)) {
-        if (data == NULL)
-            snprintf(detail, sizeof(detail), "invalid JSON: empty payload");
-        else
-            snprintf(detail, sizeof(detail), "invalid JSON: nesting deeper than %d levels",
-                     EVENT_DEPTH_MAX);
-        report(on_invalid, ctx, EVI_BAD_JSON, detail, data == NULL ? "" : data, len);
+    if (data == NULL) {
+        snprintf(detail, sizeof(detail), "invalid JSON: empty payload");
+        report(on_invalid, ctx, EVI_BAD_JSON, detail, "", 0);
+        goto out;
+    }
+    size_t max_values = (max_batch > 0 ? max_batch : 1) * EVENT_VALUES_PER_ITEM;
+    enum event_invalid shape = scan_shape(data, len, max_values, detail, sizeof(detail));
+    if (shape != EVI__COUNT) {
+        report(on_invalid, ctx, shape, detail, data, len);
         goto out;
     }
     root = json_loadb(data, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);

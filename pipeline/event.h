@@ -37,7 +37,8 @@ enum event_invalid {
     EVI_ACCOUNT,      /* accountOrigin missing, empty, wrong type or too long */
     EVI_AMOUNT,       /* amount missing, not a number, negative or not finite */
     EVI_FIELD,        /* an optional known field has the wrong type */
-    EVI_TOO_LARGE,    /* payload over the size cap or array over the batch cap */
+    EVI_TOO_LARGE,    /* payload over the size cap, array over the batch cap, or more JSON
+                         values than 64 per event of the batch cap */
     EVI__COUNT
 };
 
@@ -54,8 +55,9 @@ typedef void (*event_valid_fn)(void *ctx, const struct event *ev);
 typedef void (*event_invalid_fn)(void *ctx, enum event_invalid reason, const char *detail,
                                  const char *text, size_t text_len);
 
-/* Parses a payload of len bytes (not necessarily NUL-terminated). An array over max_batch items is
- * rejected whole (EVI_TOO_LARGE); otherwise each item is validated on its own and the rest of a
+/* Parses a payload of len bytes (not necessarily NUL-terminated). An array over max_batch items,
+ * or a payload of more than 64 * max_batch JSON values anywhere, is rejected whole
+ * (EVI_TOO_LARGE); otherwise each item is validated on its own and the rest of a
  * batch is still processed. Returns the number of valid events delivered. */
 int event_parse_payload(const char *data, size_t len, size_t max_batch, event_valid_fn on_valid,
                         event_invalid_fn on_invalid, void *ctx);

@@ -12,6 +12,7 @@ PACKAGES=(
   prometheus
   curl
   wrk
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -276,33 +276,10 @@ static void addr_text(const uint8_t key[17], char *out, size_t outlen)
         snprintf(out, outlen, "unknown");
 }
 
-/* Seconds the address must still wait, or 0 when it is not throttled. */
-static int throttled_for(struct auth *a, const uint8_t key[17], int64_t now)
+/* Counts one failure of the address in slot s (the caller holds the lock). */
+static void count_failure_locked(struct auth *a, struct throttle_slot *s, const uint8_t key[17],
+                                 int64_t now)
 {
-    int wait = 0, failures = 0;
-    bool log = false;
-    pthread_mutex_lock(&a->mu);
-    struct throttle_slot *s = slot_of(a, key);
-    if (memcmp(s->addr, key, 17) == 0 && now < s->window_end_ms && s->failures >= a->fail_limit) {
-        wait = (int)((s->window_end_ms - now + 999) / 1000);
-        log = !s->logged;
-        s->logged = true;
-        failures = s->failures;
-    }
-    pthread_mutex_unlock(&a->mu);
-    if (log) { /* once per address and window, outside the lock */
-        char addr[INET6_ADDRSTRLEN];
-        addr_text(key, addr, sizeof addr);
-        log_warn("auth.throttled", "%s made %d failed authentications; refused for %d s", addr,
-                 failures, wait);
-    }
-    return wait;
-}
-
-static void count_failure(struct auth *a, const uint8_t key[17], int64_t now)
-{
-    pthread_mutex_lock(&a->mu);
-    struct throttle_slot *s = slot_of(a, key);
     bool mine = memcmp(s->addr, key, 17) == 0 && now < s->window_end_ms;
     if (!mine && (now >= s->window_end_ms || s->failures <= 1)) {
         memcpy(s->addr, key, 17);
@@ -313,7 +290,34 @@ static void count_failure(struct auth *a, const uint8_t key[17], int64_t now)
     }
     if (mine)
         s->failures++;
+}
+
+/* One step of the throttle for an attempt whose outcome is known (failed: no or a wrong key):
+ * seconds the address must still wait when it is at its limit (the attempt is refused and not
+ * counted), else 0, after counting the attempt when it failed. Deciding and counting under one
+ * lock is what keeps concurrent guesses from all passing the check before any is counted. */
+static int throttle_step(struct auth *a, const uint8_t key[17], int64_t now, bool failed)
+{
+    int wait = 0, failures = 0;
+    bool log = false;
+    pthread_mutex_lock(&a->mu);
+    struct throttle_slot *s = slot_of(a, key);
+    if (memcmp(s->addr, key, 17) == 0 && now < s->window_end_ms && s->failures >= a->fail_limit) {
+        wait = (int)((s->window_end_ms - now + 999) / 1000);
+        log = !s->logged;
+        s->logged = true;
+        failures = s->failures;
+    } else if (failed) {
+        count_failure_locked(a, s, key, now);
+    }
     pthread_mutex_unlock(&a->mu);
+    if (log) { /* once per address and window, outside the lock */
+        char addr[INET6_ADDRSTRLEN];
+        addr_text(key, addr, sizeof addr);
+        log_warn("auth.throttled", "%s made %d failed authentications; refused for %d s", addr,
+                 failures, wait);
+    }
+    return wait;
 }
 
 const char *auth_presented_key(const char *x_api_key, const char *authorization)
@@ -340,27 +344,24 @@ enum auth_result auth_check(struct auth *a, const char *presented, enum route_sc
     }
     uint8_t key[17];
     addr_key(client, key);
-    int64_t now = clock_mono_ms();
-    int wait = throttled_for(a, key, now);
+    size_t found = a->nkeys;
+    if (presented != NULL) {
+        uint8_t digest[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)presented, strlen(presented), digest);
+        for (size_t i = 0; i < a->nkeys; i++) {
+            int differs = CRYPTO_memcmp(digest, a->keys[i].sha256, sizeof digest);
+            found = differs == 0 ? i : found;
+        }
+    }
+    int wait = throttle_step(a, key, clock_mono_ms(), found == a->nkeys);
     if (wait > 0) {
         *retry_after_s = wait;
         return AUTH_THROTTLED;
     }
-    if (presented == NULL) {
-        count_failure(a, key, now);
+    if (presented == NULL)
         return AUTH_MISSING;
-    }
-    uint8_t digest[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)presented, strlen(presented), digest);
-    size_t found = a->nkeys;
-    for (size_t i = 0; i < a->nkeys; i++) {
-        int differs = CRYPTO_memcmp(digest, a->keys[i].sha256, sizeof digest);
-        found = differs == 0 ? i : found;
-    }
-    if (found == a->nkeys) {
-        count_failure(a, key, now);
+    if (found == a->nkeys)
         return AUTH_INVALID;
-    }
     snprintf(who->name, sizeof who->name, "%s", a->keys[found].name);
     who->scope = a->keys[found].scope;
     return who->scope >= need ? AUTH_OK : AUTH_FORBIDDEN;

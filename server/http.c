@@ -1,8 +1,11 @@
 /* HTTP server (http.h) on libmicrohttpd 0.9.75 (STYLE.md 3.1).
  *
- * Mode: MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool of cfg->http_threads workers; the
- * connection limit is split evenly across workers by MHD. Slow clients are bounded by the idle
- * timeout, one client by the per-IP limit, header bloat by the per-connection memory pool.
+ * Mode: MHD_USE_EPOLL_INTERNAL_THREAD with a thread pool of cfg->http_threads workers. The
+ * connection limit is counted here and enforced by the accept-policy callback (on_accept: over
+ * it a connection is closed at once); MHD's own, split across workers, is set above it as a
+ * backstop. Slow clients are bounded by the idle timeout, one client by the per-IP limit,
+ * header bloat by the per-connection memory pool, and the log lines MHD writes for each refused
+ * connection by a per-second budget.
  *
  * Request life cycle (MHD access-handler contract):
  *   first call   allocate a request context, resolve the route; a Content-Length over the
@@ -43,15 +46,27 @@
 #include "xmalloc.h"
 
 #define HTTP_CONN_MEMORY (64 * 1024) /* MHD pool per connection: request line, headers, reads */
-#define HTTP_PER_IP_LIMIT 256        /* generous for proxies, yet one client cannot take all */
 #define HTTP_JSON_TYPE "application/json"
 #define HTTP_STREAM_BLOCK 4096 /* bytes MHD asks a stream for at a time */
+/* libmicrohttpd logs one line per refused or broken connection; an attacker opening thousands a
+ * second must not turn that into a disk-filling log, so past this many a second lines are only
+ * counted, and the next line written says how many were dropped. */
+#define HTTP_MHD_LOG_PER_S 10
+/* MHD's own connection limit, a backstop at twice ours (on_accept): only a worker holding over
+ * twice its even share of our limit reaches its share of MHD's, and then it alone stops
+ * accepting while the other workers go on. */
+#define HTTP_MHD_LIMIT(ours) ((unsigned int)(ours)*2u)
 
 struct http_server {
     struct MHD_Daemon *daemon;
     struct app *app;
     int port;
-    atomic_uint_fast64_t next_id; /* request ids: unique for this server's life */
+    atomic_uint_fast64_t next_id;   /* request ids: unique for this server's life */
+    atomic_int_fast64_t log_second; /* libmicrohttpd log budget: the current second, */
+    atomic_int log_used;            /* lines written in it, */
+    atomic_int log_suppressed;      /* and lines dropped since the last one written */
+    atomic_int open_connections;    /* between MHD's STARTED and CLOSED notifications */
+    int max_connections;            /* cfg->http_max_connections, enforced by on_accept */
 };
 
 struct req_ctx {
@@ -457,16 +472,56 @@ static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(w - s);
 }
 
-/* MHD's error log, one warn line each (MHD messages end with a newline we drop). */
+/* The connection limit, ours rather than MHD's: MHD 0.9.75 at its own limit stops accepting, and
+ * once connections close it resumes only at its next timeout wake-up (http_timeout_s later),
+ * so queued clients stalled that long after a flood of slow connections ended. Refusing here
+ * closes an over-limit connection at once instead, and MHD's own limit (set higher) is never
+ * reached. Concurrent accepts on several workers may overshoot by at most one per worker. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct http_server *h = cls;
+    (void)addr;
+    (void)addrlen;
+    return atomic_load(&h->open_connections) < h->max_connections ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *h = cls;
+    (void)conn;
+    (void)socket_ctx;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&h->open_connections, 1);
+    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        atomic_fetch_sub(&h->open_connections, 1);
+}
+
+/* MHD's error log (its messages end with a newline we drop), at most HTTP_MHD_LOG_PER_S lines a
+ * second (called from every worker; the budget is approximate at a second's boundary, which is
+ * all it needs to be). */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    struct http_server *h = cls;
+    int_fast64_t now_s = clock_mono_ms() / 1000;
+    int_fast64_t seen = atomic_load(&h->log_second);
+    if (seen != now_s && atomic_compare_exchange_strong(&h->log_second, &seen, now_s))
+        atomic_store(&h->log_used, 0);
+    if (atomic_fetch_add(&h->log_used, 1) >= HTTP_MHD_LOG_PER_S) {
+        atomic_fetch_add(&h->log_suppressed, 1);
+        return;
+    }
     char msg[512];
-    (void)cls;
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_warn("http.mhd", "%s", msg);
+    int dropped = atomic_exchange(&h->log_suppressed, 0);
+    if (dropped > 0)
+        log_warn("http.mhd", "%s (%d more libmicrohttpd lines were dropped, over %d a second)", msg,
+                 dropped, HTTP_MHD_LOG_PER_S);
+    else
+        log_warn("http.mhd", "%s", msg);
 }
 
 /* Resolves host (numeric or a name) to a passive address; 0 or ERR_INVAL (err filled). */
@@ -512,15 +567,20 @@ struct http_server *http_start(struct app *app, char *err, size_t errlen)
     struct http_server *h = xcalloc(1, sizeof *h);
     h->app = app;
     atomic_init(&h->next_id, 1);
+    atomic_init(&h->log_second, 0);
+    atomic_init(&h->log_used, 0);
+    atomic_init(&h->log_suppressed, 0);
+    atomic_init(&h->open_connections, 0);
+    h->max_connections = cfg->http_max_connections;
     h->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->http_port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+        flags, (uint16_t)cfg->http_port, on_accept, h, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
+        threads, MHD_OPTION_CONNECTION_LIMIT, HTTP_MHD_LIMIT(cfg->http_max_connections),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_PER_IP_LIMIT,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections_per_ip,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, h, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
         snprintf(err, errlen, "cannot serve HTTP on %s:%d (the http.mhd log line has the reason)",
                  cfg->http_host, cfg->http_port);

@@ -3,8 +3,10 @@
  * aetheris-backtest (which scores them, from the original file or, with a column mapping, from
  * another CSV). Numbers are copied as text, never through a double. */
 #include "csvrow.h"
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
 #include "err.h"
@@ -125,7 +127,9 @@ static void json_escape(struct buf *b, const char *s)
 }
 
 /* Appends a decimal (is_decimal) as a JSON number with the same value: redundant leading zeros
- * dropped, "5." written as "5" and ".5" as "0.5". */
+ * dropped, "5." written as "5" and ".5" as "0.5", and an integer too long for int64 written as
+ * a real ("...0"), which the daemon's parser reads as a double instead of refusing. */
+#define CSV_INT_DIGITS_MAX 18 /* every 18-digit integer fits int64 */
 static void json_decimal(struct buf *b, const char *s)
 {
     const char *dot = strchr(s, '.');
@@ -139,6 +143,8 @@ static void json_decimal(struct buf *b, const char *s)
         buf_append(b, s + skip, ilen - skip);
     if (dot && dot[1] != '\0')
         buf_printf(b, "%s", dot);
+    else if (ilen - skip > CSV_INT_DIGITS_MAX) /* a JSON integer that big is refused: a real */
+        buf_append(b, ".0", 2);
 }
 
 /* Removes the trailing LF/CR of a line in place. */
@@ -173,6 +179,8 @@ const char *csv_parse_row(char *line, struct csv_row *r)
         return "TransactionTypeID is not an integer";
     if (!is_decimal(f[4]))
         return "Amount is not a decimal number >= 0";
+    if (!isfinite(strtod(f[4], NULL))) /* the daemon refuses what a double cannot hold */
+        return "Amount is too large";
     if (strlen(f[5]) > CSV_DATE_MAX)
         return "TransactionDate longer than 40 bytes";
     r->branch = f[6][0] ? uint_field(f[6], CSV_INT64_MAX) : "";

@@ -2,10 +2,11 @@
  *   TransactionID,AccountOriginID,AccountDestinationID,TransactionTypeID,Amount,TransactionDate,
  *   BranchID,Description
  * (LF line ends, unquoted fields). A row is valid with 8 fields, digit-only ids (accounts at most
- * CSV_ACCOUNT_MAX characters, the daemon's limit), a plain decimal amount, a date of at most
- * CSV_DATE_MAX bytes and valid UTF-8 text. Its event JSON (DESIGN.md 3.1) copies the numbers as
- * text (only redundant leading zeros dropped, "5." and ".5" completed), leaves empty optional
- * fields out, and writes a transactionId above INT64_MAX as a digit string.
+ * CSV_ACCOUNT_MAX characters, the daemon's limit), a plain decimal amount a double can hold, a
+ * date of at most CSV_DATE_MAX bytes and valid UTF-8 text. Its event JSON (DESIGN.md 3.1) copies
+ * the numbers as text (only redundant leading zeros dropped, "5." and ".5" completed, an amount
+ * integer too long for int64 given a ".0"), leaves empty optional fields out, and writes a
+ * transactionId above INT64_MAX as a digit string.
  * Pure functions: thread-safe. */
 #ifndef AETHERIS_CSVROW_H
 #define AETHERIS_CSVROW_H

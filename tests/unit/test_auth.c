@@ -2,11 +2,14 @@
  * file (comments, blank lines, line numbers), refusal without keys unless auth is disabled, the
  * scope order admin > write > read, verification of every configured key (first, middle, last,
  * one-bit-off, upper-case hashes), the presented-key headers, and the failure throttle: limit,
- * window end, per-address accounting, IPv4 vs IPv6, bounded table with colliding strangers. */
+ * window end, per-address accounting, IPv4 vs IPv6, bounded table with colliding strangers, and
+ * the limit holding when many threads guess at once (the check and the count are one step). */
 #include "auth.h"
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <openssl/sha.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,6 +278,57 @@ static void test_throttle(void)
     auth_free(a);
 }
 
+#define GUESS_THREADS 8
+#define GUESSES_EACH 4 /* 32 guesses a round against a limit of 5 */
+#define GUESS_ROUNDS 300
+
+struct guesser {
+    struct auth *a;
+    pthread_barrier_t *start; /* every thread guesses at the same moment */
+    atomic_int *checked;      /* attempts answered AUTH_INVALID (the key was really compared) */
+};
+
+static void *guess_keys(void *arg)
+{
+    struct guesser *g = arg;
+    struct sockaddr_in x = v4("198.51.100.77");
+    pthread_barrier_wait(g->start);
+    for (int i = 0; i < GUESSES_EACH; i++) {
+        int wait = 0;
+        if (try_key(g->a, "bad", &x, &wait) == AUTH_INVALID)
+            atomic_fetch_add(g->checked, 1);
+    }
+    return NULL;
+}
+
+/* Brute force from many threads at once, round after round: in no round are more than
+ * fail_limit wrong keys compared; every other attempt is throttled. */
+static void test_throttle_concurrent(void)
+{
+    int worst = 0, best = GUESS_THREADS * GUESSES_EACH;
+    for (int round = 0; round < GUESS_ROUNDS; round++) {
+        struct auth *a = throttle_auth(5, 60);
+        atomic_int checked = 0;
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, GUESS_THREADS);
+        struct guesser g = {a, &start, &checked};
+        pthread_t t[GUESS_THREADS];
+        for (int i = 0; i < GUESS_THREADS; i++)
+            pthread_create(&t[i], NULL, guess_keys, &g);
+        for (int i = 0; i < GUESS_THREADS; i++)
+            pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&start);
+        int n = atomic_load(&checked);
+        worst = n > worst ? n : worst;
+        best = n < best ? n : best;
+        auth_free(a);
+    }
+    ok(worst == 5 && best == 5,
+       "concurrent guesses: exactly the limit checked in each of %d rounds "
+       "(fewest %d, most %d)",
+       GUESS_ROUNDS, best, worst);
+}
+
 int main(void)
 {
     alarm(60);
@@ -288,6 +342,7 @@ int main(void)
     test_verify();
     test_presented();
     test_throttle();
+    test_throttle_concurrent();
     rmdir(dir);
     return done_testing();
 }

@@ -371,6 +371,13 @@ int main(void)
     ok(load(&c, err, 3, "--config", path) == CONFIG_ERROR && strstr(err, ":2") &&
            strstr(err, "bogus"),
        "a file error names file:line and the option: %s", err);
+    f = fopen(path, "w");
+    fwrite("window_size = 60\nhttp_port = 80\0"
+           "80\nnode_id = x\n",
+           1, 47, f);
+    fclose(f);
+    ok(load(&c, err, 3, "--config", path) == CONFIG_ERROR && strstr(err, ":2: NUL byte"),
+       "a NUL byte is named as such, with file:line: %s", err);
     unlink(path);
 
     /* redaction */

@@ -491,6 +491,60 @@ static void test_depth(void)
        "brackets inside strings ignored by the depth guard");
 }
 
+/* Appends n copies of item, comma-separated, to p at off; returns the new offset. */
+static size_t repeat_items(char *p, size_t off, const char *item, size_t n)
+{
+    size_t len = strlen(item);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            p[off++] = ',';
+        memcpy(p + off, item, len);
+        off += len;
+    }
+    p[off] = '\0';
+    return off;
+}
+
+/* The value budget: 64 values per event of the batch limit, counted before parsing (commas
+ * inside strings do not count), wherever the values sit. */
+static void test_value_budget(void)
+{
+    struct collector c;
+    const char *ev = "{\"transactionId\":1,\"accountOrigin\":\"a\",\"amount\":1}";
+    char *p = malloc(2000000);
+    /* 10 events of 3 members: 29 commas, well inside 10 * 64 */
+    p[0] = '[';
+    size_t off = repeat_items(p, 1, ev, 10);
+    memcpy(p + off, "]", 2);
+    parse(&c, p, 10);
+    ok(c.nvalid == 10 && c.ninvalid == 0, "a full batch is inside the budget");
+    /* one item holding 640 values (640 commas): over the budget of a batch of 10 */
+    off = (size_t)snprintf(p, 200,
+                           "[{\"transactionId\":1,\"accountOrigin\":\"a\",\"amount\":1,"
+                           "\"x\":[");
+    off = repeat_items(p, off, "0", 640);
+    memcpy(p + off, "]}]", 4);
+    parse(&c, p, 10);
+    ok(strcmp(c.order, "L") == 0 && strstr(c.invalid[0].detail, "JSON values") != NULL,
+       "640 values in one item of a batch of 10: too large, before parsing (%s)",
+       c.ninvalid ? c.invalid[0].detail : "");
+    /* half a million values at the top level: refused the same way */
+    p[0] = '[';
+    off = repeat_items(p, 1, "0", 500000);
+    memcpy(p + off, "]", 2);
+    parse(&c, p, 1000);
+    ok(strcmp(c.order, "L") == 0, "500000 tiny values refused as too large");
+    /* commas inside a string are text */
+    off = (size_t)snprintf(p, 200,
+                           "{\"transactionId\":1,\"accountOrigin\":\"a\",\"amount\":1,"
+                           "\"description\":\"");
+    memset(p + off, ',', 5000);
+    memcpy(p + off + 5000, "\"}", 3);
+    parse(&c, p, 1);
+    ok(c.nvalid == 1, "commas inside strings do not count");
+    free(p);
+}
+
 static void test_from_json_direct(void)
 {
     struct event ev;
@@ -846,6 +900,7 @@ int main(void)
     test_forms();
     test_description_truncation();
     test_depth();
+    test_value_budget();
     test_from_json_direct();
     test_names();
     test_to_json();
