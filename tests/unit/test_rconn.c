@@ -286,7 +286,10 @@ static void test_outage(struct test_server *srv)
     is_int(up, 0, "rconn_is_up stays false");
     ok(slow >= 1 && slow <= 5, "only the backoff-spaced attempts pay the timeout (%d of %d)", slow,
        calls);
-    ok(calls > 100 && max_fast < 20, "calls in backoff return at once (max %lld ms)",
+    /* A call in backoff returns without touching the network, so nearly every call is fast; the
+     * bound is loose so that a loaded machine (fewer loop turns in 1.5 s) cannot fail it. */
+    ok(calls - slow >= 20 && max_fast < TIMEOUT_MS / 2,
+       "calls in backoff return at once (%d of %d, max %lld ms)", calls - slow, calls,
        (long long)max_fast);
     close(hole);
 
