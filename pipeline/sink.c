@@ -269,17 +269,21 @@ static void count_anomalies(const struct flush_rows *fr)
         metrics_inc(fr->lanes[i] == LANE_IMMEDIATE ? M_ANOMALIES_IMMEDIATE : M_ANOMALIES_BATCH);
 }
 
-/* Writes everything staged, in the order store -> streams -> topic, then recycles the batches. */
+/* Writes everything staged, in the order store -> feed -> streams -> topic, then recycles the
+ * batches. */
 static void flush_staged(struct sink *s)
 {
     if (s->nstaged == 0)
         return;
     struct flush_rows fr = {0};
     rows_build(s, &fr);
-    if (flush_store(s, &fr) && flush_streams(s, &fr)) {
+    bool stored = flush_store(s, &fr);
+    /* The feed gets an anomaly once it is in the store and before it reaches its stream, so no
+     * stream client can see its decision first (the decider reads the stream). */
+    for (size_t i = 0; stored && s->feed && i < fr.nexc; i++)
+        feed_publish(s->feed, FEED_ANOMALY, fr.exc_doc[i], fr.exc_len[i]);
+    if (stored && flush_streams(s, &fr)) {
         publish_exceptions(s, &fr);
-        for (size_t i = 0; s->feed && i < fr.nexc; i++)
-            feed_publish(s->feed, FEED_ANOMALY, fr.exc_doc[i], fr.exc_len[i]);
         count_anomalies(&fr);
     }
     rows_cleanup(&fr);
