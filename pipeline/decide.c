@@ -451,8 +451,10 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
         if (items[i].stored && items[i].doc == NULL)
             metrics_inc(M_DECISIONS_REPLAYED);
     for (size_t i = 0; i < nfresh; i++) {
-        if (!fresh[i].inserted)
+        if (!fresh[i].inserted) { /* a copy of the entry (a journal replay) stored it first */
+            metrics_inc(M_DECISIONS_REPLAYED);
             continue;
+        }
         metrics_inc(fresh[i].action == ACTION_BLOCK    ? M_DECISIONS_BLOCK
                     : fresh[i].action == ACTION_REVIEW ? M_DECISIONS_REVIEW
                                                        : M_DECISIONS_APPROVE);
