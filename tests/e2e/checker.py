@@ -65,8 +65,10 @@ from test_webhooks import Receiver, create as create_webhook, signature_ok
 CSV_HEADER = ["TransactionID", "AccountOriginID", "AccountDestinationID", "TransactionTypeID",
               "Amount", "TransactionDate", "BranchID", "Description"]
 # Webhook retries in seconds: short, so a receiver that was down is caught up within a test.
+# A short attempt timeout: an attempt cut off by a SIGKILL comes back after its lease (the
+# attempt timeout + 60 s), and the checker waits for it.
 FAST_WEBHOOKS = {"webhook_allow_cidrs": "127.0.0.0/8", "webhook_retry_jitter": 0,
-                 "webhook_retry_schedule": "1,1,1,2,2,2,2,2,2,2"}
+                 "webhook_retry_schedule": "1,1,1,2,2,2,2,2,2,2", "webhook_timeout_ms": 2000}
 
 
 class Workload:
@@ -111,6 +113,7 @@ class Publisher:
         self.events, self.rate = events, rate
         self.infos = []  # (index, MQTTMessageInfo)
         self.sent = 0
+        self.lag_s = 0.0  # how far behind its schedule the publisher fell at worst
         self.done = threading.Event()
         self.no_conn = mqtt.MQTT_ERR_NO_CONN
         self.client = mqtt.Client(client_id=client_id, clean_session=False)
@@ -131,6 +134,8 @@ class Publisher:
             delay = t0 + k / self.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            else:
+                self.lag_s = max(self.lag_s, -delay)
             info = self.client.publish(
                 f"aetheris/transactions/{ev['accountOrigin']}/{ev['transactionId']}",
                 json.dumps(ev), qos=1)
@@ -215,10 +220,13 @@ class Checker:
     (a fault proxy's port) when not the servers themselves."""
 
     def __init__(self, stack, collector_factory, n=2000, rate=400, daemon_extra=None,
-                 redis_port=None, mqtt_port=None, webhooks=True, seed=7, first_txid=1_000_000):
+                 redis_port=None, mqtt_port=None, webhooks=True, seed=7, first_txid=1_000_000,
+                 accounts=40, spike_every=20, bin_dir=None):
         self.stack = stack
+        self.bin_dir = bin_dir
         self.workload = Workload(os.path.join(stack.workdir, "workload.csv"), n,
-                                 first_txid=first_txid, seed=seed)
+                                 first_txid=first_txid, seed=seed, accounts=accounts,
+                                 spike_every=spike_every)
         self.rate = rate
         self.extra = dict(FAST_WEBHOOKS)
         if redis_port:
@@ -229,6 +237,7 @@ class Checker:
         self.runs = []  # [start wall ms, last scrape or None]
         self.expected_deadletter = set()
         self.settle_timed_out = []
+        self.timings = {}
         self.exact_commands = False  # set by scenarios where no command publish can fail
         self.daemon = self.start_daemon()
         self.collector = collector_factory(stack.mosq.port)
@@ -242,7 +251,7 @@ class Checker:
 
     def start_daemon(self):
         self.runs.append([int(time.time() * 1000), None])
-        self.daemon = self.stack.start_daemon(self.extra)
+        self.daemon = self.stack.start_daemon(self.extra, self.bin_dir)
         return self.daemon
 
     def _last_scrape(self):
@@ -268,6 +277,10 @@ class Checker:
                                    f"fault-publisher-{os.getpid()}-{self.stack.mosq.port}")
         self.publisher.start()
         return self.publisher
+
+    @property
+    def publisher_lag_s(self):
+        return self.publisher.lag_s
 
     def wait_sent(self, fraction, timeout=60):
         """Waits until `fraction` of the events went out (for a fault 'mid-stream')."""
@@ -319,8 +332,11 @@ class Checker:
     def settle(self, publish_timeout=120, settle_timeout=90):
         """Waits (bounded) for the publisher to be acknowledged and every expected output to
         appear, then a quiet second for anything extra; returns the Result."""
+        t0 = time.monotonic()
         acked = self.publisher.wait_all_acked(publish_timeout)
         self.publisher.close()
+        self.timings = {"publish_s": round(time.monotonic() - t0, 1)}
+        t0 = time.monotonic()
         published = {self.workload.ids[k] for k in acked}
         ref, borderline = self.workload.reference()
         expected_exc = {t for t in ref if t in published} - borderline
@@ -349,6 +365,7 @@ class Checker:
             wait_until(done, settle_timeout, "every expected output", interval=0.25)
         except AssertionError:
             self.settle_timed_out = list(waiting)  # the verdict says what is missing
+        self.timings["settle_s"] = round(time.monotonic() - t0, 1)
         time.sleep(1.0)
         return self.classify(published, ref, borderline, expected_exc)
 
@@ -413,7 +430,7 @@ class Checker:
         r.stats = {"published": len(published), "exceptions": len(expected_exc),
                    "decisions": len(decisions), "republished": r.republished,
                    "redelivered": r.redelivered, "runs": len(self.runs),
-                   "settle_timed_out": self.settle_timed_out}
+                   "settle_timed_out": self.settle_timed_out, **self.timings}
         return r
 
     def _cross_check(self, r, published, stored_exc, decided_ms, dead):

@@ -27,6 +27,7 @@ def check(stack, collector_factory):
 
 
 def assert_valid(result):
+    print("checker:", result.stats)
     assert result.valid, result.problems()
     assert result.stats["exceptions"] > 20, f"too few exceptions to prove anything: {result.stats}"
 
