@@ -354,8 +354,8 @@ static void poison(struct decider *d, struct stream_entry *e)
     set_redis(d, buffer_deadletter(d->rc, &d->keys, e, "unparseable exception payload"));
 }
 
-/* Stores each decision alone after its batch failed to store: false for a row that fails by
- * itself (it is marked unstored, as is its entry in items[] via idx). */
+/* Stores each decision alone after its batch failed to store. A row that fails by itself is
+ * marked unstored, in fresh[] and in items[] (via idx), and logged. */
 static void store_each(struct decider *d, struct item *fresh, const size_t *idx, size_t nfresh,
                        const struct store_decision *rows, bool *inserted, struct item *items)
 {
@@ -414,6 +414,14 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
     size_t noutbox = 0;
     for (size_t i = 0; i < nfresh; i++)
         item_inputs(d, &fresh[i], locked[i], &inputs[i], &audit[i], &audit_text[i]);
+    /* The audit goes first: when the store takes not even that, no agent (no model) is asked. */
+    if (nfresh > 0 && store_put_audit(d->store, audit, nfresh) != 0) {
+        if (d->store_backoff_ms == 0)
+            log_error("decide.store_failed",
+                      "the store takes no write; %zu decisions wait and are retried", nfresh);
+        result = ERR_IO;
+        goto out;
+    }
     if (nfresh > 0)
         batch_votes(d, inputs, nfresh, votes);
     for (size_t i = 0; i < nfresh; i++) {
@@ -431,13 +439,6 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
                                           .json = fresh[i].doc_text,
                                           .outbox = outbox[i].rows,
                                           .noutbox = outbox[i].nrows};
-    }
-    if (nfresh > 0 && store_put_audit(d->store, audit, nfresh) != 0) {
-        if (d->store_backoff_ms == 0)
-            log_error("decide.store_failed",
-                      "the store takes no write; %zu decisions wait and are retried", nfresh);
-        result = ERR_IO;
-        goto out;
     }
     if (nfresh > 0 && store_put_decisions(d->store, rows, nfresh, inserted) != 0)
         store_each(d, fresh, fresh_idx, nfresh, rows, inserted, items);
@@ -677,7 +678,8 @@ static void *decider_main(void *arg)
             int64_t every = d->cfg->reclaim_idle_ms / 2;
             d->next_reclaim_ms = now + (every < 1000 ? 1000 : every);
         }
-        top_up(d, 0);
+        if (d->store_backoff_ms == 0)
+            top_up(d, 0);
         now = clock_mono_ms();
         bool worked = false;
         for (int l = 0; l < LANE__COUNT && !worked; l++) {
@@ -688,8 +690,10 @@ static void *decider_main(void *arg)
                 worked = true; /* re-check the immediate lane before the next batch */
             }
         }
-        if (!worked)
+        if (!worked && d->store_backoff_ms == 0)
             top_up(d, block_time(d, now));
+        else if (!worked) /* outage with no lane due: do not spin */
+            clock_sleep_ms(DECIDE_IDLE_BLOCK_MS);
     }
     return NULL;
 }

@@ -114,6 +114,7 @@ class Publisher:
         self.infos = []  # (index, MQTTMessageInfo)
         self.sent = 0
         self.lag_s = 0.0  # how far behind its schedule the publisher fell at worst
+        self.elapsed_s = None  # the schedule's length once every event went out
         self.done = threading.Event()
         self.no_conn = mqtt.MQTT_ERR_NO_CONN
         self.client = mqtt.Client(client_id=client_id, clean_session=False)
@@ -143,6 +144,7 @@ class Publisher:
                 info.rc = 0
             self.infos.append((k, info))
             self.sent = k + 1
+        self.elapsed_s = time.monotonic() - t0
         self.done.set()
 
     def acked(self):

@@ -4,7 +4,6 @@ classified. Unless a test says otherwise the invariant is the checker's `valid`:
 transaction stored once, every exception decided exactly once (one stored decision, every
 command copy identical to it), every webhook event delivered at least once under one id, nothing
 unexpected, and the per-run Prometheus counters agreeing with the store."""
-import signal
 import time
 
 import pytest
@@ -202,6 +201,24 @@ def test_poison_entry_dead_lettered_without_blocking_its_lane(check):
         "XRANGE", "aetheris:stream:deadletter", "-", "+")
 
 
+def test_store_refusing_the_deciders_writes_for_a_while(check):
+    """Invariant: when the store takes none of the decider's writes for 4 s (a trigger refuses
+    every tool-audit insert, the decider's first write of a batch: what an outage looks like to
+    it), the decider keeps its batch and retries with backoff instead of leaving the entries to
+    be reclaimed: with reclaim_idle_ms 1 s and max_deliveries 2, counting the outage as
+    deliveries would dead-letter them. Nothing is lost, nothing is dead-lettered."""
+    c = check(daemon_extra={"reclaim_idle_ms": 1000, "max_deliveries": 2})
+    c.publish()
+    c.wait_sent(0.3)
+    c.sql("CREATE TRIGGER refuse_audit BEFORE INSERT ON tool_audit "
+          "BEGIN SELECT RAISE(ABORT, 'the test refuses every write'); END")
+    time.sleep(4)
+    c.sql("DROP TRIGGER refuse_audit")
+    assert_valid(c.settle())
+    log = open(c.daemon.log, errors="replace").read()
+    assert "decide.store_failed" in log and "decide.store_recovered" in log
+
+
 def test_disk_full_for_the_store(check):
     """Disk full, made real with RLIMIT_FSIZE set on the running daemon (prlimit): every write
     that would grow a file past the limit fails with EFBIG, the daemon's SIGXFSZ being ignored,
@@ -209,9 +226,10 @@ def test_disk_full_for_the_store(check):
     disk; no filesystem needs mounting. Invariant: while full, a clear error (store.sqlite_error
     and sink.store_failed in the log, /v1/health store down, aetheris_store_errors_total > 0)
     and the daemon stays up; when space returns, it recovers by itself and nothing is lost or
-    duplicated."""
+    duplicated. The disk stays full for 5 s with reclaim_idle_ms 1 s and max_deliveries 2, so a
+    decider that let the outage count as deliveries would dead-letter good entries."""
     import resource
-    c = check()
+    c = check(daemon_extra={"reclaim_idle_ms": 1000, "max_deliveries": 2})
     c.publish()
     c.wait_sent(0.3)
     pid = c.daemon.proc.pid
@@ -222,6 +240,7 @@ def test_disk_full_for_the_store(check):
             status, body = c.daemon.get("/v1/health")
             return status == 200 and body["components"]["store"]["status"] == "down"
         wait_until(full, 30, "/v1/health reporting the store down")
+        time.sleep(5)
         assert c.daemon.counters()["store_errors"] > 0
         assert c.daemon.running()
     finally:
