@@ -282,9 +282,12 @@ static void flush_staged(struct sink *s)
     struct flush_rows fr = {0};
     rows_build(s, &fr);
     if (flush_store(s, &fr) && flush_streams(s, &fr)) {
-        publish_exceptions(s, &fr);
+        /* The feed first: the topic publish can wait for the broker (up to
+         * SINK_CONNECT_WAIT_MS), and meanwhile the decider could announce the decision of an
+         * anomaly not yet announced (GET /v1/stream showed them in the wrong order). */
         for (size_t i = 0; s->feed && i < fr.nexc; i++)
             feed_publish(s->feed, FEED_ANOMALY, fr.exc_doc[i], fr.exc_len[i]);
+        publish_exceptions(s, &fr);
         count_anomalies(&fr);
     }
     rows_cleanup(&fr);
