@@ -13,7 +13,14 @@
  *
  * Exactly-once decisions rest on the store: the decision row is written (INSERT OR IGNORE) before
  * the command is published and before XACK. A crash anywhere leaves the entry pending; whoever
- * processes it again finds the stored decision and republishes that same command. */
+ * processes it again finds the stored decision and republishes that same command.
+ *
+ * Store failures. When a batch's decisions cannot be stored, each row is tried alone, so one
+ * entry that can never be stored (a poison) stays pending by itself, comes back through
+ * XAUTOCLAIM and is dead-lettered after max_deliveries, while its batch mates are decided. When
+ * the store takes no write at all (the tool-audit insert that precedes the decisions fails: a
+ * full disk, a store outage), the batch is kept and retried with backoff, and nothing is read
+ * or reclaimed meanwhile: an outage must not count as deliveries and dead-letter good entries. */
 #include "decide.h"
 #include <errno.h>
 #include <pthread.h>
@@ -41,6 +48,7 @@
 #define DECIDE_HISTORY_ROWS 100  /* the Auditor looks at the newest 100 stored transactions */
 #define DECIDE_MQTT_FLUSH_MS 5000
 #define DECIDE_BACKOFF_MAX_MS 1000
+#define DECIDE_STORE_RETRY_MS 50 /* first wait after a store outage; doubles to the max */
 
 struct lane_acc {
     struct stream_entry e[DECIDE_ACC_MAX];
@@ -67,6 +75,8 @@ struct decider {
     int max_wait_ms[LANE__COUNT];
     char reclaim_cursor[LANE__COUNT][BUFFER_ID_MAX];
     int64_t next_reclaim_ms;
+    int store_backoff_ms;   /* > 0 while the store takes no write (an outage) */
+    int64_t store_retry_ms; /* monotonic time of the next attempt during an outage */
 };
 
 /* One exception being decided. */
@@ -83,6 +93,7 @@ struct item {
     char *doc_text;
     enum action action;
     bool inserted;
+    bool unstored; /* its decision could not be stored: stays pending, not published */
 };
 
 struct decider *decider_new(const struct config *cfg, struct store *store, struct feed *feed,
@@ -349,9 +360,27 @@ static void poison(struct decider *d, struct stream_entry *e)
     set_redis(d, buffer_deadletter(d->rc, &d->keys, e, "unparseable exception payload"));
 }
 
+/* Stores each decision alone after its batch failed to store. A row that fails by itself is
+ * marked unstored, in fresh[] and in items[] (via idx), and logged. */
+static void store_each(struct decider *d, struct item *fresh, const size_t *idx, size_t nfresh,
+                       const struct store_decision *rows, bool *inserted, struct item *items)
+{
+    for (size_t i = 0; i < nfresh; i++) {
+        if (store_put_decisions(d->store, &rows[i], 1, &inserted[i]) == 0)
+            continue;
+        log_error("decide.store_failed",
+                  "the decision of transaction %llu (entry %s) cannot be stored; it stays "
+                  "pending and is dead-lettered after %d deliveries",
+                  (unsigned long long)fresh[i].txid, fresh[i].entry->id, d->cfg->max_deliveries);
+        inserted[i] = false;
+        fresh[i].unstored = items[idx[i]].unstored = true;
+    }
+}
+
 /* Decides, stores, publishes and acknowledges a batch of one lane. Entries whose processing
- * fails stay pending in Redis and come back through XAUTOCLAIM. */
-static void decide_batch(struct decider *d, enum lane lane, struct stream_entry *entries, size_t n)
+ * fails stay pending in Redis and come back through XAUTOCLAIM. Returns ERR_IO when the store
+ * took no write (the batch was not processed and should be retried as it is), else 0. */
+static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *entries, size_t n)
 {
     int64_t t0 = clock_mono_ns();
     struct item *items = xcalloc(n, sizeof *items);
@@ -365,7 +394,9 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
     bool *locked = xcalloc(n, sizeof *locked);
     bool *inserted = xcalloc(n, sizeof *inserted);
     const char **ack = xcalloc(n, sizeof *ack);
+    size_t *fresh_idx = xcalloc(n, sizeof *fresh_idx); /* fresh[i] is items[fresh_idx[i]] */
     size_t nitems = 0, nfresh = 0, nack = 0;
+    int result = 0;
 
     for (size_t i = 0; i < n; i++) {
         struct item it = {.entry = &entries[i]};
@@ -378,14 +409,25 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
             it.stored = NULL;
         items[nitems++] = it;
     }
-    for (size_t i = 0; i < nitems; i++)
-        if (items[i].stored == NULL)
+    for (size_t i = 0; i < nitems; i++) {
+        if (items[i].stored == NULL) {
+            fresh_idx[nfresh] = i;
             fresh[nfresh++] = items[i];
+        }
+    }
     if (nfresh > 0 && fetch_locks(d, fresh, nfresh, locked) != 0)
         goto out;
     size_t noutbox = 0;
     for (size_t i = 0; i < nfresh; i++)
         item_inputs(d, &fresh[i], locked[i], &inputs[i], &audit[i], &audit_text[i]);
+    /* The audit goes first: when the store takes not even that, no agent (no model) is asked. */
+    if (nfresh > 0 && store_put_audit(d->store, audit, nfresh) != 0) {
+        if (d->store_backoff_ms == 0)
+            log_error("decide.store_failed",
+                      "the store takes no write; %zu decisions wait and are retried", nfresh);
+        result = ERR_IO;
+        goto out;
+    }
     if (nfresh > 0)
         batch_votes(d, inputs, nfresh, votes);
     for (size_t i = 0; i < nfresh; i++) {
@@ -404,17 +446,25 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
                                           .outbox = outbox[i].rows,
                                           .noutbox = outbox[i].nrows};
     }
-    if (nfresh > 0 && (store_put_audit(d->store, audit, nfresh) != 0 ||
-                       store_put_decisions(d->store, rows, nfresh, inserted) != 0)) {
-        log_error("decide.store_failed", "storing %zu decisions failed; entries stay pending",
-                  nfresh);
-        goto out;
-    }
+    if (nfresh > 0 && store_put_decisions(d->store, rows, nfresh, inserted) != 0)
+        store_each(d, fresh, fresh_idx, nfresh, rows, inserted, items);
     if (noutbox > 0)
         outbox_wake(d->outbox);
+    int64_t stored_ms = clock_wall_ms();
     for (size_t i = 0; i < nfresh; i++) {
         fresh[i].inserted = inserted[i];
-        if (!inserted[i] && store_get_decision(d->store, fresh[i].txid, &fresh[i].stored) != 0)
+        if (inserted[i]) { /* counted when stored: a later failure republishes it as a replay */
+            metrics_inc(fresh[i].action == ACTION_BLOCK    ? M_DECISIONS_BLOCK
+                        : fresh[i].action == ACTION_REVIEW ? M_DECISIONS_REVIEW
+                                                           : M_DECISIONS_APPROVE);
+            double took_s = (double)(stored_ms - fresh[i].detected_ms) / 1000.0;
+            metrics_observe(H_EVENT_TO_DECISION, took_s);
+            metrics_observe(lane == LANE_IMMEDIATE ? H_EVENT_TO_DECISION_IMMEDIATE
+                                                   : H_EVENT_TO_DECISION_BATCH,
+                            took_s);
+        }
+        if (!inserted[i] && !fresh[i].unstored &&
+            store_get_decision(d->store, fresh[i].txid, &fresh[i].stored) != 0)
             goto out;
     }
     if (set_locks(d, fresh, nfresh) != 0)
@@ -430,6 +480,8 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
         published++;
     }
     for (size_t i = 0; i < nfresh && rv == 0; i++) {
+        if (fresh[i].unstored)
+            continue;
         rv = publish_command(d, fresh[i].stored ? fresh[i].stored : fresh[i].doc);
         published++;
     }
@@ -449,25 +501,16 @@ static void decide_batch(struct decider *d, enum lane lane, struct stream_entry 
     }
 
     for (size_t i = 0; i < nitems; i++)
-        ack[nack++] = items[i].entry->id;
+        if (!items[i].unstored)
+            ack[nack++] = items[i].entry->id;
     set_redis(d, buffer_ack(d->rc, &d->keys, lane, ack, nack));
 
-    int64_t now = clock_wall_ms();
     for (size_t i = 0; i < nitems; i++)
         if (items[i].stored && items[i].doc == NULL)
             metrics_inc(M_DECISIONS_REPLAYED);
-    for (size_t i = 0; i < nfresh; i++) {
-        if (!fresh[i].inserted)
-            continue;
-        metrics_inc(fresh[i].action == ACTION_BLOCK    ? M_DECISIONS_BLOCK
-                    : fresh[i].action == ACTION_REVIEW ? M_DECISIONS_REVIEW
-                                                       : M_DECISIONS_APPROVE);
-        double took_s = (double)(now - fresh[i].detected_ms) / 1000.0;
-        metrics_observe(H_EVENT_TO_DECISION, took_s);
-        metrics_observe(lane == LANE_IMMEDIATE ? H_EVENT_TO_DECISION_IMMEDIATE
-                                               : H_EVENT_TO_DECISION_BATCH,
-                        took_s);
-    }
+    for (size_t i = 0; i < nfresh; i++) /* a copy of the entry (a journal replay) stored first */
+        if (!fresh[i].inserted && !fresh[i].unstored)
+            metrics_inc(M_DECISIONS_REPLAYED);
     metrics_observe(H_AGENT_BATCH, (double)(clock_mono_ns() - t0) / 1e9);
 out:
     /* fresh[] holds copies of items[] members: free each owned pointer exactly once. */
@@ -495,6 +538,8 @@ out:
     free(locked);
     free(inserted);
     free(ack);
+    free(fresh_idx);
+    return result;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -514,11 +559,20 @@ static void acc_add(struct decider *d, struct stream_entry *e, size_t n)
     }
 }
 
-/* Decides the first `count` entries of a lane and shifts the rest down. */
+/* Decides the first `count` entries of a lane and shifts the rest down; during a store outage
+ * keeps them and schedules the next attempt instead. */
 static void acc_decide(struct decider *d, enum lane lane, size_t count)
 {
     struct lane_acc *a = &d->acc[lane];
-    decide_batch(d, lane, a->e, count);
+    if (decide_batch(d, lane, a->e, count) == ERR_IO) {
+        int b = d->store_backoff_ms ? d->store_backoff_ms * 2 : DECIDE_STORE_RETRY_MS;
+        d->store_backoff_ms = b > DECIDE_BACKOFF_MAX_MS ? DECIDE_BACKOFF_MAX_MS : b;
+        d->store_retry_ms = clock_mono_ms() + d->store_backoff_ms;
+        return;
+    }
+    if (d->store_backoff_ms > 0)
+        log_info("decide.store_recovered", "decisions are stored again");
+    d->store_backoff_ms = 0;
     stream_entries_cleanup(a->e, count);
     memmove(a->e, a->e + count, (a->n - count) * sizeof a->e[0]);
     a->n -= count;
@@ -626,13 +680,17 @@ static void *decider_main(void *arg)
             continue;
         }
         int64_t now = clock_mono_ms();
-        if (now >= d->next_reclaim_ms) {
+        if (d->store_backoff_ms > 0 && now < d->store_retry_ms) { /* outage: read nothing */
+            clock_sleep_ms(d->store_retry_ms - now);
+            continue;
+        }
+        if (d->store_backoff_ms == 0 && now >= d->next_reclaim_ms) {
             reclaim(d);
             trim(d);
             int64_t every = d->cfg->reclaim_idle_ms / 2;
             d->next_reclaim_ms = now + (every < 1000 ? 1000 : every);
         }
-        if (!just_read)
+        if (!just_read && d->store_backoff_ms == 0)
             top_up(d, 0);
         just_read = false;
         now = clock_mono_ms();
@@ -645,8 +703,10 @@ static void *decider_main(void *arg)
                 worked = true; /* re-check the immediate lane before the next batch */
             }
         }
-        if (!worked)
+        if (!worked && d->store_backoff_ms == 0)
             just_read = top_up(d, block_time(d, now)) > 0;
+        else if (!worked) /* outage with no lane due: do not spin */
+            clock_sleep_ms(DECIDE_IDLE_BLOCK_MS);
     }
     return NULL;
 }

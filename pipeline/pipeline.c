@@ -474,7 +474,7 @@ void pipeline_health(struct pipeline *p, struct pipeline_health *out)
     out->mqtt_up = p->subscriber != NULL && mqttc_is_connected(p->subscriber);
     out->redis_up = decider_redis_up(p->decider) && sink_redis_up(p->sink);
     out->llm = (int)decider_llm_state(p->decider);
-    out->store_up = store_ping(p->store) == 0;
+    out->store_up = store_ping(p->store) == 0 && sink_store_writing(p->sink); /* reads + writes */
     out->queued = bqueue_len(p->sink_queue);
     for (uint32_t w = 0; w < p->nworkers; w++) {
         out->queued += bqueue_len(p->worker_queues[w]);

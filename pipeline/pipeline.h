@@ -18,7 +18,7 @@ struct pipeline;
 struct pipeline_health {
     bool mqtt_up;    /* subscriber connected and subscribed */
     bool redis_up;   /* last Redis call of the sink/decider succeeded */
-    bool store_up;   /* store answers */
+    bool store_up;   /* store answers and the pipeline's writes succeed */
     size_t queued;   /* batches (<= 32 events each) waiting between pipeline stages */
     size_t accounts; /* accounts tracked by the edge */
     int llm;         /* enum llm_state: disabled, up, or degraded (breaker open) */

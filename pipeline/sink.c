@@ -46,6 +46,7 @@ struct sink {
     bool started;
     atomic_bool aborted;
     atomic_bool redis_up;
+    atomic_bool store_writing; /* the last store write succeeded (a full disk clears it) */
     _Atomic uint64_t snapshot_seq;
     struct rconn *rc;
     struct mqttc *pub;
@@ -71,6 +72,7 @@ struct sink *sink_new(const struct config *cfg, struct store *store, struct evba
     s->in = in;
     atomic_init(&s->aborted, false);
     atomic_init(&s->redis_up, true);
+    atomic_init(&s->store_writing, true);
     atomic_init(&s->snapshot_seq, 0);
     buffer_keys_init(cfg, &s->keys);
     for (int i = 0; i < SINK_MAX_ASSEMBLIES; i++)
@@ -207,6 +209,7 @@ static bool flush_store(struct sink *s, const struct flush_rows *fr)
             rv = store_put_exceptions(s->store, fr->exc, fr->nexc);
         if (rv == 0 && fr->ndl > 0)
             rv = store_put_deadletters(s->store, fr->dl, fr->ndl, s->cfg->deadletter_keep);
+        atomic_store(&s->store_writing, rv == 0);
         if (rv == 0) {
             if (fr->noutbox > 0)
                 outbox_wake(s->outbox);
@@ -437,4 +440,9 @@ uint64_t sink_snapshot_seq(const struct sink *s)
 bool sink_redis_up(const struct sink *s)
 {
     return atomic_load(&((struct sink *)s)->redis_up);
+}
+
+bool sink_store_writing(const struct sink *s)
+{
+    return atomic_load(&((struct sink *)s)->store_writing);
 }

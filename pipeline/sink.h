@@ -40,5 +40,8 @@ void sink_free(struct sink *s); /* NULL no-op; the thread must be joined */
 uint64_t sink_snapshot_seq(const struct sink *s);
 /* Whether the last Redis call succeeded. */
 bool sink_redis_up(const struct sink *s);
+/* Whether the last store write succeeded (false while the disk is full, say, and the sink is
+ * retrying). */
+bool sink_store_writing(const struct sink *s);
 
 #endif

@@ -24,7 +24,9 @@
 #include "store.h"
 #include "webhooks.h"
 
-/* Blocks the signals we wait for (inherited by every thread created later); ignores SIGPIPE. */
+/* Blocks the signals we wait for (inherited by every thread created later); ignores SIGPIPE,
+ * and SIGXFSZ: a write past the file-size limit (RLIMIT_FSIZE) must fail with EFBIG, which the
+ * journal, the snapshot and the store handle like a full disk, instead of killing the daemon. */
 static void setup_signals(sigset_t *set)
 {
     sigemptyset(set);
@@ -32,6 +34,7 @@ static void setup_signals(sigset_t *set)
     sigaddset(set, SIGINT);
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 static void log_config(const struct config *cfg)

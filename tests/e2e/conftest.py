@@ -283,7 +283,7 @@ def start_mosquitto(workdir):
 class Daemon(Server):
     """aetherisd with a per-test config file (`name = value`, names as in common/config.h)."""
 
-    def __init__(self, workdir, redis, mosq, extra=None):
+    def __init__(self, workdir, redis, mosq, extra=None, bin_dir=None):
         self.http_port = free_port()
         self.conf = os.path.join(workdir, "aetherisd.conf")
         opts = {
@@ -305,7 +305,7 @@ class Daemon(Server):
             for k, v in opts.items():
                 f.write(f"{k} = {v}\n")
         self.opts = opts
-        super().__init__("aetherisd", [os.path.join(BIN, "server", "aetherisd"), "--config",
+        super().__init__("aetherisd", [os.path.join(bin_dir or BIN, "server", "aetherisd"), "--config",
                                        self.conf], self.http_port, workdir)
 
     def start(self, timeout=READY_TIMEOUT):
@@ -367,11 +367,12 @@ class Stack:
         self.redis = start_redis(workdir)
         self.mosq = start_mosquitto(workdir)
 
-    def start_daemon(self, extra=None):
-        """Starts aetherisd (a fresh config from the defaults above plus extra) and waits for
-        /readyz. A previous daemon must have been stopped; its data directory is reused."""
+    def start_daemon(self, extra=None, bin_dir=None):
+        """Starts aetherisd (a fresh config from the defaults above plus extra; the binary from
+        bin_dir, default $AETHERIS_BIN_DIR) and waits for /readyz. A previous daemon must have
+        been stopped; its data directory is reused."""
         assert self.daemon is None or not self.daemon.running(), "daemon already running"
-        self.daemon = Daemon(self.workdir, self.redis, self.mosq, extra)
+        self.daemon = Daemon(self.workdir, self.redis, self.mosq, extra, bin_dir)
         self.daemon.start()
         return self.daemon
 

@@ -34,7 +34,7 @@ def signature_ok(secret, msg_id, ts, body, header):
 class Receiver:
     """An HTTP receiver on 127.0.0.1 recording every POST: (path, headers, body, time)."""
 
-    def __init__(self):
+    def __init__(self, port=None):
         self.lock = threading.Lock()
         self.requests = []
         self.script = {}  # path -> list of answers consumed in order; then default 204
@@ -64,7 +64,7 @@ class Receiver:
                 except OSError:
                     pass  # the daemon gave up on a stalled attempt
 
-        self.port = free_port()
+        self.port = port or free_port()  # a given port: a receiver coming back after a stop
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
