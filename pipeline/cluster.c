@@ -351,7 +351,7 @@ static void *cluster_main(void *arg)
         if (atomic_load(&c->state[k]) == PART_ACTIVE)
             give_up(c, k, true, "shutdown");
     const char *args[] = {c->key_members, c->key_self, c->cfg->node_id};
-    script_int(c->rc, &c->leave, 2, 1, args, NULL);
+    script_int(c->rc, &c->leave, 2, 3, args, NULL);
     return NULL;
 }
 
