@@ -781,6 +781,9 @@ int pipeline_account(struct pipeline *p, const char *account, struct pipeline_ac
 {
     if (account[0] == '\0' || strlen(account) > EVENT_ACCOUNT_MAX)
         return ERR_INVAL;
+    if (p->cluster != NULL &&
+        !cluster_owns(p->cluster, partition_of(account, cluster_partitions(p->cluster))))
+        return ERR_NOTFOUND; /* a window kept from an earlier ownership is stale */
     struct worker *w = &p->workers[shard_of(account, p->nworkers)];
     int rv = ERR_NOTFOUND;
     pthread_mutex_lock(&w->shard_mu);

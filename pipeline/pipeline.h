@@ -72,7 +72,8 @@ struct pipeline_account { /* one account's window as the edge holds it now */
 
 /* Reads an account's window from its edge worker (under the worker's shard lock, which the
  * worker holds per batch: the view is consistent with a batch boundary). 0, ERR_NOTFOUND when
- * this node has not seen the account, ERR_INVAL for an empty or over-long account. */
+ * this node has not seen the account (in cluster mode also when its partition is consumed
+ * elsewhere), ERR_INVAL for an empty or over-long account. */
 int pipeline_account(struct pipeline *p, const char *account, struct pipeline_account *out);
 /* The live feed of anomalies and decisions (feed.h); borrowed, lives as long as p. */
 struct feed *pipeline_feed(struct pipeline *p);

@@ -233,6 +233,16 @@ def test_three_instances_score_exactly_once(cluster, collector_factory):
     some = next(iter(exceptions))
     for d in cluster.daemons.values():
         assert d.get(f"/v1/anomalies/{some}")[0] == 200
+    # An account's window: its owner's live one, elsewhere the partition's saved state, which
+    # a snapshot after the last event has brought up to date.
+    time.sleep(1.5)
+    acct = exceptions[some]["accountOrigin"]
+    windows = [d.get(f"/v1/accounts/{acct}")[1]["window"] for d in cluster.daemons.values()]
+    assert all(w is not None for w in windows), windows
+    assert all(w["n"] == windows[0]["n"] and w["size"] == 100 and
+               abs(w["mean"] - windows[0]["mean"]) <= 1e-9 * abs(windows[0]["mean"]) and
+               abs(w["std"] - windows[0]["std"]) <= 1e-9 * max(1.0, windows[0]["std"])
+               for w in windows), windows
 
     # The hand-over gap: nobody consumes; what is published meanwhile is kept for the sessions.
     for d in cluster.daemons.values():
