@@ -566,8 +566,9 @@ static int validate(const struct config *cfg, char *err, size_t errlen)
              (cfg->cluster_topic_prefix[0] == '\0' ||
               strpbrk(cfg->cluster_topic_prefix, "+#") != NULL ||
               cfg->cluster_topic_prefix[strlen(cfg->cluster_topic_prefix) - 1] == '/'))
-        snprintf(err, errlen, "cluster_topic_prefix: must be a topic without '+', '#' or a "
-                              "trailing '/'");
+        snprintf(err, errlen,
+                 "cluster_topic_prefix: must be a topic without '+', '#' or a "
+                 "trailing '/'");
     else if (cfg->cluster_partitions > 0 && cfg->cluster_name[0] == '\0')
         snprintf(err, errlen, "cluster_name: must not be empty");
     else

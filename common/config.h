@@ -88,9 +88,9 @@ struct config {
     int queue_capacity; /* items per inter-thread queue */
 
     /* cluster (several instances sharing the broker, Redis and the store) */
-    int cluster_partitions;                   /* 0 = single instance on mqtt_topic */
-    int cluster_lease_ms;                     /* partition and membership lease */
-    char cluster_name[64];                    /* partition session client ids <name>-p<k> */
+    int cluster_partitions;                    /* 0 = single instance on mqtt_topic */
+    int cluster_lease_ms;                      /* partition and membership lease */
+    char cluster_name[64];                     /* partition session client ids <name>-p<k> */
     char cluster_topic_prefix[CONFIG_STR_MAX]; /* partition k: <prefix>/<k>/# */
 
     /* agents and decisions */

@@ -205,9 +205,9 @@
       PENDING_HELP)                                                                                \
     X(STREAM_LAG_IMMEDIATE, "aetheris_stream_lag", "lane=\"immediate\"", "stream_lag_immediate",   \
       LAG_HELP)                                                                                    \
-    X(STREAM_LAG_BATCH, "aetheris_stream_lag", "lane=\"batch\"", "stream_lag_batch", LAG_HELP)       \
-    X(CLUSTER_PARTITIONS_OWNED, "aetheris_cluster_partitions_owned", "", "cluster_partitions_owned", \
-      "Partitions this instance consumes (cluster_partitions > 0)")
+    X(STREAM_LAG_BATCH, "aetheris_stream_lag", "lane=\"batch\"", "stream_lag_batch", LAG_HELP)     \
+    X(CLUSTER_PARTITIONS_OWNED, "aetheris_cluster_partitions_owned", "",                           \
+      "cluster_partitions_owned", "Partitions this instance consumes (cluster_partitions > 0)")
 
 #define UP_HELP "1 when the dependency answers (llm: 0 while its breaker is open or when unused)"
 #define LENGTH_HELP "Entries in a lane's Redis stream (decided ones stay until trimmed)"

@@ -84,10 +84,10 @@ struct cluster {
     char node_prefix[80]; /* "<node_id>|": a lease with it and another token is our last run's */
     char key_members[CLUSTER_KEY_MAX];
     char key_self[CLUSTER_KEY_MAX];
-    _Atomic int *state;         /* enum partition_state per partition */
-    _Atomic int64_t *renewed;   /* CLOCK_MONOTONIC ms of the last successful take or renewal */
-    _Atomic uint32_t owned;     /* partitions ACTIVE */
-    int64_t started_ms;         /* wall clock */
+    _Atomic int *state;       /* enum partition_state per partition */
+    _Atomic int64_t *renewed; /* CLOCK_MONOTONIC ms of the last successful take or renewal */
+    _Atomic uint32_t owned;   /* partitions ACTIVE */
+    int64_t started_ms;       /* wall clock */
     struct rscript heartbeat, acquire, renew, release, save, leave;
     pthread_t thread;
     bool started;
@@ -240,7 +240,7 @@ int cluster_save_partition(struct rconn *rc, const struct cluster *c, uint32_t k
     snprintf(seqs, sizeof seqs, "%llu", (unsigned long long)seq);
     snprintf(ms, sizeof ms, "%lld", (long long)clock_wall_ms());
     const char *args[] = {lease, snap, c->token, image, c->cfg->node_id, seqs, ms};
-    size_t lens[] = {strlen(lease), strlen(snap), strlen(c->token),      len,
+    size_t lens[] = {strlen(lease),           strlen(snap), strlen(c->token), len,
                      strlen(c->cfg->node_id), strlen(seqs), strlen(ms)};
     long long v = script_int(rc, &c->save, 2, 7, args, lens);
     return v < 0 ? ERR_CONN : (int)v;
@@ -265,8 +265,9 @@ static void give_up(struct cluster *c, uint32_t k, bool save, const char *why)
     set_state(c, k, PART_RELEASING);
     c->hooks.release(c->hooks.ctx, k, save);
     if (save && lease_call(c, &c->release, k, false, false) < 0)
-        log_warn("cluster.release", "lease of partition %u not deleted (Redis down); it expires "
-                                    "by itself",
+        log_warn("cluster.release",
+                 "lease of partition %u not deleted (Redis down); it expires "
+                 "by itself",
                  k);
     set_state(c, k, PART_NONE);
     metrics_inc(save ? M_CLUSTER_RELEASED : M_CLUSTER_LOST);
@@ -540,9 +541,9 @@ json_t *cluster_describe(struct rconn *rc, const struct config *cfg, const struc
                             cfg->node_id, "partitions", c ? (int)c->nparts : 0, "lease_ms",
                             cfg->cluster_lease_ms);
     if (c == NULL) {
-        json_t *self = json_pack("{s:s,s:s,s:i,s:i,s:i}", "node_id", cfg->node_id, "http_host",
-                                 cfg->http_host, "http_port", cfg->http_port, "partitions", 0,
-                                 "last_seen_ms", 0);
+        json_t *self =
+            json_pack("{s:s,s:s,s:i,s:i,s:i}", "node_id", cfg->node_id, "http_host", cfg->http_host,
+                      "http_port", cfg->http_port, "partitions", 0, "last_seen_ms", 0);
         json_object_set_new(out, "instances", json_pack("[o]", self));
         json_object_set_new(out, "assignments", json_array());
         return out;

@@ -41,8 +41,9 @@
 #define WORKER_QUEUE_BATCHES 256    /* per worker: 8,192 events of back-pressure slack */
 #define POOL_KEEP_BATCHES 512       /* idle batches kept for reuse (~8 MiB) */
 #define MARKER_TIMEOUT_INTERVALS 10 /* a marker not done after this many intervals is abandoned */
-#define PART_IMAGE_MAX ((size_t)8 << 30) /* one partition's saved state; the snapshot file's cap */
-#define FORWARD_FLUSH_MS 5000            /* HTTP events forwarded to their partition's topic */
+/* One partition's saved state is capped like the snapshot file. */
+#define PART_IMAGE_MAX ((size_t)8 << 30)
+#define FORWARD_FLUSH_MS 5000 /* HTTP events forwarded to their partition's topic */
 
 struct worker {
     struct pipeline *p;
@@ -74,15 +75,15 @@ struct pipeline {
     struct ingest *ingest;
     struct sink *sink;
     struct decider *decider;
-    struct feed *feed;     /* anomalies and decisions for GET /v1/stream */
-    struct outbox *outbox; /* webhook subscriptions new anomalies and decisions are matched to */
-    struct mqttc *subscriber;      /* single-instance mode: mqtt_topic */
-    struct cluster *cluster;       /* cluster mode (cluster_partitions > 0), else NULL */
-    struct partition_sub *parts;   /* cluster mode: per partition */
-    _Atomic uint64_t *valid_from;  /* per partition: first marker holding its restored state */
-    struct mqttc *forwarder;       /* publishes events of partitions consumed elsewhere */
-    struct rconn *save_rc;         /* the sink thread's, for saving partitions */
-    struct rconn *restore_rc;      /* the cluster thread's, for restoring partitions */
+    struct feed *feed;        /* anomalies and decisions for GET /v1/stream */
+    struct outbox *outbox;    /* webhook subscriptions new anomalies and decisions are matched to */
+    struct mqttc *subscriber; /* single-instance mode: mqtt_topic */
+    struct cluster *cluster;  /* cluster mode (cluster_partitions > 0), else NULL */
+    struct partition_sub *parts;  /* cluster mode: per partition */
+    _Atomic uint64_t *valid_from; /* per partition: first marker holding its restored state */
+    struct mqttc *forwarder;      /* publishes events of partitions consumed elsewhere */
+    struct rconn *save_rc;        /* the sink thread's, for saving partitions */
+    struct rconn *restore_rc;     /* the cluster thread's, for restoring partitions */
     pthread_t timer;
     bool timer_started;
     pthread_mutex_t mu;
@@ -483,8 +484,8 @@ static void save_partitions(void *ctx, uint64_t seq, const struct buf *const *pa
     size_t nwant = 0;
     for (uint32_t k = 0; k < np; k++) {
         enum partition_state st = cluster_state(p->cluster, k);
-        want[k] = (st == PART_ACTIVE || st == PART_RELEASING) &&
-                  seq >= atomic_load(&p->valid_from[k]);
+        want[k] =
+            (st == PART_ACTIVE || st == PART_RELEASING) && seq >= atomic_load(&p->valid_from[k]);
         nwant += want[k];
     }
     if (nwant == 0) {

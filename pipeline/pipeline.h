@@ -16,13 +16,13 @@
 struct pipeline;
 
 struct pipeline_health {
-    bool mqtt_up;    /* subscriber connected and subscribed */
-    bool redis_up;   /* last Redis call of the sink/decider succeeded */
-    bool store_up;   /* store answers */
-    size_t queued;   /* batches (<= 32 events each) waiting between pipeline stages */
-    size_t accounts; /* accounts tracked by the edge */
-    int llm;         /* enum llm_state: disabled, up, or degraded (breaker open) */
-    bool cluster;    /* cluster mode (cluster_partitions > 0) */
+    bool mqtt_up;              /* subscriber connected and subscribed */
+    bool redis_up;             /* last Redis call of the sink/decider succeeded */
+    bool store_up;             /* store answers */
+    size_t queued;             /* batches (<= 32 events each) waiting between pipeline stages */
+    size_t accounts;           /* accounts tracked by the edge */
+    int llm;                   /* enum llm_state: disabled, up, or degraded (breaker open) */
+    bool cluster;              /* cluster mode (cluster_partitions > 0) */
     uint32_t partitions_owned; /* cluster mode: partitions consumed here now */
 };
 

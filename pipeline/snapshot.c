@@ -412,8 +412,7 @@ int snapshot_load(const char *path, const struct snapshot_visitor *v)
     return rv;
 }
 
-int snapshot_parse(const void *data, size_t len, const char *what,
-                   const struct snapshot_visitor *v)
+int snapshot_parse(const void *data, size_t len, const char *what, const struct snapshot_visitor *v)
 {
     return parse_image(data, len, what, v);
 }

@@ -119,8 +119,8 @@ void api_accounts_get(const struct http_request *req, struct http_response *resp
         return;
 
     struct pipeline_account w;
-    bool known_window = pipeline_account(req->app->pipeline, account, &w) == 0 ||
-                        saved_window(req, account, &w);
+    bool known_window =
+        pipeline_account(req->app->pipeline, account, &w) == 0 || saved_window(req, account, &w);
     struct store_query q = {.account = account, .limit = limit};
     json_t *decisions = NULL;
     char next[STORE_CURSOR_MAX];

@@ -153,8 +153,10 @@ static void test_leases(int port)
     is_int(a.saved_releases, before, "without saving state it no longer owns");
     for (uint32_t k = 0; k < 4; k++) { /* the intruder goes away */
         cluster_key_lease(&a.cfg, k, key, sizeof key);
-        r = rconn_cmd(rc, "EVAL", "if redis.call('GET', KEYS[1]) == 'intruder|1' then "
-                                  "return redis.call('DEL', KEYS[1]) end return 0", "1", key, NULL);
+        r = rconn_cmd(rc, "EVAL",
+                      "if redis.call('GET', KEYS[1]) == 'intruder|1' then "
+                      "return redis.call('DEL', KEYS[1]) end return 0",
+                      "1", key, NULL);
         if (r)
             freeReplyObject(r);
     }
