@@ -84,6 +84,7 @@ struct pipeline {
     struct mqttc *forwarder;      /* publishes events of partitions consumed elsewhere */
     struct rconn *save_rc;        /* the sink thread's, for saving partitions */
     struct rconn *restore_rc;     /* the cluster thread's, for restoring partitions */
+    uint64_t start_seq;           /* journal sequence of the local snapshot loaded at start */
     pthread_t timer;
     bool timer_started;
     pthread_mutex_t mu;
@@ -372,6 +373,20 @@ static void restore_ids(struct pipeline *p, const char *writer)
         freeReplyObject(r);
 }
 
+/* True when this node (the same node_id and data_dir) wrote the saved image at a journal
+ * sequence its own state already covers: the local snapshot it started from, or a snapshot of
+ * this run. Its windows then hold everything the image holds and what came after (the journal
+ * replayed at start), so keeping them beats restoring the older image. */
+static bool saved_by_us(const struct pipeline *p, const redisReply *writer, const redisReply *seq)
+{
+    if (writer->type != REDIS_REPLY_STRING || seq->type != REDIS_REPLY_STRING ||
+        strcmp(writer->str, p->cfg->node_id) != 0)
+        return false;
+    uint64_t saved = strtoull(seq->str, NULL, 10);
+    uint64_t here = sink_snapshot_seq(p->sink);
+    return saved > 0 && saved <= (here > p->start_seq ? here : p->start_seq);
+}
+
 /* cluster hook: restore partition k's saved windows (and its saver's recent ids) into the edge,
  * mark the first snapshot that holds them, then connect k's session. */
 static int partition_acquire(void *ctx, uint32_t k)
@@ -387,7 +402,12 @@ static int partition_acquire(void *ctx, uint32_t k)
         return ERR_CONN;
     }
     struct restore_part rp = {p, 0};
-    if (r->element[0]->type == REDIS_REPLY_STRING) {
+    if (saved_by_us(p, r->element[1], r->element[2])) {
+        log_info("cluster.kept",
+                 "partition %u: last saved by this node at or before its own "
+                 "state; the local windows (journal replayed) are kept",
+                 k);
+    } else if (r->element[0]->type == REDIS_REPLY_STRING) {
         if (r->element[1]->type == REDIS_REPLY_STRING)
             restore_ids(p, r->element[1]->str);
         struct snapshot_visitor v = {&rp, NULL, NULL, on_part_account};
@@ -608,6 +628,7 @@ int pipeline_start(struct pipeline *p, char *err, size_t errlen)
     int rv = restore_snapshot(p, &seq, err, errlen);
     if (rv != 0)
         return rv;
+    p->start_seq = seq;
     for (uint32_t w = 0; w < p->nworkers; w++) {
         if (pthread_create(&p->workers[w].thread, NULL, worker_main, &p->workers[w]) != 0) {
             snprintf(err, errlen, "cannot start edge worker %u", w);

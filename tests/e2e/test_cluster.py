@@ -44,16 +44,16 @@ class Cluster:
         self.db = os.path.join(stack.workdir, "shared.db")
         self.daemons = {}
 
-    def start(self, name, wait_ready=True):
+    def start(self, name, lease_ms=LEASE_MS):
         d = self.daemons.get(name)
         if d is None:
             wd = os.path.join(self.stack.workdir, name)
             os.makedirs(wd, exist_ok=True)
             d = Daemon(wd, self.stack.redis, self.stack.mosq, {
                 "node_id": name, "sqlite_path": self.db, "cluster_partitions": PARTITIONS,
-                "cluster_lease_ms": LEASE_MS})
+                "cluster_lease_ms": lease_ms, "redis_timeout_ms": lease_ms // 4 - 100})
             self.daemons[name] = d
-        d.start() if wait_ready else None
+        d.start()
         return d
 
     def any(self):
@@ -331,3 +331,38 @@ def test_killed_instance_partitions_move_nothing_lost(cluster, collector_factory
     check_commands_once(col, exceptions)
     assert sum(d.counters()["cluster_acquired"] for n, d in cluster.daemons.items()
                if n != "c") > 2 * PARTITIONS // 3, "the survivors did not take c's partitions"
+
+
+def test_restart_within_lease_keeps_scores_exact(cluster):
+    """Invariant: an instance SIGKILLed mid-stream and restarted on its data_dir before its
+    leases expire takes its own partitions back (same node_id) and keeps the windows its journal
+    replay rebuilt instead of the older saved state: the exceptions still equal the
+    single-instance reference and every transaction is stored once."""
+    lease = 8000  # longer than the restart under ASan, so the leases are still b's
+    cluster.start("a", lease)
+    cluster.start("b", lease)
+    cluster.wait_balanced(["a", "b"])
+    replay = cluster.stack.replay_async("--partitions", str(PARTITIONS), "--limit", str(LIMIT),
+                                        "--rate", "2500")
+    try:
+        wait_until(lambda: scored_total(cluster) >= LIMIT // 3, 60, "a third scored")
+        b = cluster.daemons["b"]
+        b.kill()
+        b.start()
+        cluster.wait_balanced(["a", "b"])
+        assert replay.wait(timeout=120) == 0, replay.stderr.read()
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    distinct = set(dataset_ids(LIMIT))
+
+    def stored():
+        return cluster.rows("SELECT COUNT(*) FROM transactions")[0][0] == len(distinct)
+    wait_until(stored, 120, "every transaction stored", interval=0.3)
+    with open(cluster.daemons["b"].log, "rb") as f:
+        log = f.read().decode(errors="replace")
+    assert '"event":"cluster.kept"' in log, "b restored saved state instead of its own"
+    assert cluster.daemons["a"].counters()["cluster_acquired"] <= PARTITIONS, \
+        "a took b's partitions although b came back in time"
+    exceptions = check_exceptions_exact(cluster, limit=LIMIT)
+    wait_all_decided(cluster, len(exceptions))
