@@ -1,16 +1,21 @@
 /* Partition leases and membership (cluster.h).
  *
- * One thread ticks every quarter lease:
+ * Two threads, each with its own Redis connection. The keeper ticks every quarter lease:
  *   1. heartbeat: one script ZADDs this node to the members set with score now + lease (Redis
  *      TIME, so instances need no synchronised clocks), drops expired members, refreshes this
- *      node's info key and returns the live members;
+ *      node's info key and returns the live members, which it hands to the main thread;
  *   2. renew: one compare-and-PEXPIRE script per held lease; a lease found held by someone else
- *      is lost at once; one not renewed for 3/4 lease (Redis down) is given up;
+ *      is lost at once; one not renewed for 3/4 lease (Redis down) is given up.
+ * The main thread, after each heartbeat:
  *   3. assign: cluster_assign over the sorted live members;
  *   4. release what should be someone else's (hook with save, then compare-and-DEL), then take
  *      what should be ours and is free (SET PX when absent, or when the holder is this node's
  *      previous run: the same node_id with another token), run the acquire hook, and mark it
  *      active.
+ * The hooks can take a while (a hand-over waits for a snapshot), which is why renewals have a
+ * thread of their own: a slow hand-over must not let the other leases lapse. Moving a
+ * partition out of PART_ACTIVE is a compare-and-swap, so the two threads never both give it
+ * up.
  * Releases come before acquisitions, so a hand-over is: the old owner stops consuming, saves,
  * deletes the lease; the new owner takes it at its next tick and restores what was saved.
  *
@@ -35,6 +40,7 @@
 #define CLUSTER_KEY_MAX 320   /* prefix (128) + cluster name (64) + node id (64) + the rest */
 #define CLUSTER_TOKEN_MAX 128 /* node id (64) + '|' + wall ms + '.' + pid */
 #define CLUSTER_INFO_MAX 1024 /* the member info JSON */
+#define CLUSTER_NODE_MAX 64   /* node_id's size in struct config */
 
 /* KEYS[1] members zset, KEYS[2] this member's info; ARGV: node, lease ms, info JSON. Returns the
  * live members. Redis 7 replicates a script's effects, so TIME before writes is allowed. */
@@ -79,7 +85,8 @@ struct cluster {
     struct cluster_hooks hooks;
     uint32_t nparts;
     int lease_ms;
-    struct rconn *rc; /* the cluster thread's own */
+    struct rconn *rc;  /* the main thread's own */
+    struct rconn *krc; /* the keeper thread's own */
     char token[CLUSTER_TOKEN_MAX];
     char node_prefix[80]; /* "<node_id>|": a lease with it and another token is our last run's */
     char key_members[CLUSTER_KEY_MAX];
@@ -92,8 +99,13 @@ struct cluster {
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* CLOCK_MONOTONIC; signalled by cluster_stop */
-    atomic_bool stop;  /* read by the thread between Redis calls */
+    pthread_cond_t cv;       /* CLOCK_MONOTONIC; signalled by cluster_stop */
+    atomic_bool stop;        /* the main thread: hand everything over and end */
+    atomic_bool keeper_stop; /* the keeper: end (after the main thread has) */
+    pthread_t keeper;
+    char (*members)[CLUSTER_NODE_MAX]; /* the keeper's last member list, under mu */
+    int nmembers;
+    uint64_t members_gen; /* bumped by each successful heartbeat */
     bool stopped;
 };
 
@@ -200,7 +212,7 @@ static int heartbeat(struct cluster *c, redisReply **reply, const char **members
     json_decref(j);
     snprintf(lease, sizeof lease, "%d", c->lease_ms);
     const char *args[] = {c->key_members, c->key_self, c->cfg->node_id, lease, info};
-    redisReply *r = rscript_run(c->rc, &c->heartbeat, 2, 5, args, NULL);
+    redisReply *r = rscript_run(c->krc, &c->heartbeat, 2, 5, args, NULL);
     *reply = r;
     if (r == NULL)
         return ERR_CONN;
@@ -220,15 +232,15 @@ static int heartbeat(struct cluster *c, redisReply **reply, const char **members
     return (int)n;
 }
 
-static long long lease_call(struct cluster *c, const struct rscript *s, uint32_t k, bool with_ms,
-                            bool with_prefix)
+static long long lease_call(struct cluster *c, struct rconn *rc, const struct rscript *s,
+                            uint32_t k, bool with_ms, bool with_prefix)
 {
     char key[CLUSTER_KEY_MAX], ms[16];
     cluster_key_lease(c->cfg, k, key, sizeof key);
     snprintf(ms, sizeof ms, "%d", c->lease_ms);
     const char *args[4] = {key, c->token, ms, c->node_prefix};
     int nargs = 2 + (with_ms ? 1 : 0) + (with_prefix ? 1 : 0);
-    return script_int(c->rc, s, 1, nargs, args, NULL);
+    return script_int(rc, s, 1, nargs, args, NULL);
 }
 
 int cluster_save_partition(struct rconn *rc, const struct cluster *c, uint32_t k, uint64_t seq,
@@ -259,12 +271,18 @@ static void set_state(struct cluster *c, uint32_t k, enum partition_state s)
     metrics_set(G_CLUSTER_PARTITIONS_OWNED, (int64_t)atomic_load(&c->owned));
 }
 
-/* Stops consuming k; with save, the state is saved and the lease deleted (a hand-over). */
-static void give_up(struct cluster *c, uint32_t k, bool save, const char *why)
+/* Stops consuming k if it is still active (the keeper and the main thread may both want to:
+ * whoever moves it from ACTIVE to RELEASING does it). With save, the state is saved and the
+ * lease deleted (a hand-over); rc is the calling thread's connection. */
+static void give_up(struct cluster *c, struct rconn *rc, uint32_t k, bool save, const char *why)
 {
-    set_state(c, k, PART_RELEASING);
+    int active = PART_ACTIVE;
+    if (!atomic_compare_exchange_strong(&c->state[k], &active, PART_RELEASING))
+        return;
+    atomic_fetch_sub(&c->owned, 1);
+    metrics_set(G_CLUSTER_PARTITIONS_OWNED, (int64_t)atomic_load(&c->owned));
     c->hooks.release(c->hooks.ctx, k, save);
-    if (save && lease_call(c, &c->release, k, false, false) < 0)
+    if (save && lease_call(c, rc, &c->release, k, false, false) < 0)
         log_warn("cluster.release",
                  "lease of partition %u not deleted (Redis down); it expires "
                  "by itself",
@@ -275,19 +293,22 @@ static void give_up(struct cluster *c, uint32_t k, bool save, const char *why)
              save ? "handed over" : "given up", why);
 }
 
+/* Keeper: renews every lease held (also while a partition is being taken or handed over, which
+ * can take a while); gives up an active partition whose lease another instance holds or that
+ * could not be renewed for 3/4 lease. */
 static void renew_all(struct cluster *c)
 {
     for (uint32_t k = 0; k < c->nparts; k++) {
-        if (atomic_load(&c->state[k]) != PART_ACTIVE)
+        if (atomic_load(&c->state[k]) == PART_NONE)
             continue;
         int64_t t = clock_mono_ms();
-        long long v = lease_call(c, &c->renew, k, true, false);
+        long long v = lease_call(c, c->krc, &c->renew, k, true, false);
         if (v == 1)
             atomic_store(&c->renewed[k], t);
         else if (v == 0)
-            give_up(c, k, false, "its lease is held by another instance");
+            give_up(c, c->krc, k, false, "its lease is held by another instance");
         else if (clock_mono_ms() - atomic_load(&c->renewed[k]) >= (int64_t)c->lease_ms * 3 / 4)
-            give_up(c, k, false, "its lease could not be renewed in time");
+            give_up(c, c->krc, k, false, "its lease could not be renewed in time");
     }
 }
 
@@ -301,17 +322,17 @@ static void rebalance(struct cluster *c, const char *const *members, int n)
             me = i;
     for (uint32_t k = 0; k < c->nparts && !atomic_load(&c->stop); k++)
         if (atomic_load(&c->state[k]) == PART_ACTIVE && owner[k] != me)
-            give_up(c, k, true, "rebalance");
+            give_up(c, c->rc, k, true, "rebalance");
     for (uint32_t k = 0; k < c->nparts && me >= 0 && !atomic_load(&c->stop); k++) {
         if (owner[k] != me || atomic_load(&c->state[k]) != PART_NONE)
             continue;
         int64_t t = clock_mono_ms();
-        if (lease_call(c, &c->acquire, k, true, true) != 1)
+        if (lease_call(c, c->rc, &c->acquire, k, true, true) != 1)
             continue; /* still held (its owner hands it over) or Redis is down */
         atomic_store(&c->renewed[k], t);
         set_state(c, k, PART_ACQUIRING);
         if (c->hooks.acquire(c->hooks.ctx, k) != 0) {
-            lease_call(c, &c->release, k, false, false);
+            lease_call(c, c->rc, &c->release, k, false, false);
             set_state(c, k, PART_NONE);
             continue;
         }
@@ -322,37 +343,72 @@ static void rebalance(struct cluster *c, const char *const *members, int n)
     free(owner);
 }
 
-static void tick(struct cluster *c)
+/* Sleeps on c->cv until `every` ms pass or *flag is set; c->mu held. */
+static void nap(struct cluster *c, atomic_bool *flag, int64_t every)
 {
-    redisReply *reply = NULL;
-    const char *members[CLUSTER_MEMBERS_MAX];
-    int n = heartbeat(c, &reply, members);
-    renew_all(c);
-    if (n > 0)
-        rebalance(c, members, n);
-    if (reply)
-        freeReplyObject(reply);
+    struct timespec ts = clock_mono_deadline(every);
+    while (!atomic_load(flag) && pthread_cond_timedwait(&c->cv, &c->mu, &ts) == 0)
+        ;
 }
 
+/* The keeper thread: heartbeat and renewals every quarter lease, never held up by a hook; it
+ * publishes the live members for the main thread (members, nmembers, members_gen under mu). */
+static void *keeper_main(void *arg)
+{
+    struct cluster *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!atomic_load(&c->keeper_stop)) {
+        pthread_mutex_unlock(&c->mu);
+        redisReply *reply = NULL;
+        const char *members[CLUSTER_MEMBERS_MAX];
+        int n = heartbeat(c, &reply, members);
+        pthread_mutex_lock(&c->mu);
+        if (n > 0) {
+            for (int i = 0; i < n; i++)
+                snprintf(c->members[i], sizeof c->members[i], "%s", members[i]);
+            c->nmembers = n;
+            c->members_gen++;
+            pthread_cond_broadcast(&c->cv);
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (reply)
+            freeReplyObject(reply);
+        renew_all(c);
+        pthread_mutex_lock(&c->mu);
+        nap(c, &c->keeper_stop, c->lease_ms / 4);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* The main thread: rebalances after every heartbeat; at stop, hands everything over. */
 static void *cluster_main(void *arg)
 {
     struct cluster *c = arg;
-    int64_t every = c->lease_ms / 4;
+    uint64_t seen = 0;
+    const char **names = xcalloc(CLUSTER_MEMBERS_MAX, sizeof *names);
+    char(*copy)[CLUSTER_NODE_MAX] = xcalloc(CLUSTER_MEMBERS_MAX, sizeof *copy);
     pthread_mutex_lock(&c->mu);
     while (!atomic_load(&c->stop)) {
+        if (c->members_gen == seen) {
+            nap(c, &c->stop, c->lease_ms / 4);
+            continue;
+        }
+        seen = c->members_gen;
+        int n = c->nmembers;
+        for (int i = 0; i < n; i++) {
+            memcpy(copy[i], c->members[i], sizeof copy[i]);
+            names[i] = copy[i];
+        }
         pthread_mutex_unlock(&c->mu);
-        tick(c);
+        rebalance(c, names, n);
         pthread_mutex_lock(&c->mu);
-        struct timespec ts = clock_mono_deadline(every);
-        while (!atomic_load(&c->stop) && pthread_cond_timedwait(&c->cv, &c->mu, &ts) == 0)
-            ;
     }
     pthread_mutex_unlock(&c->mu);
     for (uint32_t k = 0; k < c->nparts; k++)
-        if (atomic_load(&c->state[k]) == PART_ACTIVE)
-            give_up(c, k, true, "shutdown");
-    const char *args[] = {c->key_members, c->key_self, c->cfg->node_id};
-    script_int(c->rc, &c->leave, 2, 3, args, NULL);
+        give_up(c, c->rc, k, true, "shutdown");
+    free(names);
+    free(copy);
     return NULL;
 }
 
@@ -369,6 +425,8 @@ struct cluster *cluster_new(const struct config *cfg, const struct cluster_hooks
     c->cfg = cfg;
     c->hooks = *hooks;
     c->rc = rc;
+    c->krc = rconn_new(cfg->redis_url, cfg->redis_timeout_ms, err, errlen);
+    c->members = xcalloc(CLUSTER_MEMBERS_MAX, sizeof *c->members);
     c->nparts = (uint32_t)cfg->cluster_partitions;
     c->lease_ms = cfg->cluster_lease_ms;
     c->started_ms = clock_wall_ms();
@@ -386,6 +444,7 @@ struct cluster *cluster_new(const struct config *cfg, const struct cluster_hooks
     }
     atomic_init(&c->owned, 0);
     atomic_init(&c->stop, false);
+    atomic_init(&c->keeper_stop, false);
     rscript_init(&c->heartbeat, HEARTBEAT_LUA);
     rscript_init(&c->acquire, ACQUIRE_LUA);
     rscript_init(&c->renew, RENEW_LUA);
@@ -399,12 +458,19 @@ struct cluster *cluster_new(const struct config *cfg, const struct cluster_hooks
 
 int cluster_start(struct cluster *c)
 {
-    if (pthread_create(&c->thread, NULL, cluster_main, c) != 0)
+    if (pthread_create(&c->keeper, NULL, keeper_main, c) != 0)
         return ERR_INTERNAL;
+    if (pthread_create(&c->thread, NULL, cluster_main, c) != 0) {
+        atomic_store(&c->keeper_stop, true);
+        pthread_join(c->keeper, NULL);
+        return ERR_INTERNAL;
+    }
     c->started = true;
     return 0;
 }
 
+/* The main thread hands every partition over while the keeper still renews their leases; then
+ * the keeper stops and this node leaves the members set. */
 void cluster_stop(struct cluster *c)
 {
     if (!c->started || c->stopped)
@@ -415,6 +481,13 @@ void cluster_stop(struct cluster *c)
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
+    pthread_mutex_lock(&c->mu);
+    atomic_store(&c->keeper_stop, true);
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->keeper, NULL);
+    const char *args[] = {c->key_members, c->key_self, c->cfg->node_id};
+    script_int(c->krc, &c->leave, 2, 3, args, NULL);
 }
 
 void cluster_free(struct cluster *c)
@@ -423,6 +496,8 @@ void cluster_free(struct cluster *c)
         return;
     cluster_stop(c);
     rconn_free(c->rc);
+    rconn_free(c->krc);
+    free(c->members);
     free(c->state);
     free(c->renewed);
     pthread_cond_destroy(&c->cv);

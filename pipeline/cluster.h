@@ -12,7 +12,9 @@
  * renewal, a quarter lease before Redis expires it, so two instances never both believe they own
  * a partition while their clocks run at the same rate.
  *
- * Threads: one thread of its own (the hooks run on it) with its own Redis connection;
+ * Threads: two of its own (a keeper renewing leases, and the main thread running the hooks: an
+ * acquire or a saving release runs on the main thread, a release after a lost lease on the
+ * keeper, never two for one partition at once), each with its own Redis connection;
  * cluster_state, cluster_owns and cluster_token may be called from any thread. */
 #ifndef AETHERIS_CLUSTER_H
 #define AETHERIS_CLUSTER_H
@@ -37,10 +39,10 @@ struct cluster;
 
 struct cluster_hooks {
     void *ctx;
-    /* Runs on the cluster thread after the lease of partition k was taken: restore its state and
-     * start consuming it. 0, or < 0 to give the lease back (retried at a later tick). */
+    /* Runs on the main cluster thread after the lease of partition k was taken: restore its state
+     * and start consuming it. 0, or < 0 to give the lease back (retried at a later tick). */
     int (*acquire)(void *ctx, uint32_t k);
-    /* Runs on the cluster thread when k stops being ours: stop consuming it and, when save is
+    /* Runs on a cluster thread when k stops being ours: stop consuming it and, when save is
      * true (a graceful hand-over, the lease still held), save its state before returning. */
     void (*release)(void *ctx, uint32_t k, bool save);
 };

@@ -129,8 +129,12 @@ def scored_total(cluster):
 
 
 def check_exceptions_exact(cluster, limit=None):
-    """The stored exceptions equal the independent single-instance reference (values to 1e-9,
-    suspicion exact), each decided exactly once."""
+    """Once every distinct transaction is stored (the sink writes after the edge counts), the
+    stored exceptions equal the independent single-instance reference (values to 1e-9,
+    suspicion exact)."""
+    distinct = len(set(dataset_ids(limit)))
+    wait_until(lambda: cluster.rows("SELECT COUNT(*) FROM transactions")[0][0] == distinct, 120,
+               "every transaction stored", interval=0.3)
     ref, borderline = reference_exceptions(limit=limit)
     rows = cluster.rows("SELECT doc FROM exceptions")
     got = {}
