@@ -59,11 +59,21 @@ static const char ACQUIRE_LUA[] = "local v = redis.call('GET', KEYS[1])\n"
                                   "  return 1\n"
                                   "end\n"
                                   "return 0\n";
-/* KEYS[1] lease; ARGV: my value, lease ms. 1 renewed, 0 not ours. */
-static const char RENEW_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-                                "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-                                "end\n"
-                                "return 0\n";
+/* KEYS[1] lease, KEYS[2] snap hash; ARGV: my value, lease ms. 1 renewed, 0 not ours. A lease
+ * that expired (a stall longer than the lease) and that nobody took since is taken again when
+ * the partition's saved state is this run's or absent: nobody else consumed it meanwhile, so
+ * this run's windows are still the latest and keeping the partition beats a hand-over. */
+static const char RENEW_LUA[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
+    "if v == false then\n"
+    "  local t = redis.call('HGET', KEYS[2], 'token')\n"
+    "  if t == false or t == ARGV[1] then\n"
+    "    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "    return 1\n"
+    "  end\n"
+    "end\n"
+    "return 0\n";
 /* KEYS[1] lease; ARGV: my value. 1 deleted, 0 not ours. */
 static const char RELEASE_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
                                   "  return redis.call('DEL', KEYS[1])\n"
@@ -73,7 +83,7 @@ static const char RELEASE_LUA[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then
 static const char SAVE_LUA[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
     "redis.call('HSET', KEYS[2], 'image', ARGV[2], 'writer', ARGV[3], 'seq', ARGV[4], "
-    "'saved_ms', ARGV[5])\n"
+    "'saved_ms', ARGV[5], 'token', ARGV[1])\n"
     "return 1\n";
 /* KEYS[1] members zset, KEYS[2] this member's info; ARGV: node. */
 static const char LEAVE_LUA[] = "redis.call('ZREM', KEYS[1], ARGV[1])\n"
@@ -243,6 +253,17 @@ static long long lease_call(struct cluster *c, struct rconn *rc, const struct rs
     return script_int(rc, s, 1, nargs, args, NULL);
 }
 
+/* The keeper's renewal of k: 1 renewed (or taken again), 0 held by another, < 0 Redis down. */
+static long long renew(struct cluster *c, uint32_t k)
+{
+    char lease[CLUSTER_KEY_MAX], snap[CLUSTER_KEY_MAX], ms[16];
+    cluster_key_lease(c->cfg, k, lease, sizeof lease);
+    cluster_key_snap(c->cfg, k, snap, sizeof snap);
+    snprintf(ms, sizeof ms, "%d", c->lease_ms);
+    const char *args[] = {lease, snap, c->token, ms};
+    return script_int(c->krc, &c->renew, 2, 4, args, NULL);
+}
+
 int cluster_save_partition(struct rconn *rc, const struct cluster *c, uint32_t k, uint64_t seq,
                            const void *image, size_t len)
 {
@@ -302,11 +323,11 @@ static void renew_all(struct cluster *c)
         if (atomic_load(&c->state[k]) == PART_NONE)
             continue;
         int64_t t = clock_mono_ms();
-        long long v = lease_call(c, c->krc, &c->renew, k, true, false);
+        long long v = renew(c, k);
         if (v == 1)
             atomic_store(&c->renewed[k], t);
         else if (v == 0)
-            give_up(c, c->krc, k, false, "its lease is held by another instance");
+            give_up(c, c->krc, k, false, "its lease expired and another instance holds it");
         else if (clock_mono_ms() - atomic_load(&c->renewed[k]) >= (int64_t)c->lease_ms * 3 / 4)
             give_up(c, c->krc, k, false, "its lease could not be renewed in time");
     }

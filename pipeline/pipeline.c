@@ -402,7 +402,8 @@ static int partition_acquire(void *ctx, uint32_t k)
         return ERR_CONN;
     }
     struct restore_part rp = {p, 0};
-    if (saved_by_us(p, r->element[1], r->element[2])) {
+    bool kept = saved_by_us(p, r->element[1], r->element[2]);
+    if (kept) {
         log_info("cluster.kept",
                  "partition %u: last saved by this node at or before its own "
                  "state; the local windows (journal replayed) are kept",
@@ -417,9 +418,10 @@ static int partition_acquire(void *ctx, uint32_t k)
             log_error("cluster.restore_corrupt",
                       "partition %u: saved state unusable; its windows start empty", k);
     }
-    log_info("cluster.restored", "partition %u: %zu account windows restored (saved by %s)", k,
-             rp.accounts,
-             r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "nobody yet");
+    if (!kept)
+        log_info("cluster.restored", "partition %u: %zu account windows restored (saved by %s)", k,
+                 rp.accounts,
+                 r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "nobody yet");
     freeReplyObject(r);
     int64_t seq = ingest_marker(p->ingest);
     atomic_store(&p->valid_from[k], seq > 0 ? (uint64_t)seq : UINT64_MAX);

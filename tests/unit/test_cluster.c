@@ -1,7 +1,8 @@
 /* Unit tests for pipeline/cluster.c: the assignment (balance, determinism, few moves when a
  * member joins or leaves), and the leases against a real redis-server: two members share the
  * partitions, a stopped member hands its share over, a member whose leases were taken loses
- * them, and a saved partition is written only by the lease holder. */
+ * them, an expired lease nobody took is taken again by its holder, and a saved partition is
+ * written only by the lease holder. */
 #include "cluster.h"
 #include <stdio.h>
 #include <string.h>
@@ -161,6 +162,33 @@ static void test_leases(int port)
             freeReplyObject(r);
     }
     ok(wait_owned(&a, 2, &b, 2, 5000), "the freed partitions are taken back: 2 and 2");
+
+    /* a's leases expire (as after a stall longer than the lease) and nobody takes them: a's
+     * next renewal takes them again instead of giving the partitions up. */
+    int released = a.released;
+    for (uint32_t k = 0; k < 4; k++) {
+        if (!cluster_owns(a.c, k))
+            continue;
+        cluster_key_lease(&a.cfg, k, key, sizeof key);
+        r = rconn_cmd(rc, "DEL", key, NULL);
+        if (r)
+            freeReplyObject(r);
+    }
+    srv_sleep_ms(700); /* more than two renewal ticks of a 1000 ms lease */
+    is_int(owned(&a), 2, "a still owns its 2 partitions after its leases expired");
+    is_int(a.released, released, "without any release");
+    bool retaken = true;
+    for (uint32_t k = 0; k < 4; k++) {
+        if (!cluster_owns(a.c, k))
+            continue;
+        cluster_key_lease(&a.cfg, k, key, sizeof key);
+        r = rconn_cmd(rc, "GET", key, NULL);
+        retaken = retaken && r && r->type == REDIS_REPLY_STRING &&
+                  strcmp(r->str, cluster_token(a.c)) == 0;
+        if (r)
+            freeReplyObject(r);
+    }
+    ok(retaken, "the leases hold a's token again");
 
     cluster_stop(a.c);
     is_int(owned(&a), 0, "a stopped owns nothing");
