@@ -59,7 +59,7 @@ struct worker {
 struct partition_sub { /* one partition's MQTT session while this instance consumes it */
     struct pipeline *p;
     uint32_t k;
-    struct mqttc *sub; /* only touched by the cluster thread (and pipeline_health) */
+    struct mqttc *sub; /* only touched by the cluster's threads, one at a time */
 };
 
 struct pipeline {
@@ -450,7 +450,7 @@ static int partition_acquire(void *ctx, uint32_t k)
 static void partition_release(void *ctx, uint32_t k, bool save)
 {
     struct pipeline *p = ctx;
-    mqttc_free(p->parts[k].sub, 2000);
+    mqttc_free(p->parts[k].sub, 0); /* a subscriber has no publishes of its own to wait for */
     p->parts[k].sub = NULL;
     if (!save)
         return;
