@@ -199,6 +199,25 @@ def test_partition_function_matches_the_documented_one(stack):
         assert int(parts[3]) == partition_of(parts[4], 7), t
 
 
+def test_single_instance_describes_itself(stack):
+    """Invariant: with the default configuration GET /v1/cluster describes this instance alone,
+    without partitions (the spec validates the shape), and the instance consumes the
+    un-partitioned topic and the partitioned ones alike."""
+    d = stack.start_daemon()
+    status, body = d.get("/v1/cluster")
+    assert status == 200
+    assert body["mode"] == "single" and body["partitions"] == 0 and body["node_id"] == "e2e-node"
+    assert [i["node_id"] for i in body["instances"]] == ["e2e-node"]
+    assert body["assignments"] == [] and body["owned_here"] == []
+    events = [("aetheris/transactions/S1/1", {"transactionId": 1, "accountOrigin": "S1",
+                                              "amount": 5}),
+              (f"aetheris/transactions/p/{partition_of('S1', 16)}/S1/2",
+               {"transactionId": 2, "accountOrigin": "S1", "amount": 6})]
+    mqtt_publish.multiple([(t, json.dumps(e), 1, False) for t, e in events],
+                          hostname="127.0.0.1", port=stack.mosq.port)
+    wait_until(lambda: d.counters()["scored"] == 2, 20, "both events scored")
+
+
 def test_three_instances_score_exactly_once(cluster, collector_factory):
     """Invariant: three instances spread the partitions evenly; replaying the whole dataset on
     the partitioned topics, every transaction is scored exactly once cluster-wide (no instance
