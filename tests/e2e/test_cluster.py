@@ -272,6 +272,19 @@ def test_three_instances_score_exactly_once(cluster, collector_factory):
                abs(w["std"] - windows[0]["std"]) <= 1e-9 * max(1.0, windows[0]["std"])
                for w in windows), windows
 
+    # POST /v1/events on any instance: an event of a partition consumed elsewhere is forwarded
+    # to its partition's topic and scored by the owner.
+    owners = cluster.owners()
+    a = cluster.daemons["a"]
+    acct = next(f"H{i}" for i in range(1000) if owners[partition_of(f"H{i}", PARTITIONS)] == "b")
+    scored_b = b.counters()["scored"]
+    status, _, body = a.request("POST", "/v1/events", {"transactionId": 8000001,
+                                                       "accountOrigin": acct, "amount": 12.5})
+    assert status == 202 and body["accepted"] == 1, body
+    wait_until(lambda: b.counters()["scored"] == scored_b + 1, 20, "the owner scored it")
+    assert a.counters()["cluster_forwarded"] == 1
+    assert cluster.rows("SELECT account FROM transactions WHERE txid = 8000001") == [(acct,)]
+
     # The hand-over gap: nobody consumes; what is published meanwhile is kept for the sessions.
     for d in cluster.daemons.values():
         assert d.stop() == 0
@@ -281,7 +294,7 @@ def test_three_instances_score_exactly_once(cluster, collector_factory):
         [(f"aetheris/transactions/p/{partition_of(e['accountOrigin'], PARTITIONS)}/"
           f"{e['accountOrigin']}/{e['transactionId']}", json.dumps(e), 1, False) for e in gap],
         hostname="127.0.0.1", port=cluster.stack.mosq.port)
-    a = cluster.start("a")
+    cluster.start("a")
     cluster.wait_balanced(["a"])
     wait_until(lambda: cluster.rows("SELECT COUNT(*) FROM transactions WHERE txid >= 9000000")
                [0][0] == 40, 30, "the 40 events published while no instance ran")
