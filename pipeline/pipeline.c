@@ -11,11 +11,13 @@
  * drain_timeout_ms), then close the queues in pipeline order so every stage drains into the next
  * before it exits. */
 #include "pipeline.h"
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "batch.h"
 #include "bqueue.h"
 #include "clock.h"
@@ -43,7 +45,8 @@
 #define MARKER_TIMEOUT_INTERVALS 10 /* a marker not done after this many intervals is abandoned */
 /* One partition's saved state is capped like the snapshot file. */
 #define PART_IMAGE_MAX ((size_t)8 << 30)
-#define FORWARD_FLUSH_MS 5000 /* HTTP events forwarded to their partition's topic */
+#define FORWARD_FLUSH_MS 5000       /* HTTP events forwarded to their partition's topic */
+#define PART_SUBSCRIBE_WAIT_MS 5000 /* a taken partition's session subscribing */
 
 struct worker {
     struct pipeline *p;
@@ -442,7 +445,105 @@ static int partition_acquire(void *ctx, uint32_t k)
                                .may_connect = partition_may_connect,
                                .ctx = &p->parts[k]};
     p->parts[k].sub = mqttc_new(&mo);
-    return p->parts[k].sub != NULL ? 0 : ERR_INTERNAL;
+    if (p->parts[k].sub == NULL)
+        return ERR_INTERNAL;
+    /* Active means subscribed: the first owner of a partition creates its session, and what is
+     * published before that is not kept by the broker. Not waited for while the broker is down
+     * (the forwarder says so): the session connects when it is back. */
+    if (mqttc_is_connected(p->forwarder) &&
+        mqttc_wait_connected(p->parts[k].sub, PART_SUBSCRIBE_WAIT_MS) != 0)
+        log_warn("cluster.subscribe_slow", "partition %u: session not subscribed within %d ms", k,
+                 PART_SUBSCRIBE_WAIT_MS);
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The whole file if it is at most cap bytes (caller frees), else NULL. */
+static char *read_small_file(const char *path, size_t cap, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    char *data = xmalloc(cap + 1);
+    *len = fread(data, 1, cap + 1, f);
+    fclose(f);
+    if (*len > cap) {
+        free(data);
+        return NULL;
+    }
+    return data;
+}
+
+/* paho's file persistence keeps a QoS 1 message it has acknowledged to the broker but not yet
+ * handed to us as <persist dir>/<client dir>/q-<n>.msg: a native int payload length, the
+ * payload, then QoS, flags, id and topic. A session let go with such a file would lose that
+ * message for its next owner (which has its own files), so after disconnecting a partition
+ * (and at start, for every partition directory) the files are ingested, oldest first, and
+ * deleted: while the partition is still held they are scored here, in order, before its final
+ * save; otherwise the router forwards them to the partition's topic. Returns the number
+ * ingested. */
+static size_t drain_leftovers(struct pipeline *p, uint32_t k)
+{
+    char dir[CONFIG_STR_MAX + 32], sub[CONFIG_STR_MAX + 320], path[CONFIG_STR_MAX + 360];
+    snprintf(dir, sizeof dir, "%s/mqtt/p%u", p->cfg->data_dir, k);
+    DIR *top = opendir(dir);
+    if (top == NULL)
+        return 0;
+    size_t done = 0;
+    struct dirent *de;
+    while ((de = readdir(top)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name);
+        DIR *d = opendir(sub);
+        if (d == NULL)
+            continue;
+        uint32_t *seqs = NULL;
+        size_t n = 0, cap = 0;
+        struct dirent *fe;
+        unsigned seq;
+        char tail[8];
+        while ((fe = readdir(d)) != NULL) {
+            if (sscanf(fe->d_name, "q-%u%7s", &seq, tail) != 2 || strcmp(tail, ".msg") != 0)
+                continue;
+            if (n == cap)
+                seqs = xrealloc(seqs, (cap = cap ? cap * 2 : 16) * sizeof *seqs);
+            seqs[n++] = seq;
+        }
+        closedir(d);
+        if (n > 1)
+            qsort(seqs, n, sizeof *seqs, cmp_u32);
+        for (size_t i = 0; i < n; i++) {
+            snprintf(path, sizeof path, "%s/q-%u.msg", sub, seqs[i]);
+            size_t maxlen = (size_t)p->cfg->mqtt_max_payload + 4096, len = 0;
+            char *data = read_small_file(path, maxlen, &len);
+            int32_t plen = -1;
+            if (data != NULL && len >= 4)
+                memcpy(&plen, data, sizeof plen);
+            bool ok = plen >= 0 && (size_t)plen <= len - 4;
+            if (ok && ingest_payload(p->ingest, data + 4, (size_t)plen, "mqtt", NULL) == 0) {
+                metrics_inc(M_MQTT_MESSAGES);
+                unlink(path);
+                done++;
+            } else if (!ok) {
+                log_warn("cluster.leftover_bad", "%s is not a message paho kept; left alone", path);
+            }
+            free(data);
+        }
+        free(seqs);
+    }
+    closedir(top);
+    if (done > 0)
+        log_info("cluster.leftovers",
+                 "partition %u: %zu message(s) acknowledged but not yet "
+                 "handed over by paho were ingested from its persistence",
+                 k, done);
+    return done;
 }
 
 /* cluster hook: disconnect k's session (the broker keeps queueing for it) and, for a hand-over,
@@ -452,6 +553,7 @@ static void partition_release(void *ctx, uint32_t k, bool save)
     struct pipeline *p = ctx;
     mqttc_free(p->parts[k].sub, 0); /* a subscriber has no publishes of its own to wait for */
     p->parts[k].sub = NULL;
+    drain_leftovers(p, k);
     if (!save)
         return;
     int64_t seq = ingest_marker(p->ingest);
@@ -576,6 +678,15 @@ static int cluster_start_parts(struct pipeline *p, char *err, size_t errlen)
     if (!wait_drained(p, clock_mono_ms() + p->cfg->drain_timeout_ms))
         log_warn("cluster.replay_slow", "replayed events still queued when joining the cluster");
     p->forwarder = mqttc_new_publisher(p->cfg, "forward");
+    if (p->forwarder != NULL && mqttc_wait_connected(p->forwarder, PART_SUBSCRIBE_WAIT_MS) == 0) {
+        /* what the last run's sessions had acknowledged but not handed over: forwarded */
+        size_t n = 0;
+        for (uint32_t k = 0; k < cluster_partitions(p->cluster); k++)
+            n += drain_leftovers(p, k);
+        if (n > 0 && mqttc_flush(p->forwarder, FORWARD_FLUSH_MS) != 0)
+            log_warn("cluster.leftovers_unconfirmed",
+                     "the broker did not confirm %zu forwarded leftover message(s)", n);
+    }
     if (p->forwarder == NULL || cluster_start(p->cluster) != 0) {
         snprintf(err, errlen, "cannot start the cluster member (see log)");
         return ERR_INTERNAL;
