@@ -283,7 +283,8 @@ def test_three_instances_score_exactly_once(cluster, collector_factory):
     assert status == 202 and body["accepted"] == 1, body
     wait_until(lambda: b.counters()["scored"] == scored_b + 1, 20, "the owner scored it")
     assert a.counters()["cluster_forwarded"] == 1
-    assert cluster.rows("SELECT account FROM transactions WHERE txid = 8000001") == [(acct,)]
+    wait_until(lambda: cluster.rows("SELECT account FROM transactions WHERE txid = 8000001")
+               == [(acct,)], 20, "the forwarded event stored")
 
     # The hand-over gap: nobody consumes; what is published meanwhile is kept for the sessions.
     for d in cluster.daemons.values():
