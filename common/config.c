@@ -182,6 +182,18 @@ static const struct option_def options[] = {
         "accepted events wait at most this long (us) to be handed to the edge workers in batches "
         "(0: one hand-off per payload)"),
 
+    INT(cluster_partitions, "cluster", "0", 0, 4096, NULL,
+        "partitions of the account space shared by several instances through Redis leases; "
+        "0 = one instance on mqtt_topic"),
+    INT(cluster_lease_ms, "cluster", "10000", 1000, 600000, NULL,
+        "partition and membership lease (ms); renewed every third of it, so a dead instance's "
+        "partitions move within about this long"),
+    STR(cluster_name, "cluster", "aetheris", NULL,
+        "names the partitions' MQTT sessions (client id <cluster_name>-p<k>); the same on "
+        "every instance of one cluster"),
+    STR(cluster_topic_prefix, "cluster", "aetheris/transactions/p", NULL,
+        "partitioned topics: instances subscribe <prefix>/<k>/# for each partition k they own"),
+
     {"agent_backend", "agents", OPT_ENUM, F(agent_backend), "rules", 0, 0, "rules|llm", NULL, NULL,
      "agent implementation: rules, or llm (an OpenAI-compatible model; rules as the fallback)"},
     STR(llm_roles, "agents", "Analyst,Auditor,Strategist", NULL,
@@ -573,6 +585,19 @@ static int validate(const struct config *cfg, char *err, size_t errlen)
         return ERR_INVAL;
     else if (cfg->node_id[0] == '\0')
         snprintf(err, errlen, "node_id: must not be empty");
+    else if (cfg->cluster_partitions > 0 && (cfg->mqtt_qos != 1 || cfg->mqtt_clean_session))
+        snprintf(err, errlen,
+                 "cluster_partitions: needs mqtt_qos=1 and mqtt_clean_session=false (the "
+                 "partitions' persistent sessions hold messages across a handover)");
+    else if (cfg->cluster_partitions > 0 &&
+             (cfg->cluster_topic_prefix[0] == '\0' ||
+              strpbrk(cfg->cluster_topic_prefix, "+#") != NULL ||
+              cfg->cluster_topic_prefix[strlen(cfg->cluster_topic_prefix) - 1] == '/'))
+        snprintf(err, errlen,
+                 "cluster_topic_prefix: must be a topic without '+', '#' or a "
+                 "trailing '/'");
+    else if (cfg->cluster_partitions > 0 && cfg->cluster_name[0] == '\0')
+        snprintf(err, errlen, "cluster_name: must not be empty");
     else
         return 0;
     return ERR_INVAL;

@@ -93,6 +93,12 @@ struct config {
     int queue_capacity;    /* items per inter-thread queue */
     int ingest_handoff_us; /* longest wait of an accepted event before its batch goes to a worker */
 
+    /* cluster (several instances sharing the broker, Redis and the store) */
+    int cluster_partitions;                    /* 0 = single instance on mqtt_topic */
+    int cluster_lease_ms;                      /* partition and membership lease */
+    char cluster_name[64];                     /* partition session client ids <name>-p<k> */
+    char cluster_topic_prefix[CONFIG_STR_MAX]; /* partition k: <prefix>/<k>/# */
+
     /* agents and decisions */
     char agent_backend[16]; /* rules | llm */
     char llm_roles[64];     /* "Analyst,Auditor,Strategist": roles the model plays */

@@ -151,7 +151,15 @@
     X(LLM_TOKENS_PROMPT, "aetheris_llm_tokens_total", "kind=\"prompt\"", "llm_tokens_prompt",      \
       "Tokens the LLM endpoint reported")                                                          \
     X(LLM_TOKENS_COMPLETION, "aetheris_llm_tokens_total", "kind=\"completion\"",                   \
-      "llm_tokens_completion", "Tokens the LLM endpoint reported")
+      "llm_tokens_completion", "Tokens the LLM endpoint reported")                                 \
+    X(CLUSTER_ACQUIRED, "aetheris_cluster_partition_changes_total", "change=\"acquired\"",         \
+      "cluster_acquired", CLUSTER_CHANGES_HELP)                                                    \
+    X(CLUSTER_RELEASED, "aetheris_cluster_partition_changes_total", "change=\"released\"",         \
+      "cluster_released", CLUSTER_CHANGES_HELP)                                                    \
+    X(CLUSTER_LOST, "aetheris_cluster_partition_changes_total", "change=\"lost\"", "cluster_lost", \
+      CLUSTER_CHANGES_HELP)                                                                        \
+    X(CLUSTER_FORWARDED, "aetheris_cluster_forwarded_total", "", "cluster_forwarded",              \
+      "Events of partitions owned elsewhere, republished on their partition's topic")
 
 /* X(ENUM, prometheus base name (no _seconds suffix), label set without braces, json key, help);
  * entries sharing a name are one family */
@@ -201,12 +209,16 @@
       PENDING_HELP)                                                                                \
     X(STREAM_LAG_IMMEDIATE, "aetheris_stream_lag", "lane=\"immediate\"", "stream_lag_immediate",   \
       LAG_HELP)                                                                                    \
-    X(STREAM_LAG_BATCH, "aetheris_stream_lag", "lane=\"batch\"", "stream_lag_batch", LAG_HELP)
+    X(STREAM_LAG_BATCH, "aetheris_stream_lag", "lane=\"batch\"", "stream_lag_batch", LAG_HELP)     \
+    X(CLUSTER_PARTITIONS_OWNED, "aetheris_cluster_partitions_owned", "",                           \
+      "cluster_partitions_owned", "Partitions this instance consumes (cluster_partitions > 0)")
 
 #define UP_HELP "1 when the dependency answers (llm: 0 while its breaker is open or when unused)"
 #define LENGTH_HELP "Entries in a lane's Redis stream (decided ones stay until trimmed)"
 #define PENDING_HELP "Entries delivered to an agent and not yet acknowledged"
 #define LAG_HELP "Entries not yet delivered to any agent"
+#define CLUSTER_CHANGES_HELP                                                                       \
+    "Partitions taken (acquired), handed over (released) or given up without a hand-over (lost)"
 
 #define METRIC_ENUM_C(e, n, l, j, h) M_##e,
 enum metric_counter { METRIC_COUNTERS(METRIC_ENUM_C) M__COUNT };

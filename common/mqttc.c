@@ -8,7 +8,9 @@
  *    hands the message to on_message and frees it (or keeps it for redelivery);
  *  - a supervisor thread owns (re)connection: connect, subscribe, mark connected, then sleep on a
  *    condition variable until the connection is lost or mqttc_free() asks it to stop. Failed
- *    attempts back off from 100 ms doubling to 5 s.
+ *    attempts back off from 100 ms doubling to 5 s. An optional may_connect callback can hold
+ *    attempts back (polled every 100 ms): a cluster partition's session is only ever connected
+ *    by the instance holding the partition's lease.
  *
  * Lock order: api -> state, and paho's internal lock -> state (deliveryComplete runs with it
  * held). Nobody calls paho or takes `api` while holding `state`, so there is no cycle.
@@ -51,6 +53,7 @@ struct mqttc {
     int keepalive_s;
     int qos;
     mqttc_message_fn on_message;
+    bool (*may_connect)(void *ctx);
     void *ctx;
     pthread_mutex_t api;   /* every MQTTClient_* call from our threads */
     pthread_mutex_t state; /* everything below */
@@ -197,6 +200,17 @@ static void *supervisor_main(void *arg)
             pthread_cond_wait(&m->cv, &m->state);
             continue;
         }
+        if (m->may_connect != NULL) {
+            pthread_mutex_unlock(&m->state);
+            bool may = m->may_connect(m->ctx);
+            pthread_mutex_lock(&m->state);
+            if (!may) {
+                struct timespec wait = clock_mono_deadline(MQTTC_BACKOFF_MIN_MS);
+                while (!m->stop && pthread_cond_timedwait(&m->cv, &m->state, &wait) == 0)
+                    ;
+                continue;
+            }
+        }
         m->lost = false;
         pthread_mutex_unlock(&m->state);
         int rc = try_connect(m);
@@ -253,6 +267,7 @@ struct mqttc *mqttc_new(const struct mqttc_options *o)
     m->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : MQTTC_DEFAULT_KEEPALIVE_S;
     m->qos = o->subscribe_qos;
     m->on_message = o->on_message;
+    m->may_connect = o->may_connect;
     m->ctx = o->ctx;
     pthread_mutex_init(&m->api, NULL);
     pthread_mutex_init(&m->state, NULL);

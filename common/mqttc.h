@@ -28,6 +28,10 @@ struct mqttc_options {
     const char *subscribe_topic; /* NULL = publish-only client */
     int subscribe_qos;
     mqttc_message_fn on_message;
+    /* NULL, or asked (on the supervisor thread, with ctx) before every connection attempt: false
+     * postpones the attempt. A partition's session is connected only while this instance holds
+     * its lease, so a lost lease never turns into a reconnect that takes the session back. */
+    bool (*may_connect)(void *ctx);
     void *ctx;
 };
 

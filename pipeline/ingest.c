@@ -51,6 +51,8 @@ struct ingest {
     bool flusher_started;
     bool flusher_idle; /* waiting without a timeout: the next accepted event signals flush_cv */
     bool flusher_stop;
+    ingest_router_fn router; /* cluster mode: events of partitions consumed elsewhere */
+    void *router_ctx;
 };
 
 /* Per-call context for the parser callbacks. */
@@ -262,6 +264,11 @@ static void on_valid(void *vctx, const struct event *parsed)
 {
     struct parse_ctx *ctx = vctx;
     struct ingest *ing = ctx->ing;
+    if (ing->router != NULL && ing->router(ing->router_ctx, ctx->source, parsed)) {
+        if (ctx->counts)
+            ctx->counts->accepted++;
+        return;
+    }
     if (dedupe_check_insert(ing->dedupe, parsed->txid)) {
         metrics_inc(M_EVENTS_DUPLICATE);
         if (ctx->counts)
@@ -414,4 +421,18 @@ int64_t ingest_marker(struct ingest *ing)
 void ingest_close(struct ingest *ing)
 {
     atomic_store(&ing->closed, true);
+}
+
+void ingest_set_router(struct ingest *ing, ingest_router_fn fn, void *ctx)
+{
+    ing->router = fn;
+    ing->router_ctx = ctx;
+}
+
+void ingest_remember_ids(struct ingest *ing, const uint64_t *ids, size_t n)
+{
+    pthread_mutex_lock(&ing->mu);
+    for (size_t i = 0; i < n; i++)
+        dedupe_check_insert(ing->dedupe, ids[i]);
+    pthread_mutex_unlock(&ing->mu);
 }

@@ -40,5 +40,15 @@ int64_t ingest_marker(struct ingest *ing);
 /* Refuses further payloads (ERR_CLOSED) without waiting for the lock, so it works while a
  * payload is blocked on a full queue. Markers are still accepted. Idempotent. */
 void ingest_close(struct ingest *ing);
+/* Cluster hook, called for each valid event from a payload (not from the journal) under the
+ * ingest lock, before duplicate detection: return true when the router took the event (it
+ * belongs to a partition consumed elsewhere and was forwarded there; counted as accepted, not
+ * journaled), false to process it here. It must not call into ingest. Set it before the first
+ * payload; NULL (the default) processes everything here. */
+typedef bool (*ingest_router_fn)(void *ctx, const char *source, const struct event *ev);
+void ingest_set_router(struct ingest *ing, ingest_router_fn fn, void *ctx);
+/* Adds ids (borrowed) to the recent-id memory under the ingest lock: a partition taken over from
+ * another instance brings that instance's memory, so duplicates it saw are still dropped. */
+void ingest_remember_ids(struct ingest *ing, const uint64_t *ids, size_t n);
 
 #endif

@@ -5,6 +5,7 @@
  * snapshots rely on), and spreads short digit strings such as "200000".."201650" evenly. It is not
  * a defence against adversarial keys; a hot account only ever loads its own worker. */
 #include "shard.h"
+#include <string.h>
 
 #define FNV64_OFFSET 14695981039346656037ULL /* FNV-1a 64-bit offset basis */
 #define FNV64_PRIME 1099511628211ULL         /* FNV 64-bit prime, 2^40 + 2^8 + 0xb3 */
@@ -24,11 +25,27 @@ uint64_t shard_hash(const char *key, size_t len)
  * by zero. */
 uint32_t shard_of(const char *account, uint32_t nshards)
 {
-    size_t len = 0;
-
     if (nshards <= 1)
         return 0;
-    while (account[len] != '\0')
-        len++;
-    return (uint32_t)(shard_hash(account, len) % nshards);
+    return (uint32_t)(shard_hash(account, strlen(account)) % nshards);
+}
+
+/* fmix64 from MurmurHash3 (public domain): two xor-shift-multiply rounds. */
+uint64_t shard_mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* The mixed hash, so the partition does not repeat the worker choice (the raw hash modulo the
+ * worker count) even when the two counts share factors; npartitions 0 is treated as 1. */
+uint32_t partition_of(const char *account, uint32_t npartitions)
+{
+    if (npartitions <= 1)
+        return 0;
+    return (uint32_t)(shard_mix(shard_hash(account, strlen(account))) % npartitions);
 }

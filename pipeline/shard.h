@@ -1,6 +1,11 @@
 /* Deterministic account -> edge worker mapping: 64-bit FNV-1a of the account key, modulo the
  * worker count. Stable across runs, platforms and restarts (documented for publishers), so one
- * account is always scored by one worker. Pure; thread-safe. */
+ * account is always scored by one worker. Also the account -> cluster partition mapping that
+ * publishers compute to pick the partitioned topic (README "Running several instances"): the
+ * same hash passed through the MurmurHash3 64-bit finalizer, modulo the partition count. The
+ * finalizer matters: FNV-1a's high bits barely move over short digit strings, and without it the
+ * partition would repeat the worker choice, so an instance owning a few partitions would use
+ * only some of its workers. Pure; thread-safe. */
 #ifndef AETHERIS_SHARD_H
 #define AETHERIS_SHARD_H
 #include "fmacros.h"
@@ -11,5 +16,10 @@
 uint64_t shard_hash(const char *key, size_t len);
 /* Worker index in [0, nshards) for a NUL-terminated account key; nshards >= 1. */
 uint32_t shard_of(const char *account, uint32_t nshards);
+/* MurmurHash3's fmix64 finalizer (a bijection that mixes every input bit into every output bit). */
+uint64_t shard_mix(uint64_t h);
+/* Cluster partition in [0, npartitions) of a NUL-terminated account key:
+ * shard_mix(shard_hash(account)) % npartitions; npartitions 0 is treated as 1. */
+uint32_t partition_of(const char *account, uint32_t npartitions);
 
 #endif

@@ -36,6 +36,8 @@ struct assembly { /* the parts of one snapshot marker */
 
 struct sink {
     const struct config *cfg;
+    sink_snapshot_fn snapshot_hook; /* cluster mode: saves owned partitions (NULL = none) */
+    void *snapshot_ctx;
     struct store *store;
     struct evbatch_pool *pool;
     struct feed *feed;     /* exceptions are announced here (GET /v1/stream) */
@@ -320,6 +322,14 @@ static void write_snapshot(struct sink *s, struct assembly *a)
         log_error("snapshot.failed", "committing snapshot %s failed", path);
         return;
     }
+    if (s->snapshot_hook != NULL) {
+        const struct buf **parts = xcalloc(s->nworkers, sizeof *parts);
+        for (uint32_t i = 0; i < s->nworkers; i++)
+            parts[i] = &a->part[i]->snap;
+        s->snapshot_hook(s->snapshot_ctx, a->seq, parts, s->nworkers, a->part[0]->ids,
+                         a->part[0]->nids);
+        free(parts);
+    }
     atomic_store(&s->snapshot_seq, a->seq);
     metrics_inc(M_SNAPSHOTS);
     int deleted = journal_truncate_before(jdir, a->seq);
@@ -386,6 +396,12 @@ static void *sink_main(void *arg)
         flush_staged(s);
     }
     return NULL;
+}
+
+void sink_set_snapshot_hook(struct sink *s, sink_snapshot_fn fn, void *ctx)
+{
+    s->snapshot_hook = fn;
+    s->snapshot_ctx = ctx;
 }
 
 int sink_start(struct sink *s)

@@ -29,6 +29,14 @@ struct outbox;
 struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
                       uint32_t nworkers, struct bqueue *in, struct feed *feed,
                       struct outbox *outbox);
+/* Called on the sink thread after each local snapshot of sequence seq is committed and before
+ * sink_snapshot_seq() reports it: parts[0..nparts) are the workers' encoded accounts
+ * (snapshot_encode_account form) and ids[0..nids) the recent-id memory, all borrowed for the
+ * call. The cluster saves each partition it owns through it. */
+typedef void (*sink_snapshot_fn)(void *ctx, uint64_t seq, const struct buf *const *parts,
+                                 uint32_t nparts, const uint64_t *ids, size_t nids);
+/* Sets the hook (before sink_start); NULL = none. */
+void sink_set_snapshot_hook(struct sink *s, sink_snapshot_fn fn, void *ctx);
 /* Starts the thread: 0 or ERR_INTERNAL. */
 int sink_start(struct sink *s);
 /* Stops retrying failed stages: pending work is dropped (it is still in the journal). */

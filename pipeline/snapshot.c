@@ -372,16 +372,15 @@ out:
     return rv;
 }
 
-int snapshot_load(const char *path, const struct snapshot_visitor *v)
+/* Checks and visits a whole snapshot image; `what` names it in the log. */
+static int parse_image(const uint8_t *p, size_t len, const char *what,
+                       const struct snapshot_visitor *v)
 {
-    uint8_t *p;
-    size_t len;
-    int rv = read_whole(path, &p, &len);
-    if (rv != 0)
-        return rv;
     const char *why = NULL;
-    size_t body = len - SNAP_TRAILER;
-    if (memcmp(p, SNAP_MAGIC, 8) != 0)
+    size_t body = len >= SNAP_TRAILER ? len - SNAP_TRAILER : 0;
+    if (len < SNAP_HEADER + SNAP_TRAILER || (uint64_t)len > SNAP_FILE_MAX)
+        why = "impossible size";
+    else if (memcmp(p, SNAP_MAGIC, 8) != 0)
         why = "bad magic";
     else if (get_le(p + 8, 4) != SNAP_VERSION)
         why = "unsupported version";
@@ -390,17 +389,62 @@ int snapshot_load(const char *path, const struct snapshot_visitor *v)
     else if (walk(p, body, NULL) != 0)
         why = "bad section lengths";
     if (why != NULL) {
-        log_warn("snapshot.corrupt", "%s is not a valid snapshot: %s", path, why);
-        rv = ERR_INVAL;
-        goto out;
+        log_warn("snapshot.corrupt", "%s is not a valid snapshot: %s", what, why);
+        return ERR_INVAL;
     }
     if (v == NULL)
-        goto out;
+        return 0;
+    int rv = 0;
     if (v->on_header != NULL)
         rv = v->on_header(v->ctx, get_le(p + 12, 8), (uint32_t)get_le(p + 20, 4));
-    if (rv == 0)
-        rv = walk(p, body, v);
-out:
+    return rv == 0 ? walk(p, body, v) : rv;
+}
+
+int snapshot_load(const char *path, const struct snapshot_visitor *v)
+{
+    uint8_t *p;
+    size_t len;
+    int rv = read_whole(path, &p, &len);
+    if (rv != 0)
+        return rv;
+    rv = parse_image(p, len, path, v);
     free(p);
+    return rv;
+}
+
+int snapshot_parse(const void *data, size_t len, const char *what, const struct snapshot_visitor *v)
+{
+    return parse_image(data, len, what, v);
+}
+
+int snapshot_format(struct buf *out, uint64_t seq, uint32_t window, const uint64_t *ids,
+                    size_t nids, const void *accounts, size_t len)
+{
+    size_t mark = out->len;
+    uint8_t h[SNAP_HEADER];
+    memcpy(h, SNAP_MAGIC, 8);
+    put_le(h + 8, SNAP_VERSION, 4);
+    put_le(h + 12, seq, 8);
+    put_le(h + 20, window, 4);
+    int rv = buf_append(out, h, sizeof h);
+    if (rv == 0 && ids != NULL) {
+        uint8_t sec[9] = {'I'};
+        put_le(sec + 1, nids, 8);
+        rv = buf_append(out, sec, sizeof sec);
+        for (size_t i = 0; i < nids && rv == 0; i++) {
+            uint8_t id[8];
+            put_le(id, ids[i], 8);
+            rv = buf_append(out, id, sizeof id);
+        }
+    }
+    if (rv == 0 && len > 0)
+        rv = buf_append(out, accounts, len);
+    if (rv == 0) {
+        uint8_t t[SNAP_TRAILER];
+        put_le(t, crc32_update(0, (const uint8_t *)out->data + mark, out->len - mark), 4);
+        rv = buf_append(out, t, sizeof t);
+    }
+    if (rv != 0)
+        out->len = mark;
     return rv;
 }

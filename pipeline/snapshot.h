@@ -63,4 +63,14 @@ struct snapshot_visitor {
  * cannot be read; or the first non-zero callback return. v may be NULL to only validate. */
 int snapshot_load(const char *path, const struct snapshot_visitor *v);
 
+/* snapshot_load over an image in memory (data borrowed; `what` names it in log lines). The same
+ * checks and callbacks; ERR_INVAL for a corrupt image. */
+int snapshot_parse(const void *data, size_t len, const char *what,
+                   const struct snapshot_visitor *v);
+/* Appends a whole snapshot image to out: header (seq, window), the ids section when ids is not
+ * NULL (nids ids, oldest first), `accounts` (len bytes of snapshot_encode_account output) and the
+ * checksum. 0, or ERR_FULL when out reaches its cap (out unchanged). Pure. */
+int snapshot_format(struct buf *out, uint64_t seq, uint32_t window, const uint64_t *ids,
+                    size_t nids, const void *accounts, size_t len);
+
 #endif

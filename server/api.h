@@ -18,6 +18,7 @@ void api_deadletter_list(const struct http_request *req, struct http_response *r
 void api_events_post(const struct http_request *req, struct http_response *resp);
 void api_queues_list(const struct http_request *req, struct http_response *resp);
 void api_queues_get(const struct http_request *req, struct http_response *resp);
+void api_cluster_get(const struct http_request *req, struct http_response *resp);
 void api_accounts_get(const struct http_request *req, struct http_response *resp);
 void api_stream(const struct http_request *req, struct http_response *resp);
 void api_openapi_json(const struct http_request *req, struct http_response *resp);

@@ -1,17 +1,23 @@
 /* GET /v1/accounts/{account_id}: what the service knows of one account right now: its rolling
- * window as the edge holds it (n, W, exact mean and std, the last z), the kill-switch lock in
+ * window as the edge holds it (n, W, exact mean and std, the last z; in cluster mode, for an
+ * account whose partition another instance consumes, the window of that partition's last saved
+ * state in Redis, at most one snapshot interval old), the kill-switch lock in
  * Redis (set after a BLOCK consensus, DESIGN.md 3.4) with its remaining lifetime, and its newest
  * decisions from the store (?limit=, default 10). 404 when none of the three knows the account.
  * A Redis outage does not fail the request: the lock is reported as unknown (null). */
 #include "api.h"
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "api_params.h"
 #include "buffer.h"
+#include "cluster.h"
 #include "err.h"
 #include "event.h"
 #include "pipeline.h"
 #include "rpool.h"
+#include "shard.h"
+#include "snapshot.h"
 
 #define ACCOUNT_DECISIONS_DEFAULT 10
 
@@ -41,6 +47,64 @@ static json_t *lock_state(const struct http_request *req, const char *account, b
     return json_pack("{s:b, s:o}", "locked", *locked, "ttl_s", ttl);
 }
 
+struct saved_lookup {
+    const char *account;
+    struct pipeline_account *out;
+    uint32_t window;
+    bool found;
+};
+
+static int on_saved_header(void *ctx, uint64_t seq, uint32_t window)
+{
+    struct saved_lookup *l = ctx;
+    (void)seq;
+    l->window = window;
+    return 0;
+}
+
+/* Two-pass population statistics of the saved window, as the edge computes them. */
+static int on_saved_account(void *ctx, const char *account, const double *vals, uint32_t n,
+                            double last_z)
+{
+    struct saved_lookup *l = ctx;
+    if (strcmp(account, l->account) != 0)
+        return 0;
+    double sum = 0, ss = 0;
+    for (uint32_t i = 0; i < n; i++)
+        sum += vals[i];
+    double mean = n ? sum / n : 0;
+    for (uint32_t i = 0; i < n; i++)
+        ss += (vals[i] - mean) * (vals[i] - mean);
+    *l->out = (struct pipeline_account){
+        .n = n, .window = l->window, .mean = mean, .std = n ? sqrt(ss / n) : 0, .last_z = last_z};
+    l->found = true;
+    return 1; /* found: stop the walk */
+}
+
+/* Cluster mode: the account's window from its partition's saved state in Redis. */
+static bool saved_window(const struct http_request *req, const char *account,
+                         struct pipeline_account *out)
+{
+    const struct cluster *c = pipeline_cluster(req->app->pipeline);
+    if (c == NULL || account[0] == '\0')
+        return false;
+    char key[CONFIG_STR_MAX];
+    cluster_key_snap(req->app->cfg, partition_of(account, cluster_partitions(c)), key, sizeof key);
+    struct rconn *rc = rpool_get(req->app->redis, API_REDIS_WAIT_MS);
+    if (rc == NULL)
+        return false;
+    redisReply *r = rconn_cmd(rc, "HGET", key, "image", NULL);
+    rpool_put(req->app->redis, rc);
+    struct saved_lookup l = {account, out, 0, false};
+    if (r != NULL && r->type == REDIS_REPLY_STRING) {
+        struct snapshot_visitor v = {&l, on_saved_header, NULL, on_saved_account};
+        snapshot_parse(r->str, r->len, "saved partition state", &v);
+    }
+    if (r)
+        freeReplyObject(r);
+    return l.found;
+}
+
 void api_accounts_get(const struct http_request *req, struct http_response *resp)
 {
     const char *account = req->params[0];
@@ -55,7 +119,8 @@ void api_accounts_get(const struct http_request *req, struct http_response *resp
         return;
 
     struct pipeline_account w;
-    bool known_window = pipeline_account(req->app->pipeline, account, &w) == 0;
+    bool known_window =
+        pipeline_account(req->app->pipeline, account, &w) == 0 || saved_window(req, account, &w);
     struct store_query q = {.account = account, .limit = limit};
     json_t *decisions = NULL;
     char next[STORE_CURSOR_MAX];

@@ -69,6 +69,13 @@ void api_events_post(const struct http_request *req, struct http_response *resp)
         http_problem(resp, 503, PROBLEM_UNAVAILABLE, "the pipeline is shutting down", req->path);
         return;
     }
+    if (rv == ERR_CONN) {
+        http_problem(resp, 503, PROBLEM_UNAVAILABLE,
+                     "events of partitions owned by other instances could not be forwarded to "
+                     "the broker; submit them again",
+                     req->path);
+        return;
+    }
     if (rv != 0) {
         http_problem(resp, 500, PROBLEM_INTERNAL, "the events could not be submitted", req->path);
         return;

@@ -1,7 +1,8 @@
 /* GET /v1/metrics (JSON snapshot: the registry's counters, gauges and latency quantiles, plus
  * queue depth, tracked accounts, uptime and when it was generated; served through the Redis
  * response cache, api_cache.h, with X-Cache: HIT|MISS|BYPASS) and GET /metrics (Prometheus text
- * exposition 0.0.4: the registry, the per-route HTTP metrics and the process metrics). Both
+ * exposition 0.0.4: the registry, the per-route HTTP metrics, the process metrics and
+ * aetheris_instance_info naming the instance; each instance of a cluster reports its own). Both
  * refresh the gauges that are read rather than pushed (pipeline health, Redis lanes) first. */
 #include "api.h"
 #include "api_cache.h"
@@ -73,6 +74,7 @@ static void metrics_snapshot(const struct http_request *req, struct http_respons
     json_object_set_new(m, "queues", json_pack("{s:I}", "edge_queued", (json_int_t)h.queued));
     json_object_set_new(m, "accounts", json_integer((json_int_t)h.accounts));
     json_object_set_new(m, "uptime_s", json_integer(up_ms > 0 ? up_ms / 1000 : 0));
+    json_object_set_new(m, "instance", json_string(req->app->cfg->node_id));
     json_object_set_new(m, "generated_ms", json_integer(clock_wall_ms()));
     http_json_response(resp, 200, m);
 }
@@ -97,6 +99,35 @@ void api_metrics_json(const struct http_request *req, struct http_response *resp
     http_add_header(resp, "X-Cache", api_cache_result_name(r));
 }
 
+/* Appends v as a Prometheus label value (backslash, quote and newline escaped). */
+static int label_value(struct buf *b, const char *v)
+{
+    int rv = 0;
+    for (; *v && rv == 0; v++) {
+        if (*v == '\\' || *v == '"')
+            rv = buf_printf(b, "\\%c", *v);
+        else if (*v == '\n')
+            rv = buf_append(b, "\\n", 2);
+        else
+            rv = buf_append(b, v, 1);
+    }
+    return rv;
+}
+
+/* aetheris_instance_info: which instance (node_id) and cluster this exposition belongs to, so
+ * several instances' series can be told apart and joined on node_id whatever the scraper's
+ * own labels are. */
+static int instance_info(struct buf *b, const struct config *cfg)
+{
+    int rv = buf_printf(b, "# HELP aetheris_instance_info The instance serving these metrics "
+                           "(always 1)\n# TYPE aetheris_instance_info gauge\n"
+                           "aetheris_instance_info{node_id=\"");
+    rv = rv ? rv : label_value(b, cfg->node_id);
+    rv = rv ? rv : buf_printf(b, "\",cluster=\"");
+    rv = rv ? rv : label_value(b, cfg->cluster_partitions > 0 ? cfg->cluster_name : "");
+    return rv ? rv : buf_printf(b, "\",partitions=\"%d\"} 1\n", cfg->cluster_partitions);
+}
+
 void api_metrics_prometheus(const struct http_request *req, struct http_response *resp)
 {
     struct pipeline_health h;
@@ -104,7 +135,8 @@ void api_metrics_prometheus(const struct http_request *req, struct http_response
     refresh_gauges(req, &h);
     struct buf b;
     buf_init(&b, PROMETHEUS_MAX);
-    if (metrics_prometheus(&b) != 0 || http_metrics_prometheus(&b) != 0) {
+    if (metrics_prometheus(&b) != 0 || http_metrics_prometheus(&b) != 0 ||
+        instance_info(&b, req->app->cfg) != 0) {
         buf_cleanup(&b);
         http_problem(resp, 500, PROBLEM_INTERNAL, "the metrics exposition is too large", req->path);
         return;

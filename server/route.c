@@ -24,6 +24,7 @@ static const struct route routes[] = {
     {ROUTE_GET, "/v1/deadletter", api_deadletter_list, ROUTE_SCOPE_READ, 0, 0, "deadletter_list"},
     {ROUTE_GET, "/v1/queues", api_queues_list, ROUTE_SCOPE_READ, 0, 0, "queues_list"},
     {ROUTE_GET, "/v1/queues/{lane}", api_queues_get, ROUTE_SCOPE_READ, 0, 0, "queues_get"},
+    {ROUTE_GET, "/v1/cluster", api_cluster_get, ROUTE_SCOPE_READ, 0, 0, "cluster_get"},
     {ROUTE_GET, "/v1/accounts/{account_id}", api_accounts_get, ROUTE_SCOPE_READ, 0, 0,
      "accounts_get"},
     {ROUTE_POST, "/v1/events", api_events_post, ROUTE_SCOPE_WRITE, 0, ROUTE_BODY_CONFIG,

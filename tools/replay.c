@@ -3,7 +3,11 @@
  *   BranchID,Description
  * (LF line ends, unquoted fields) to MQTT as the daemon's input events (DESIGN.md 3.1): one JSON
  * object per message on {prefix}/{accountOrigin}/{transactionId}, or with --batch N a JSON array
- * of up to N events on {prefix}/batch/{first transactionId}.
+ * of up to N events on {prefix}/batch/{first transactionId}. With --partitions P (a cluster of
+ * instances, README "Running several instances") the topics become
+ * {prefix}/p/{partition}/{accountOrigin}/{transactionId} and {prefix}/p/{partition}/batch/{id},
+ * the partition being partition_of(accountOrigin, P) (shard.h), and a batch holds consecutive
+ * rows of one partition only (it closes early when the next row's partition differs).
  *
  * Rows are validated before anything is published: 8 fields, digit-only ids (accounts at most 64
  * characters, the daemon's limit), a plain decimal amount, a date of at most 40 bytes, valid
@@ -44,6 +48,7 @@
 #include "err.h"
 #include "log.h"
 #include "mqttc.h"
+#include "shard.h"
 #include "xmalloc.h"
 
 /* QoS 1: messages between acknowledgement checkpoints. */
@@ -67,12 +72,13 @@ struct opts {
     const char *url, *file, *prefix, *client_id;
     double rate;
     int qos, batch, max_wait_s;
+    int partitions;  /* 0 = the un-partitioned topics */
     long long limit; /* -1 = all rows */
     bool progress, quiet;
 };
 
 struct message {
-    char topic[REPLAY_PREFIX_MAX + 2 * 32 + CSV_ACCOUNT_MAX];
+    char topic[REPLAY_PREFIX_MAX + 3 * 32 + CSV_ACCOUNT_MAX];
     char *payload;
     size_t len;
     int events; /* events in the payload */
@@ -103,6 +109,9 @@ static void usage(FILE *out)
         "                     <prefix>/<accountOrigin>/<transactionId>)\n"
         "  --limit N          read at most N data rows (default all)\n"
         "  --topic-prefix P   topic prefix (default aetheris/transactions)\n"
+        "  --partitions N     publish for a cluster of N partitions (the daemons'\n"
+        "                     cluster_partitions): topics <prefix>/p/<partition>/..., a batch\n"
+        "                     holds one partition's rows (default 0: un-partitioned topics)\n"
         "  --client-id ID     MQTT client id (default aetheris-replay-<pid>)\n"
         "  --max-wait-s N     give up after N s without the broker or its acknowledgements\n"
         "                     (default 60)\n"
@@ -140,6 +149,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                                           {"batch", required_argument, NULL, 'b'},
                                           {"limit", required_argument, NULL, 'l'},
                                           {"topic-prefix", required_argument, NULL, 'p'},
+                                          {"partitions", required_argument, NULL, 'n'},
                                           {"client-id", required_argument, NULL, 'c'},
                                           {"max-wait-s", required_argument, NULL, 'w'},
                                           {"progress", no_argument, NULL, 'P'},
@@ -205,6 +215,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             if (!opt_int("limit", optarg, 0, LLONG_MAX, &v))
                 return ERR_INVAL;
             o->limit = v;
+            break;
+        case 'n':
+            if (!opt_int("partitions", optarg, 0, 4096, &v))
+                return ERR_INVAL;
+            o->partitions = (int)v;
             break;
         case 'w':
             if (!opt_int("max-wait-s", optarg, 1, 86400, &v))
@@ -285,6 +300,47 @@ static void report_bad(const struct opts *o, const struct stats *st, long long l
         fprintf(stderr, "aetheris-replay: further bad rows are only counted\n");
 }
 
+/* The message being filled: its first row's id and account, its partition, its events. */
+struct pending {
+    char first_id[32];
+    char acct[CSV_ACCOUNT_MAX + 1];
+    uint32_t part;
+    int events;
+};
+
+/* Turns the pending rows in b into msg (topic by the options), and empties cur and b. */
+static void close_message(const struct opts *o, struct pending *cur, struct buf *b,
+                          struct message *msg, struct stats *st)
+{
+    char base[REPLAY_PREFIX_MAX + 48];
+    if (o->partitions > 0)
+        snprintf(base, sizeof base, "%s/p/%u", o->prefix, cur->part);
+    else
+        snprintf(base, sizeof base, "%s", o->prefix);
+    if (o->batch > 1) {
+        buf_append(b, "]", 1);
+        snprintf(msg->topic, sizeof msg->topic, "%s/batch/%s", base, cur->first_id);
+    } else {
+        snprintf(msg->topic, sizeof msg->topic, "%s/%s/%s", base, cur->acct, cur->first_id);
+    }
+    msg->len = b->len;
+    msg->payload = buf_take(b);
+    msg->events = cur->events;
+    st->messages++;
+    cur->events = 0;
+}
+
+/* Publishes msgs[0..*n) (publish_span) and frees them; 0 or ERR_TIMEOUT. */
+static int flush_messages(struct mqttc *m, const struct opts *o, struct message *msgs, size_t *n,
+                          struct stats *st)
+{
+    int rc = publish_span(m, o, msgs, *n, st);
+    for (size_t i = 0; i < *n; i++)
+        free(msgs[i].payload);
+    *n = 0;
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -314,13 +370,13 @@ int main(int argc, char **argv)
     struct message *msgs = xcalloc(REPLAY_FLUSH_EVERY, sizeof *msgs);
     size_t nmsg = 0;
     char *line = xmalloc(CSV_LINE_MAX);
-    char first_id[32] = "", acct[CSV_ACCOUNT_MAX + 1] = "";
+    struct pending cur = {.first_id = "", .acct = "", .part = 0, .events = 0};
     struct stats st = {0};
     long long lineno = 0, last_events = 0;
     int64_t t0 = clock_mono_ns(), last_progress = t0;
     struct buf b;
     buf_init(&b, REPLAY_PAYLOAD_MAX);
-    int in_batch = 0, rc = 0;
+    int rc = 0;
     bool eof = false;
     while (!eof) {
         int got = (o.limit >= 0 && st.rows >= o.limit) ? 0 : csv_read_line(in, line, CSV_LINE_MAX);
@@ -339,41 +395,30 @@ int main(int argc, char **argv)
                 report_bad(&o, &st, lineno, why);
                 continue;
             }
-            if (in_batch == 0) {
-                snprintf(first_id, sizeof first_id, "%s", r.txid);
-                snprintf(acct, sizeof acct, "%s", r.origin);
+            uint32_t part = partition_of(r.origin, (uint32_t)o.partitions);
+            if (cur.events > 0 && part != cur.part) /* a batch holds one partition's rows */
+                close_message(&o, &cur, &b, &msgs[nmsg++], &st);
+            if (nmsg == REPLAY_FLUSH_EVERY && (rc = flush_messages(m, &o, msgs, &nmsg, &st)) != 0)
+                break;
+            if (cur.events == 0) {
+                snprintf(cur.first_id, sizeof cur.first_id, "%s", r.txid);
+                snprintf(cur.acct, sizeof cur.acct, "%s", r.origin);
+                cur.part = part;
             }
             if (o.batch > 1)
-                buf_append(&b, in_batch == 0 ? "[" : ",", 1);
+                buf_append(&b, cur.events == 0 ? "[" : ",", 1);
             csv_row_json(&r, &b);
-            in_batch++;
+            cur.events++;
             st.events++;
             if (o.rate > 0) /* fixed schedule: event k is due at t0 + k/rate */
                 sleep_until_ns(t0 + (int64_t)((double)(st.events - 1) * 1e9 / o.rate));
         }
-        bool full = in_batch == o.batch || b.len >= REPLAY_SOFT_PAYLOAD;
-        if (in_batch > 0 && (full || eof)) {
-            struct message *msg = &msgs[nmsg++];
-            if (o.batch > 1) {
-                buf_append(&b, "]", 1);
-                snprintf(msg->topic, sizeof msg->topic, "%s/batch/%s", o.prefix, first_id);
-            } else {
-                snprintf(msg->topic, sizeof msg->topic, "%s/%s/%s", o.prefix, acct, first_id);
-            }
-            msg->len = b.len;
-            msg->payload = buf_take(&b);
-            msg->events = in_batch;
-            st.messages++;
-            in_batch = 0;
-        }
-        if (nmsg == REPLAY_FLUSH_EVERY || (eof && nmsg > 0)) {
-            rc = publish_span(m, &o, msgs, nmsg, &st);
-            for (size_t i = 0; i < nmsg; i++)
-                free(msgs[i].payload);
-            nmsg = 0;
-            if (rc != 0)
-                break;
-        }
+        bool full = cur.events == o.batch || b.len >= REPLAY_SOFT_PAYLOAD;
+        if (cur.events > 0 && (full || eof))
+            close_message(&o, &cur, &b, &msgs[nmsg++], &st);
+        if ((nmsg == REPLAY_FLUSH_EVERY || (eof && nmsg > 0)) &&
+            (rc = flush_messages(m, &o, msgs, &nmsg, &st)) != 0)
+            break;
         int64_t now = clock_mono_ns();
         if (o.progress && (now - last_progress >= 1000000000LL || eof)) {
             double dt = (double)(now - last_progress) / 1e9;

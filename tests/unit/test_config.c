@@ -232,6 +232,11 @@ static void test_cross_field(void)
         {"--analyst-block-z=3", "--analyst-review-z=3.5", "analyst_review_z"},
         {"--auditor-block-ratio=2", "--auditor-review-ratio=2.5", "auditor_review_ratio"},
         {"--strategist-block-loss=100", "--strategist-review-loss=101", "strategist_review_loss"},
+        {"--cluster-partitions=4", "--mqtt-qos=0", "cluster_partitions"},
+        {"--cluster-partitions=4", "--mqtt-clean-session=true", "cluster_partitions"},
+        {"--cluster-partitions=4", "--cluster-topic-prefix=a/+/b", "cluster_topic_prefix"},
+        {"--cluster-partitions=4", "--cluster-topic-prefix=a/b/", "cluster_topic_prefix"},
+        {"--cluster-partitions=4", "--cluster-name=", "cluster_name"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err[0] = '\0';
@@ -241,6 +246,9 @@ static void test_cross_field(void)
     }
     is_int(load(&c, err, 3, "--window-size=10", "--min-points=10"), CONFIG_OK,
            "min_points == window_size is allowed");
+    is_int(load(&c, err, 3, "--cluster-partitions=0", "--mqtt-qos=0"), CONFIG_OK,
+           "QoS 0 is fine for a single instance");
+    is_int(load(&c, err, 2, "--cluster-partitions=16"), CONFIG_OK, "16 partitions by default");
 }
 
 static void test_redaction(void)

@@ -87,8 +87,38 @@ static void test_single(void)
     is_int(shard_of("", 4), (int)(0xcbf29ce484222325ULL % 4), "empty key is hashed too");
 }
 
+/* The worked example of the README and the spread of the dataset's accounts over 16 partitions,
+ * and that a partition's accounts still use both of two workers (partition and worker are
+ * drawn independently). */
+static void test_partitions(void)
+{
+    ok(shard_mix(0x7039a455becc9593ULL) == 0xe1217d45bcc4bcfeULL, "fmix64 of fnv1a64(\"201164\")");
+    is_int((int)partition_of("201164", 16), 14, "201164 -> partition 14 of 16 (README example)");
+    is_int((int)partition_of("200430", 16), 8, "200430 -> partition 8 of 16");
+    is_int((int)partition_of("200430", 1), 0, "one partition -> 0");
+    is_int((int)partition_of("200430", 0), 0, "zero partitions treated as one");
+    int counts[16] = {0}, worker0[16] = {0};
+    char key[24];
+    for (int a = 200000; a <= 201650; a++) {
+        snprintf(key, sizeof key, "%d", a);
+        uint32_t p = partition_of(key, 16);
+        counts[p]++;
+        worker0[p] += shard_of(key, 2) == 0;
+    }
+    int spread = 1, both = 1;
+    for (int p = 0; p < 16; p++) {
+        if (counts[p] < 0.75 * 1651 / 16 || counts[p] > 1.25 * 1651 / 16)
+            spread = 0;
+        if (worker0[p] < 0.3 * counts[p] || worker0[p] > 0.7 * counts[p])
+            both = 0;
+    }
+    ok(spread, "16 partitions: each within +-25%% of the mean");
+    ok(both, "each partition's accounts split 30..70%% over two workers");
+}
+
 int main(void)
 {
+    test_partitions();
     test_vectors();
     test_stability();
     test_distribution(2);
