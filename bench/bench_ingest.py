@@ -12,8 +12,13 @@ uncached GET /metrics counts every event as ingested); the ceiling's is messages
 arrival). Servers are started on free loopback ports under a temporary directory (the e2e
 harness's code) and stopped at the end; every wait is bounded.
 
+With --partitions P the publishers use the partitioned topics (aetheris-replay --partitions P)
+and the daemon runs in cluster mode with P partitions, all owned by this one instance: P MQTT
+subscriber sessions instead of one (QoS 1 cases only; a fresh cluster_name per case, so no
+session queues another run's messages).
+
 Usage: bench/bench_ingest.py [--build DIR] [--events N] [--connections K] [--cases a,b,...]
-                             [--daemon-option NAME=VALUE ...]"""
+                             [--partitions P] [--daemon-option NAME=VALUE ...]"""
 import argparse
 import json
 import os
@@ -36,10 +41,11 @@ def make_csv(path, first_id, n, accounts):
                     f"{rnd.uniform(10, 500):.2f},2023-04-20 02:00:00.000000,41,bench\n")
 
 
-def replay_procs(build, url, files, qos, batch):
+def replay_procs(build, url, files, qos, batch, partitions=0):
+    extra = ["--partitions", str(partitions)] if partitions else []
     return [subprocess.Popen([os.path.join(build, "tools", "aetheris-replay"), "--url", url,
                               "--file", f, "--qos", str(qos), "--batch", str(batch),
-                              "--client-id", f"bench-{os.getpid()}-{i}", "--quiet"],
+                              "--client-id", f"bench-{os.getpid()}-{i}", "--quiet"] + extra,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for i, f in enumerate(files)]
 
@@ -52,14 +58,14 @@ def wait_all(procs, timeout):
             raise RuntimeError(f"replay failed: {p.stderr.read().decode()[-300:]}")
 
 
-def ceiling(build, url, files, qos, batch, events):
+def ceiling(build, url, files, qos, batch, events, partitions):
     messages = events // batch
     sub = subprocess.Popen([os.path.join(build, "bench", "bare_sub"), url,
                             "aetheris/transactions/#", str(qos), str(messages), "3000"],
                            stdout=subprocess.PIPE, text=True)
     assert json.loads(sub.stdout.readline())["ready"]
     t0 = time.monotonic_ns()
-    wait_all(replay_procs(build, url, files, qos, batch), 600)
+    wait_all(replay_procs(build, url, files, qos, batch, partitions), 600)
     out = json.loads(sub.stdout.readline())
     sub.wait(timeout=30)
     secs = (out["last_ns"] - t0) / 1e9
@@ -76,17 +82,20 @@ def counters(d):
     return {"ingested": int(found.get("ingested", 0)), "duplicates": int(found.get("duplicate", 0))}
 
 
-def through_daemon(stack, build, files, qos, batch, events, extra):
+def through_daemon(stack, build, files, qos, batch, events, extra, partitions, case):
     from conftest import wait_until
     # a clean session: the broker must not queue the ceiling run's messages for this client
     opts = {"mqtt_qos": qos, "mqtt_clean_session": "true", "snapshot_interval_ms": 5000,
             "reclaim_idle_ms": 30000, "log_level": "warn",
             "dedupe_capacity": max(1000000, 2 * events)}
+    if partitions:
+        opts.update({"cluster_partitions": partitions, "mqtt_clean_session": "false",
+                     "cluster_name": f"bench-{os.getpid()}-{case}"})
     opts.update(extra)
     d = stack.start_daemon(opts)
     url = f"tcp://127.0.0.1:{stack.mosq.port}"
     t0 = time.monotonic()
-    procs = replay_procs(build, url, files, qos, batch)
+    procs = replay_procs(build, url, files, qos, batch, partitions)
     last = [0, time.monotonic()]
 
     def done():
@@ -112,6 +121,8 @@ def main():
     ap.add_argument("--events", type=int, default=200000)
     ap.add_argument("--connections", type=int, default=2)
     ap.add_argument("--cases", default="qos0,qos1,batch10,batch100")
+    ap.add_argument("--partitions", type=int, default=0,
+                    help="partitioned topics and cluster mode with this many partitions")
     ap.add_argument("--daemon-option", action="append", default=[], metavar="NAME=VALUE",
                     help="extra aetherisd option for the daemon runs (repeatable)")
     args = ap.parse_args()
@@ -132,12 +143,16 @@ def main():
             url = f"tcp://127.0.0.1:{stack.mosq.port}"
             for name in args.cases.split(","):
                 qos, batch = cases[name]
-                top = ceiling(args.build, url, files, qos, batch, events)
-                ours = through_daemon(stack, args.build, files, qos, batch, events, extra)
+                if args.partitions and qos != 1:
+                    continue  # cluster mode takes QoS 1 only
+                top = ceiling(args.build, url, files, qos, batch, events, args.partitions)
+                ours = through_daemon(stack, args.build, files, qos, batch, events, extra,
+                                      args.partitions, name)
                 # a fresh data directory per case: the dedupe set would drop a replay
                 subprocess.run(["rm", "-rf", os.path.join(tmp, "var")], check=True)
                 print(json.dumps({"bench": "ingest", "case": name, "qos": qos, "batch": batch,
-                                  "connections": k, "daemon_options": extra, "daemon": ours, "bare_paho_ceiling": top,
+                                  "connections": k, "partitions": args.partitions,
+                                  "daemon_options": extra, "daemon": ours, "bare_paho_ceiling": top,
                                   "ratio_to_ceiling": round(ours["events_per_s"] /
                                                             top["events_per_s"], 3)}),
                       flush=True)

@@ -3,9 +3,10 @@
  * indexes them. Evicting the oldest id deletes it from the table with backward-shift deletion, so
  * there are no tombstones and probe lengths never degrade however long the daemon runs.
  * Slot value 0 means empty, so id 0 is never put in the table: a counter records whether it is in
- * the ring. The table key is the id itself; only the home slot comes from a splitmix64 mix. */
+ * the ring. The table key is the id itself; only the home slot comes from shard_mix (fmix64). */
 #include "dedupe.h"
 #include <stdlib.h>
+#include "shard.h"
 #include "xmalloc.h"
 
 struct dedupe {
@@ -17,17 +18,6 @@ struct dedupe {
     size_t mask;
     size_t zero_count; /* how many times id 0 is in the ring (0 or 1) */
 };
-
-/* splitmix64 finalizer: spreads sequential ids over the table. */
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
 
 /* Empty memory of the last `capacity` ids (0 is treated as 1); caller owns it (dedupe_free). */
 struct dedupe *dedupe_new(size_t capacity)
@@ -56,7 +46,7 @@ void dedupe_free(struct dedupe *d)
 /* Slot holding id, or the empty slot where it would go. id != 0. */
 static size_t find_slot(const struct dedupe *d, uint64_t id)
 {
-    size_t i = (size_t)mix(id) & d->mask;
+    size_t i = (size_t)shard_mix(id) & d->mask;
     while (d->table[i] != 0 && d->table[i] != id)
         i = (i + 1) & d->mask;
     return i;
@@ -75,7 +65,7 @@ static void table_remove(struct dedupe *d, uint64_t id)
         j = (j + 1) & d->mask;
         if (d->table[j] == 0)
             break;
-        size_t home = (size_t)mix(d->table[j]) & d->mask;
+        size_t home = (size_t)shard_mix(d->table[j]) & d->mask;
         bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
         if (movable) {
             d->table[hole] = d->table[j];

@@ -13,7 +13,7 @@
  *
  * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots holding the
  * record index + 1 (0 = empty): 16 slots per cache line, ~8 bytes per account at 1M accounts.
- * The home slot comes from a splitmix64 mix of a numeric key, or FNV-1a of another one.
+ * The home slot comes from shard_mix (fmix64) of a numeric key, or FNV-1a of another one.
  *
  * Records come in 2 MiB chunks (huge pages where the kernel allows them, after the first chunk).
  *
@@ -71,16 +71,6 @@ struct key_ref {
     uint64_t hash;
 };
 
-/* splitmix64 finalizer: spreads consecutive account numbers over the table. */
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
 static inline void key_make(const char *account, struct key_ref *kr)
 {
     uint64_t v = 0;
@@ -92,7 +82,7 @@ static inline void key_make(const char *account, struct key_ref *kr)
         (account[0] != '0' || len == 1)) {
         kr->len = len;
         kr->k = KEY_NUMERIC | v;
-        kr->hash = mix(v);
+        kr->hash = shard_mix(v);
     } else {
         kr->len = strnlen(account, EVENT_ACCOUNT_MAX);
         kr->k = 0;
@@ -121,7 +111,7 @@ static inline bool key_equal(uint64_t stored, const struct key_ref *kr)
 static uint64_t stored_hash(uint64_t stored)
 {
     if (stored & KEY_NUMERIC)
-        return mix(stored & ~KEY_NUMERIC);
+        return shard_mix(stored & ~KEY_NUMERIC);
     const struct long_key *lk = (const struct long_key *)(uintptr_t)stored;
     return shard_hash(lk->s, lk->len);
 }

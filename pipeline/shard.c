@@ -30,17 +30,6 @@ uint32_t shard_of(const char *account, uint32_t nshards)
     return (uint32_t)(shard_hash(account, strlen(account)) % nshards);
 }
 
-/* fmix64 from MurmurHash3 (public domain): two xor-shift-multiply rounds. */
-uint64_t shard_mix(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
-}
-
 /* The mixed hash, so the partition does not repeat the worker choice (the raw hash modulo the
  * worker count) even when the two counts share factors; npartitions 0 is treated as 1. */
 uint32_t partition_of(const char *account, uint32_t npartitions)

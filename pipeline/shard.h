@@ -16,8 +16,18 @@
 uint64_t shard_hash(const char *key, size_t len);
 /* Worker index in [0, nshards) for a NUL-terminated account key; nshards >= 1. */
 uint32_t shard_of(const char *account, uint32_t nshards);
-/* MurmurHash3's fmix64 finalizer (a bijection that mixes every input bit into every output bit). */
-uint64_t shard_mix(uint64_t h);
+/* MurmurHash3's fmix64 finalizer (a bijection that mixes every input bit into every output bit;
+ * public domain): two xor-shift-multiply rounds. Inline: the edge table and the dedupe set hash
+ * with it on every event. */
+static inline uint64_t shard_mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
 /* Cluster partition in [0, npartitions) of a NUL-terminated account key:
  * shard_mix(shard_hash(account)) % npartitions; npartitions 0 is treated as 1. */
 uint32_t partition_of(const char *account, uint32_t npartitions);

@@ -155,6 +155,16 @@ def check_exceptions_exact(cluster, limit=None):
     return got
 
 
+def wait_all_stored(cluster, timeout=120):
+    """Waits until the shared store holds exactly the first LIMIT dataset transactions."""
+    distinct = set(dataset_ids(LIMIT))
+
+    def stored():
+        return cluster.rows("SELECT COUNT(*) FROM transactions")[0][0] == len(distinct)
+    wait_until(stored, timeout, "every transaction stored", interval=0.3)
+    assert {t for (t,) in cluster.rows("SELECT txid FROM transactions")} == distinct
+
+
 def wait_all_decided(cluster, n_exceptions, timeout=120):
     def done():
         return cluster.rows("SELECT COUNT(*) FROM decisions")[0][0] == n_exceptions
@@ -359,12 +369,7 @@ def test_killed_instance_partitions_move_nothing_lost(cluster, collector_factory
     finally:
         if replay.poll() is None:
             replay.kill()
-    distinct = set(dataset_ids(LIMIT))
-
-    def stored():
-        return cluster.rows("SELECT COUNT(*) FROM transactions")[0][0] == len(distinct)
-    wait_until(stored, 120, "every transaction stored", interval=0.3)
-    assert {t for (t,) in cluster.rows("SELECT txid FROM transactions")} == distinct
+    wait_all_stored(cluster)
     n_exc = cluster.rows("SELECT COUNT(*) FROM exceptions")[0][0]
     wait_all_decided(cluster, n_exc)
     exceptions = {t for (t,) in cluster.rows("SELECT txid FROM exceptions")}
@@ -396,11 +401,7 @@ def test_restart_within_lease_keeps_scores_exact(cluster):
     finally:
         if replay.poll() is None:
             replay.kill()
-    distinct = set(dataset_ids(LIMIT))
-
-    def stored():
-        return cluster.rows("SELECT COUNT(*) FROM transactions")[0][0] == len(distinct)
-    wait_until(stored, 120, "every transaction stored", interval=0.3)
+    wait_all_stored(cluster)
     with open(cluster.daemons["b"].log, "rb") as f:
         log = f.read().decode(errors="replace")
     assert '"event":"cluster.kept"' in log, "b restored saved state instead of its own"
