@@ -93,6 +93,9 @@ def through_daemon(stack, build, files, qos, batch, events, extra, partitions, c
                      "cluster_name": f"bench-{os.getpid()}-{case}"})
     opts.update(extra)
     d = stack.start_daemon(opts)
+    if partitions:  # the partitions' sessions must exist before the publishers start
+        wait_until(lambda: len(d.get("/v1/cluster")[1].get("owned_here", [])) == partitions, 60,
+                   "every partition owned", interval=0.1)
     url = f"tcp://127.0.0.1:{stack.mosq.port}"
     t0 = time.monotonic()
     procs = replay_procs(build, url, files, qos, batch, partitions)
