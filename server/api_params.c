@@ -190,26 +190,42 @@ static const char *query_lookup(const void *ctx, const char *name)
     return http_query(ctx, name);
 }
 
+/* Reads a list route's query into *q; on a bad parameter answers 400 naming it and returns
+ * false. */
+static bool list_query(const struct http_request *req, struct http_response *resp,
+                       const struct api_list_spec *spec, struct store_query *q)
+{
+    char detail[160];
+    if (api_params_query(query_lookup, req, spec, req->app->cfg->page_max, q, detail,
+                         sizeof detail) == 0)
+        return true;
+    http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+    return false;
+}
+
+/* The answer to a failed page read: 400 for a malformed cursor, else 503. */
+static void list_failed(const struct http_request *req, struct http_response *resp, int rv)
+{
+    if (rv == ERR_INVAL)
+        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER,
+                     "cursor is malformed (use a next_cursor value unchanged)", req->path);
+    else
+        http_problem(resp, 503, PROBLEM_UNAVAILABLE, "the store is unavailable", req->path);
+}
+
 void api_params_serve_list(const struct http_request *req, struct http_response *resp,
                            const struct api_list_spec *spec,
                            int (*list)(struct store *, const struct store_query *, json_t **,
                                        char[STORE_CURSOR_MAX]))
 {
     struct store_query q;
-    char detail[160];
-    if (api_params_query(query_lookup, req, spec, req->app->cfg->page_max, &q, detail,
-                         sizeof detail) != 0) {
-        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+    if (!list_query(req, resp, spec, &q))
         return;
-    }
     json_t *items = NULL;
     char next[STORE_CURSOR_MAX] = "";
     int rv = list(req->app->store, &q, &items, next);
-    if (rv == ERR_INVAL) {
-        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER,
-                     "cursor is malformed (use a next_cursor value unchanged)", req->path);
-    } else if (rv != 0) {
-        http_problem(resp, 503, PROBLEM_UNAVAILABLE, "the store is unavailable", req->path);
+    if (rv != 0) {
+        list_failed(req, resp, rv);
     } else {
         json_t *body = json_object();
         json_object_set_new(body, "items", items ? items : json_array());
@@ -228,12 +244,8 @@ void api_params_serve_list_text(const struct http_request *req, struct http_resp
                                             struct buf *, char[STORE_CURSOR_MAX]))
 {
     struct store_query q;
-    char detail[160];
-    if (api_params_query(query_lookup, req, spec, req->app->cfg->page_max, &q, detail,
-                         sizeof detail) != 0) {
-        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER, detail, req->path);
+    if (!list_query(req, resp, spec, &q))
         return;
-    }
     struct buf body;
     buf_init(&body, LIST_TEXT_MAX);
     char next[STORE_CURSOR_MAX] = "";
@@ -243,11 +255,8 @@ void api_params_serve_list_text(const struct http_request *req, struct http_resp
     if (rv == 0) /* a cursor is digits and a dot: nothing to escape */
         rv = next[0] ? buf_printf(&body, ",\"next_cursor\":\"%s\"}", next)
                      : buf_append(&body, ",\"next_cursor\":null}", 20);
-    if (rv == ERR_INVAL) {
-        http_problem(resp, 400, PROBLEM_INVALID_PARAMETER,
-                     "cursor is malformed (use a next_cursor value unchanged)", req->path);
-    } else if (rv != 0) {
-        http_problem(resp, 503, PROBLEM_UNAVAILABLE, "the store is unavailable", req->path);
+    if (rv != 0) {
+        list_failed(req, resp, rv);
     } else {
         size_t len = body.len;
         http_body_take(resp, 200, "application/json", buf_take(&body), len);
