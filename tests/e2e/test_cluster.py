@@ -4,6 +4,7 @@ file (WAL), with cluster_partitions set: partitioned topics, Redis leases, hand-
 Each instance has its own directory (config, data_dir, log) and node_id; the store file is
 shared. A short lease (cluster_lease_ms) keeps the hand-over waits short.
 """
+import contextlib
 import json
 import os
 import signal
@@ -153,6 +154,21 @@ def check_exceptions_exact(cluster, limit=None):
         assert suspicion_matches(e["suspicion"], r), (e, r)
         assert e["accountHistoryLength"] == r["history"], (e, r)
     return got
+
+
+@contextlib.contextmanager
+def partitioned_replay(cluster):
+    """The first LIMIT dataset rows replayed on the partitioned topics at 2,500/s while the
+    with-block runs; when the block ends normally, the replay must finish and exit 0 (within
+    120 s); a replay still running when the block is left is killed."""
+    replay = cluster.stack.replay_async("--partitions", str(PARTITIONS), "--limit", str(LIMIT),
+                                        "--rate", "2500")
+    try:
+        yield replay
+        assert replay.wait(timeout=120) == 0, replay.stderr.read()
+    finally:
+        if replay.poll() is None:
+            replay.kill()
 
 
 def wait_all_stored(cluster, timeout=120):
@@ -320,16 +336,10 @@ def test_instance_joining_mid_stream_rebalances_exactly(cluster):
     cluster.start("a")
     cluster.start("b")
     cluster.wait_balanced(["a", "b"])
-    replay = cluster.stack.replay_async("--partitions", str(PARTITIONS), "--limit", str(LIMIT),
-                                        "--rate", "2500")
-    try:
+    with partitioned_replay(cluster):
         wait_until(lambda: scored_total(cluster) >= LIMIT // 4, 60, "a quarter scored")
         cluster.start("c")
         cluster.wait_balanced(["a", "b", "c"])
-        assert replay.wait(timeout=120) == 0, replay.stderr.read()
-    finally:
-        if replay.poll() is None:
-            replay.kill()
     distinct = len(set(dataset_ids(LIMIT)))
     wait_until(lambda: scored_total(cluster) == distinct, 120, "every event scored",
                interval=0.3)
@@ -353,9 +363,7 @@ def test_killed_instance_partitions_move_nothing_lost(cluster, collector_factory
         cluster.start(n, FAILOVER_LEASE_MS)
     cluster.wait_balanced(["a", "b", "c"])
     col = collector_factory(cluster.stack.mosq.port)
-    replay = cluster.stack.replay_async("--partitions", str(PARTITIONS), "--limit", str(LIMIT),
-                                        "--rate", "2500")
-    try:
+    with partitioned_replay(cluster):
         wait_until(lambda: scored_total(cluster) >= LIMIT // 4, 60, "a quarter scored")
         cluster.daemons["c"].kill()
         t0 = time.monotonic()
@@ -365,10 +373,6 @@ def test_killed_instance_partitions_move_nothing_lost(cluster, collector_factory
         assert moved_after < 4 * FAILOVER_LEASE_MS / 1000, moved_after
         cluster.start("c")
         cluster.wait_balanced(["a", "b", "c"])
-        assert replay.wait(timeout=120) == 0, replay.stderr.read()
-    finally:
-        if replay.poll() is None:
-            replay.kill()
     wait_all_stored(cluster)
     n_exc = cluster.rows("SELECT COUNT(*) FROM exceptions")[0][0]
     wait_all_decided(cluster, n_exc)
@@ -389,18 +393,12 @@ def test_restart_within_lease_keeps_scores_exact(cluster):
     cluster.start("a", lease)
     cluster.start("b", lease)
     cluster.wait_balanced(["a", "b"])
-    replay = cluster.stack.replay_async("--partitions", str(PARTITIONS), "--limit", str(LIMIT),
-                                        "--rate", "2500")
-    try:
+    with partitioned_replay(cluster):
         wait_until(lambda: scored_total(cluster) >= LIMIT // 3, 60, "a third scored")
         b = cluster.daemons["b"]
         b.kill()
         b.start()
         cluster.wait_balanced(["a", "b"])
-        assert replay.wait(timeout=120) == 0, replay.stderr.read()
-    finally:
-        if replay.poll() is None:
-            replay.kill()
     wait_all_stored(cluster)
     with open(cluster.daemons["b"].log, "rb") as f:
         log = f.read().decode(errors="replace")
