@@ -299,7 +299,15 @@ def main():
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--rates", default="1000,5000,20000")
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra daemon option for every benchmark (repeatable), e.g. "
+                         "--set ingest_handoff_us=0 to compare a setting in the same sitting")
     args = ap.parse_args()
+    for kv in args.set:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            ap.error(f"--set {kv}: expected KEY=VALUE")
+        BASE_OPTS[key] = value
     os.environ["AETHERIS_BIN_DIR"] = os.path.abspath(args.build)
     from conftest import Stack
     only = args.only.split(",")

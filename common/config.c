@@ -178,9 +178,10 @@ static const struct option_def options[] = {
         "recent transactionIds remembered for duplicate detection"),
     INT(snapshot_interval_ms, "edge", "5000", 100, 3600000, NULL, "edge snapshot period (ms)"),
     INT(queue_capacity, "edge", "4096", 16, 1000000, NULL, "batches queued into the sink"),
-    INT(ingest_handoff_us, "edge", "250", 0, 100000, NULL,
-        "accepted events wait at most this long (us) to be handed to the edge workers in batches "
-        "(0: one hand-off per payload)"),
+    INT(ingest_handoff_us, "edge", "100", 0, 100000, NULL,
+        "least spacing (us) of hand-offs to the edge workers: an event arriving later than this "
+        "after the last one goes at once, a sooner one waits at most this long in a batch (0: one "
+        "hand-off per payload)"),
 
     INT(cluster_partitions, "cluster", "0", 0, 4096, NULL,
         "partitions of the account space shared by several instances through Redis leases; "

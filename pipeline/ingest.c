@@ -8,12 +8,15 @@
  * Hand-off. The journal is written before ingest_payload returns (so before the MQTT callback
  * acknowledges the message), but accepted events are not handed to a worker per payload: a worker
  * that scores an event in ~100 ns would be woken (a futex wake and two context switches, several
- * microseconds) for every single-event message, and the sink after it. Each worker's pending
- * batch goes out when it is full (EVBATCH_MAX events) or at the next tick of the flusher thread,
- * every ingest_handoff_us while events arrive, so an event waits at most that long and a burst of
- * messages costs one wake per batch. The flusher sleeps without a timeout once a tick found
- * nothing pending, and the next accepted event wakes it. ingest_handoff_us = 0 hands off at the
- * end of every payload, without the thread. */
+ * microseconds) for every single-event message, and the sink after it. Hand-offs are spaced at
+ * least ingest_handoff_us apart (a leading edge): a payload that arrives when the last hand-off
+ * is older than that goes out at once, so light traffic never waits; a payload that arrives
+ * sooner waits in its worker's pending batch until the flusher thread hands everything off at
+ * last hand-off + ingest_handoff_us (or until the batch is full, EVBATCH_MAX events). An event
+ * thus waits at most ingest_handoff_us, and a burst costs at most one wake per worker per
+ * interval. The flusher sleeps without a timeout while nothing is pending; the next pending
+ * batch wakes it. ingest_handoff_us = 0 hands off at the end of every payload, without the
+ * thread. */
 #include "ingest.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,7 +49,8 @@ struct ingest {
     size_t ndead;
     size_t npending;         /* pending batches not yet handed off (and dead letters) */
     int64_t handoff_ns;      /* 0: hand off at the end of every payload */
-    pthread_t flusher;       /* ticks every handoff_ns while there is traffic */
+    int64_t last_push_ns;    /* monotonic time of the last hand-off */
+    pthread_t flusher;       /* hands off what waits, handoff_ns after the last hand-off */
     pthread_cond_t flush_cv; /* wakes an idle flusher, and stops it */
     bool flusher_started;
     bool flusher_idle; /* waiting without a timeout: the next accepted event signals flush_cv */
@@ -65,36 +69,33 @@ struct parse_ctx {
 
 static void push_pending(struct ingest *ing);
 
-/* CLOCK_MONOTONIC now + ns, for a condition variable made by clock_cond_init. */
-static struct timespec mono_after_ns(int64_t ns)
+/* A CLOCK_MONOTONIC time in ns as a deadline for a condition variable made by clock_cond_init. */
+static struct timespec mono_timespec(int64_t ns)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ns += ts.tv_nsec;
-    ts.tv_sec += (time_t)(ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
-    return ts;
+    return (struct timespec){.tv_sec = (time_t)(ns / 1000000000),
+                             .tv_nsec = (long)(ns % 1000000000)};
 }
 
-/* The flusher (see the file comment): hands pending batches off every handoff_ns; after a tick
- * with nothing pending it waits until an event arrives. */
+/* The flusher (see the file comment): hands off whatever is pending handoff_ns after the last
+ * hand-off; while nothing is pending it waits until something is. */
 static void *flusher_main(void *arg)
 {
     struct ingest *ing = arg;
-    bool quiet = false; /* the last tick found nothing */
     pthread_mutex_lock(&ing->mu);
     while (!ing->flusher_stop) {
-        if (quiet && ing->npending == 0) {
+        if (ing->npending == 0) {
             ing->flusher_idle = true;
             pthread_cond_wait(&ing->flush_cv, &ing->mu);
             ing->flusher_idle = false;
-            quiet = false;
             continue;
         }
-        struct timespec ts = mono_after_ns(ing->handoff_ns);
-        pthread_cond_timedwait(&ing->flush_cv, &ing->mu, &ts);
-        quiet = ing->npending == 0;
-        push_pending(ing);
+        int64_t due = ing->last_push_ns + ing->handoff_ns;
+        if (clock_mono_ns() < due) {
+            struct timespec ts = mono_timespec(due);
+            pthread_cond_timedwait(&ing->flush_cv, &ing->mu, &ts);
+            continue; /* a payload may have handed everything off meanwhile */
+        }
+        push_pending(ing); /* every payload flushed the journal before it released the lock */
     }
     pthread_mutex_unlock(&ing->mu);
     return NULL;
@@ -154,6 +155,7 @@ void ingest_free(struct ingest *ing)
 static void push_pending(struct ingest *ing)
 {
     ing->npending = 0;
+    ing->last_push_ns = clock_mono_ns();
     for (uint32_t w = 0; w < ing->nworkers; w++) {
         if (ing->pending[w] == NULL)
             continue;
@@ -181,13 +183,6 @@ static void flush_and_push(struct ingest *ing)
     push_pending(ing);
 }
 
-/* Notes a new pending batch or dead letter; wakes the flusher if it sleeps without a timeout. */
-static void note_pending(struct ingest *ing)
-{
-    if (ing->npending++ == 0 && ing->flusher_idle)
-        pthread_cond_signal(&ing->flush_cv);
-}
-
 /* Adds an accepted event to its worker's pending batch. */
 static void route_event(struct ingest *ing, const struct event *ev)
 {
@@ -196,7 +191,7 @@ static void route_event(struct ingest *ing, const struct event *ev)
     if (b == NULL) {
         b = evbatch_get(ing->pool);
         ing->pending[w] = b;
-        note_pending(ing);
+        ing->npending++;
     }
     b->items[b->n++].ev = *ev;
     if (b->n == EVBATCH_MAX)
@@ -213,7 +208,7 @@ static void route_deadletter(struct ingest *ing, struct deadletter_item *dl)
     b->kind = EVBATCH_DEADLETTER;
     b->dl = dl;
     ing->dead[ing->ndead++] = b;
-    note_pending(ing);
+    ing->npending++;
 }
 
 /* Journal form of a dead letter: u8-prefixed source, reason, detail; u16-prefixed text. */
@@ -331,10 +326,14 @@ int ingest_payload(struct ingest *ing, const char *data, size_t len, const char 
     else
         event_parse_payload(data, len, (size_t)ing->cfg->mqtt_max_batch, on_valid, on_invalid,
                             &ctx);
-    if (ing->handoff_ns > 0)
+    if (ing->handoff_ns == 0 ||
+        (ing->npending > 0 && clock_mono_ns() - ing->last_push_ns >= ing->handoff_ns))
+        flush_and_push(ing); /* the last hand-off is old enough: this payload goes at once */
+    else {
         flush_journal(ing); /* the flusher hands the batches off */
-    else
-        flush_and_push(ing);
+        if (ing->npending > 0 && ing->flusher_idle)
+            pthread_cond_signal(&ing->flush_cv);
+    }
     pthread_mutex_unlock(&ing->mu);
     return 0;
 }
