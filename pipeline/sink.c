@@ -23,7 +23,8 @@
 #include "snapshot.h"
 #include "xmalloc.h"
 
-#define SINK_POP_MAX 64       /* batches staged per flush: up to 2,048 events */
+#define SINK_STAGE_MAX 512      /* batches staged per flush (hand-offs are often a few events) */
+#define SINK_FLUSH_EVENTS 2048  /* a flush closes at this many events: one store transaction */
 #define SINK_MAX_ASSEMBLIES 4 /* snapshot markers in flight at once */
 #define SINK_BACKOFF_MAX_MS 1000
 #define SINK_CONNECT_WAIT_MS 2000 /* a just-started publisher gets this long to connect */
@@ -56,8 +57,9 @@ struct sink {
     struct buffer_keys keys;
     struct assembly asm_[SINK_MAX_ASSEMBLIES];
     /* staging of one flush */
-    struct evbatch *staged[SINK_POP_MAX];
+    struct evbatch *staged[SINK_STAGE_MAX];
     size_t nstaged;
+    size_t nstaged_events;
 };
 
 struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
@@ -295,6 +297,7 @@ static void flush_staged(struct sink *s)
     for (size_t i = 0; i < s->nstaged; i++)
         evbatch_put(s->pool, s->staged[i]);
     s->nstaged = 0;
+    s->nstaged_events = 0;
 }
 
 static void write_snapshot(struct sink *s, struct assembly *a)
@@ -376,14 +379,23 @@ static void on_marker(struct sink *s, struct evbatch *b)
     assembly_release(s, a);
 }
 
+/* Stages what the queue holds, without waiting once something is staged, until the queue is
+ * empty or the flush is full (SINK_STAGE_MAX batches or SINK_FLUSH_EVENTS events), then flushes:
+ * under load a flush grows to thousands of events, and a store transaction's cost is mostly per
+ * page it dirties (the account index puts nearly every row on its own page), not per row. */
 static void *sink_main(void *arg)
 {
     struct sink *s = arg;
-    void *items[SINK_POP_MAX];
+    void *items[SINK_STAGE_MAX];
     for (;;) {
-        int n = bqueue_pop_many(s->in, items, SINK_POP_MAX, -1);
-        if (n < 0)
+        int timeout = s->nstaged > 0 ? 0 : -1;
+        int n = bqueue_pop_many(s->in, items, SINK_STAGE_MAX - s->nstaged, timeout);
+        if (n < 0) {
+            flush_staged(s);
+            if (n == ERR_TIMEOUT)
+                continue;
             break;
+        }
         for (int i = 0; i < n; i++) {
             struct evbatch *b = items[i];
             if (b->kind == EVBATCH_MARKER) {
@@ -391,9 +403,11 @@ static void *sink_main(void *arg)
                 on_marker(s, b);
             } else {
                 s->staged[s->nstaged++] = b;
+                s->nstaged_events += b->kind == EVBATCH_EVENTS ? b->n : 1;
             }
         }
-        flush_staged(s);
+        if (s->nstaged == SINK_STAGE_MAX || s->nstaged_events >= SINK_FLUSH_EVENTS)
+            flush_staged(s);
     }
     return NULL;
 }
