@@ -480,9 +480,11 @@ static int schema_setup(sqlite3 *db, const char *path, char *err, size_t errlen)
     }
     if (sqlite3_exec(db,
                      "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-                     " PRAGMA cache_size=-" STRINGIFY(WRITER_CACHE_KIB) ";"
-                     " PRAGMA wal_autocheckpoint=" STRINGIFY(WRITER_WAL_AUTOCHECKPOINT) ";"
-                     " BEGIN IMMEDIATE",
+                     " PRAGMA cache_size=-" STRINGIFY(
+                         WRITER_CACHE_KIB) ";"
+                                           " PRAGMA wal_autocheckpoint=" STRINGIFY(
+                                               WRITER_WAL_AUTOCHECKPOINT) ";"
+                                                                          " BEGIN IMMEDIATE",
                      NULL, NULL, &msg) != SQLITE_OK)
         goto out;
     version = query_int(db, "PRAGMA user_version");

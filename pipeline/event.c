@@ -27,7 +27,6 @@
  * a torn or corrupted journal record is rejected instead of poisoning a window. */
 #include "event.h"
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -888,41 +887,140 @@ static bool json_put_ascii(char *out, size_t cap, size_t *pos, const char *s)
     return true;
 }
 
-/* Appends formatted text; false when it does not fit. */
-static bool json_put(char *out, size_t cap, size_t *pos, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bool json_put(char *out, size_t cap, size_t *pos, const char *fmt, ...)
+/* Appends n bytes; false when they do not fit. */
+static bool json_put(char *out, size_t cap, size_t *pos, const char *text, size_t n)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out + *pos, cap - *pos, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap - *pos)
+    if (cap - *pos < n)
         return false;
-    *pos += (size_t)n;
+    memcpy(out + *pos, text, n);
+    *pos += n;
     return true;
 }
 
+#define JSON_PUT_LIT(out, cap, pos, lit) json_put((out), (cap), (pos), (lit), sizeof(lit) - 1)
+
+/* The decimal digits of v, written backwards from end; returns where they start. */
+static char *u64_digits(uint64_t v, char *end)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
+/* Appends v in decimal, with '-' when negative is set (v is then the magnitude). */
+static bool json_put_u64(char *out, size_t cap, size_t *pos, uint64_t v, bool negative)
+{
+    char num[24]; /* 20 digits and a sign */
+    char *start = u64_digits(v, num + sizeof num);
+    if (negative)
+        *--start = '-';
+    return json_put(out, cap, pos, start, (size_t)(num + sizeof num - start));
+}
+
+/* Appends v in decimal, as jansson writes a json_integer ("%" JSON_INTEGER_FORMAT). */
+static bool json_put_i64(char *out, size_t cap, size_t *pos, int64_t v)
+{
+    uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v; /* INT64_MIN too */
+    return json_put_u64(out, cap, pos, magnitude, v < 0);
+}
+
+/* 10^0 .. 10^16 */
+static const uint64_t pow10_u64[17] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull};
+
+/* What snprintf "%.17g" writes for v in [1, 2^53), computed exactly without stdio: v is m / 2^s
+ * (m the 53-bit significand), its integer part has d <= 16 digits, so %g writes fixed notation
+ * with 17 - d fraction digits: floor(frac(v) * 10^(17-d)), rounded half to even on the exact
+ * remainder (as glibc rounds in the default mode), trailing zeros and a bare '.' dropped. The
+ * product frac(v) * 10^(17-d) * 2^s is below 2^52 * 10^16 < 2^106, so 128-bit integers hold it.
+ * Returns the length written to out (at least 40 bytes), or 0 when v is outside the range or
+ * the rounding carries into the integer part (which no double does; snprintf decides then). */
+static size_t real_g17_fixed(double v, char *out)
+{
+    if (!(v >= 1.0 && v < 9007199254740992.0)) /* 2^53 */
+        return 0;
+    int exp2;
+    double fraction = frexp(v, &exp2);          /* v = fraction * 2^exp2, exp2 in 1..53 */
+    uint64_t m = (uint64_t)ldexp(fraction, 53); /* exact: the significand */
+    unsigned shift = (unsigned)(53 - exp2);     /* v = m / 2^shift, shift in 0..52 */
+    uint64_t int_part = m >> shift;
+    uint64_t frac_bits = shift ? m & ((1ull << shift) - 1) : 0;
+    int int_digits = 1;
+    while (int_digits < 17 && int_part >= pow10_u64[int_digits])
+        int_digits++;
+    int frac_digits = 17 - int_digits;
+    uint64_t digits = 0;
+    if (frac_bits != 0) {
+        unsigned __int128 scaled = (unsigned __int128)frac_bits * pow10_u64[frac_digits];
+        digits = (uint64_t)(scaled >> shift);
+        unsigned __int128 rest = scaled - ((unsigned __int128)digits << shift);
+        unsigned __int128 half = (unsigned __int128)1 << (shift - 1);
+        if (rest > half || (rest == half && (digits & 1)))
+            digits++;
+        if (digits == pow10_u64[frac_digits])
+            return 0;
+    }
+    char *start = u64_digits(int_part, out + 20);
+    size_t len = (size_t)(out + 20 - start);
+    memmove(out, start, len);
+    if (digits == 0)
+        return len;
+    while (digits % 10 == 0) { /* %g drops trailing zeros */
+        digits /= 10;
+        frac_digits--;
+    }
+    out[len++] = '.';
+    char *end = out + len + (size_t)frac_digits;
+    start = u64_digits(digits, end);
+    memset(out + len, '0', (size_t)(start - (out + len))); /* leading zeros of the fraction */
+    return len + (size_t)frac_digits;
+}
+
 /* A double as jansson dumps a real: "%.17g", ".0" appended when that reads as an integer, the
- * exponent without '+' or leading zeros. */
+ * exponent without '+' or leading zeros. Amounts of 1 and more (nearly all) take the exact
+ * integer path above; the rest go through snprintf. */
 static bool json_put_real(char *out, size_t cap, size_t *pos, double v)
 {
     char num[40];
-    int n = snprintf(num, sizeof num, "%.17g", v);
-    if (n < 0 || (size_t)n >= sizeof num - 2)
-        return false;
-    if (strchr(num, '.') == NULL && strchr(num, 'e') == NULL)
-        memcpy(num + n, ".0", 3);
-    char *e = strchr(num, 'e');
-    if (e != NULL) {
-        char *start = e + 1, *end = e + 2;
-        if (*start == '-')
-            start++;
-        while (*end == '0')
-            end++;
-        memmove(start, end, strlen(end) + 1);
+    size_t n = real_g17_fixed(v, num);
+    if (n == 0) {
+        int printed = snprintf(num, sizeof num, "%.17g", v);
+        if (printed < 0 || (size_t)printed >= sizeof num - 2)
+            return false;
+        n = (size_t)printed;
+        char *e = memchr(num, 'e', n);
+        if (e != NULL) {
+            char *start = e + 1, *end = e + 2;
+            if (*start == '-')
+                start++;
+            while (*end == '0')
+                end++;
+            memmove(start, end, strlen(end) + 1);
+            n = strlen(num);
+        }
     }
-    return json_put(out, cap, pos, "%s", num);
+    if (memchr(num, '.', n) == NULL && memchr(num, 'e', n) == NULL) {
+        memcpy(num + n, ".0", 2);
+        n += 2;
+    }
+    return json_put(out, cap, pos, num, n);
 }
 
 /* event_to_json dumped compactly, written directly; NULL when jansson must do it (a non-ASCII
@@ -933,31 +1031,35 @@ static char *event_json_direct(const struct event *ev)
     size_t pos = 0, cap = sizeof out;
     if (!isfinite(ev->amount))
         return NULL;
-    bool ok =
-        ev->txid > (uint64_t)INT64_MAX
-            ? json_put(out, cap, &pos, "{\"transactionId\":\"%llu\"", (unsigned long long)ev->txid)
-            : json_put(out, cap, &pos, "{\"transactionId\":%lld", (long long)ev->txid);
-    ok = ok && json_put(out, cap, &pos, ",\"accountOrigin\":") &&
+    bool ok = JSON_PUT_LIT(out, cap, &pos, "{\"transactionId\":");
+    if (ev->txid > (uint64_t)INT64_MAX) /* jansson integers are int64: a string, as parsed */
+        ok = ok && JSON_PUT_LIT(out, cap, &pos, "\"") &&
+             json_put_u64(out, cap, &pos, ev->txid, false) && JSON_PUT_LIT(out, cap, &pos, "\"");
+    else
+        ok = ok && json_put_u64(out, cap, &pos, ev->txid, false);
+    ok = ok && JSON_PUT_LIT(out, cap, &pos, ",\"accountOrigin\":") &&
          json_put_ascii(out, cap, &pos, ev->account);
     if (ok && ev->account_dest[0] != '\0')
-        ok = json_put(out, cap, &pos, ",\"accountDestination\":") &&
+        ok = JSON_PUT_LIT(out, cap, &pos, ",\"accountDestination\":") &&
              json_put_ascii(out, cap, &pos, ev->account_dest);
-    ok =
-        ok && json_put(out, cap, &pos, ",\"amount\":") && json_put_real(out, cap, &pos, ev->amount);
+    ok = ok && JSON_PUT_LIT(out, cap, &pos, ",\"amount\":") &&
+         json_put_real(out, cap, &pos, ev->amount);
     if (ok && ev->has_type)
-        ok = json_put(out, cap, &pos, ",\"type\":%lld", (long long)ev->type);
+        ok = JSON_PUT_LIT(out, cap, &pos, ",\"type\":") && json_put_i64(out, cap, &pos, ev->type);
     if (ok && ev->has_branch)
-        ok = json_put(out, cap, &pos, ",\"branch\":%lld", (long long)ev->branch);
+        ok = JSON_PUT_LIT(out, cap, &pos, ",\"branch\":") &&
+             json_put_i64(out, cap, &pos, ev->branch);
     if (ok && ev->date[0] != '\0')
-        ok = json_put(out, cap, &pos, ",\"date\":") && json_put_ascii(out, cap, &pos, ev->date);
+        ok = JSON_PUT_LIT(out, cap, &pos, ",\"date\":") && json_put_ascii(out, cap, &pos, ev->date);
     if (ok && ev->description[0] != '\0')
-        ok = json_put(out, cap, &pos, ",\"description\":") &&
+        ok = JSON_PUT_LIT(out, cap, &pos, ",\"description\":") &&
              json_put_ascii(out, cap, &pos, ev->description);
-    ok = ok && json_put(out, cap, &pos, "}");
+    ok = ok && JSON_PUT_LIT(out, cap, &pos, "}");
     if (!ok)
         return NULL;
     char *text = xmalloc(pos + 1);
-    memcpy(text, out, pos + 1);
+    memcpy(text, out, pos);
+    text[pos] = '\0';
     return text;
 }
 

@@ -7,6 +7,7 @@
  * must have delivered exactly what jansson delivers, with no invalid item. Then the direct JSON
  * text of 20,000 random events against jansson's dump of event_to_json. Fixed seed. */
 #include "event.h"
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,34 @@ static uint32_t pick(uint32_t n)
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return (uint32_t)((rng >> 33) % n);
+}
+
+/* An amount that exercises the exact "%.17g" path of event_json_text: whole cents, any finite
+ * double from a random bit pattern, an odd multiple of 2^-k (its decimal expansion can end
+ * exactly half-way between two 17-digit results), a neighbour of a power of 2 or 10, a small
+ * value. */
+static double random_amount(void)
+{
+    uint64_t bits =
+        ((uint64_t)pick(1u << 31) << 32 | pick(1u << 31) << 1 | pick(2)) & 0x7fefffffffffffffull;
+    double power = ldexp(1.0, (int)pick(54));
+    switch (pick(6)) {
+    case 0:
+        return (double)pick(100000000) / 100;
+    case 1: {
+        double d;
+        memcpy(&d, &bits, sizeof d);
+        return d;
+    }
+    case 2:
+        return (double)(1 + pick(1000)) + ldexp((double)(2 * pick(1u << 20) + 1), -(int)pick(53));
+    case 3:
+        return nextafter(pick(2) ? power : pow(10, pick(16)), pick(2) ? 0 : INFINITY);
+    case 4:
+        return ldexp((double)pick(1u << 30), -(int)pick(80));
+    default:
+        return 9007199254740992.0 - (double)pick(3);
+    }
 }
 
 /* A transcript of every callback, byte for byte comparable. */
@@ -292,6 +321,20 @@ int main(void)
         free(got);
     }
     is_int(text_bad, 0, "event_json_text is byte for byte jansson's compact dump (20000 events)");
+    int amount_bad = 0;
+    for (int i = 0; i < 300000; i++) {
+        struct event ev = {.txid = 1, .account = "201164"};
+        ev.amount = random_amount();
+        json_t *doc = event_to_json(&ev);
+        char *want = json_dumps(doc, JSON_COMPACT);
+        json_decref(doc);
+        char *got = event_json_text(&ev);
+        if (strcmp(want, got) != 0 && amount_bad++ < 3)
+            printf("# jansson %s\n# direct  %s\n", want, got);
+        free(want);
+        free(got);
+    }
+    is_int(amount_bad, 0, "amounts are written as jansson's %%.17g, byte for byte (300000 values)");
     buf_cleanup(&payload);
     buf_cleanup(&fast);
     buf_cleanup(&full);
