@@ -1,6 +1,13 @@
 /* Bounded MPMC queue (bqueue.h): a ring of pointers under one mutex with two condition variables
  * (not empty / not full) on CLOCK_MONOTONIC, so timeouts are immune to wall-clock jumps. pop_many
- * takes everything available up to `max` in one lock round, which is what lets consumers batch. */
+ * takes everything available up to `max` in one lock round, which is what lets consumers batch.
+ *
+ * Wake-ups. Each side counts its waiters under the mutex and is signalled only when one waits,
+ * and only after the mutex is released: a consumer woken while the producer still held it would
+ * run, find the mutex taken and sleep again on it, and the producer's unlock would have to wake
+ * it a second time (two futex calls and context switches per hand-off instead of one). Signalling
+ * after the unlock cannot lose a wake-up: a waiter was counted, and released the mutex inside
+ * pthread_cond_wait, before the state it waits for could change. */
 #include "bqueue.h"
 #include "clock.h"
 #include <pthread.h>
@@ -18,6 +25,8 @@ struct bqueue {
     size_t cap;
     size_t head; /* next pop */
     size_t len;
+    unsigned pop_waiters;  /* consumers inside pthread_cond_wait on not_empty */
+    unsigned push_waiters; /* producers inside pthread_cond_wait on not_full */
     bool closed;
 };
 
@@ -43,24 +52,31 @@ void bqueue_free(struct bqueue *q)
     free(q);
 }
 
-static void put_locked(struct bqueue *q, void *item)
+/* Adds item (the queue has room); true when a consumer waits to be signalled. */
+static bool put_locked(struct bqueue *q, void *item)
 {
     q->ring[(q->head + q->len) % q->cap] = item;
     q->len++;
-    pthread_cond_signal(&q->not_empty);
+    return q->pop_waiters > 0;
 }
 
 int bqueue_push(struct bqueue *q, void *item)
 {
     pthread_mutex_lock(&q->mu);
-    while (q->len == q->cap && !q->closed)
+    while (q->len == q->cap && !q->closed) {
+        q->push_waiters++;
         pthread_cond_wait(&q->not_full, &q->mu);
+        q->push_waiters--;
+    }
     int rv = ERR_CLOSED;
+    bool wake = false;
     if (!q->closed) {
-        put_locked(q, item);
+        wake = put_locked(q, item);
         rv = 0;
     }
     pthread_mutex_unlock(&q->mu);
+    if (wake)
+        pthread_cond_signal(&q->not_empty);
     return rv;
 }
 
@@ -68,9 +84,10 @@ int bqueue_try_push(struct bqueue *q, void *item)
 {
     pthread_mutex_lock(&q->mu);
     int rv = q->closed ? ERR_CLOSED : q->len == q->cap ? ERR_FULL : 0;
-    if (rv == 0)
-        put_locked(q, item);
+    bool wake = rv == 0 && put_locked(q, item);
     pthread_mutex_unlock(&q->mu);
+    if (wake)
+        pthread_cond_signal(&q->not_empty);
     return rv;
 }
 
@@ -79,13 +96,15 @@ int bqueue_pop_many(struct bqueue *q, void **items, size_t max, int timeout_ms)
     struct timespec deadline = clock_mono_deadline(timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&q->mu);
     while (q->len == 0 && !q->closed && timeout_ms != 0) {
-        if (timeout_ms < 0) {
-            pthread_cond_wait(&q->not_empty, &q->mu);
-        } else if (pthread_cond_timedwait(&q->not_empty, &q->mu, &deadline) != 0) {
+        q->pop_waiters++;
+        int rc = timeout_ms < 0 ? pthread_cond_wait(&q->not_empty, &q->mu)
+                                : pthread_cond_timedwait(&q->not_empty, &q->mu, &deadline);
+        q->pop_waiters--;
+        if (rc != 0)
             break;
-        }
     }
     int rv;
+    bool wake_producers = false, wake_consumer = false;
     if (q->len == 0) {
         rv = q->closed ? ERR_CLOSED : ERR_TIMEOUT;
     } else {
@@ -95,12 +114,15 @@ int bqueue_pop_many(struct bqueue *q, void **items, size_t max, int timeout_ms)
             q->head = (q->head + 1) % q->cap;
         }
         q->len -= n;
-        pthread_cond_broadcast(&q->not_full);
-        if (q->len > 0)
-            pthread_cond_signal(&q->not_empty);
+        wake_producers = q->push_waiters > 0;
+        wake_consumer = q->len > 0 && q->pop_waiters > 0;
         rv = (int)n;
     }
     pthread_mutex_unlock(&q->mu);
+    if (wake_producers)
+        pthread_cond_broadcast(&q->not_full);
+    if (wake_consumer)
+        pthread_cond_signal(&q->not_empty);
     return rv;
 }
 

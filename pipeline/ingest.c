@@ -77,20 +77,34 @@ static struct timespec mono_timespec(int64_t ns)
 }
 
 /* The flusher (see the file comment): hands off whatever is pending handoff_ns after the last
- * hand-off; while nothing is pending it waits until something is. */
+ * hand-off. When a check finds nothing pending it waits one more interval before it goes idle
+ * (waits without a timeout until a payload signals it): under steady traffic the next interval's
+ * events are pending by then, so it wakes once per interval on its timer instead of being
+ * signalled by the delivery thread (a futex wake) and then sleeping again until the hand-off is
+ * due. An idle daemon costs one extra wake-up after its last event. */
 static void *flusher_main(void *arg)
 {
     struct ingest *ing = arg;
+    bool lingered = false; /* the last check found nothing and waited one interval already */
     pthread_mutex_lock(&ing->mu);
     while (!ing->flusher_stop) {
-        if (ing->npending == 0) {
+        if (ing->npending == 0 && lingered) {
             ing->flusher_idle = true;
             pthread_cond_wait(&ing->flush_cv, &ing->mu);
             ing->flusher_idle = false;
+            lingered = false;
             continue;
         }
+        int64_t now = clock_mono_ns();
+        if (ing->npending == 0) {
+            struct timespec ts = mono_timespec(now + ing->handoff_ns);
+            pthread_cond_timedwait(&ing->flush_cv, &ing->mu, &ts);
+            lingered = true;
+            continue;
+        }
+        lingered = false;
         int64_t due = ing->last_push_ns + ing->handoff_ns;
-        if (clock_mono_ns() < due) {
+        if (now < due) {
             struct timespec ts = mono_timespec(due);
             pthread_cond_timedwait(&ing->flush_cv, &ing->mu, &ts);
             continue; /* a payload may have handed everything off meanwhile */
@@ -326,15 +340,17 @@ int ingest_payload(struct ingest *ing, const char *data, size_t len, const char 
     else
         event_parse_payload(data, len, (size_t)ing->cfg->mqtt_max_batch, on_valid, on_invalid,
                             &ctx);
+    bool wake_flusher = false;
     if (ing->handoff_ns == 0 ||
         (ing->npending > 0 && clock_mono_ns() - ing->last_push_ns >= ing->handoff_ns))
         flush_and_push(ing); /* the last hand-off is old enough: this payload goes at once */
     else {
         flush_journal(ing); /* the flusher hands the batches off */
-        if (ing->npending > 0 && ing->flusher_idle)
-            pthread_cond_signal(&ing->flush_cv);
+        wake_flusher = ing->npending > 0 && ing->flusher_idle;
     }
     pthread_mutex_unlock(&ing->mu);
+    if (wake_flusher) /* after the unlock: the flusher's first step is to take the lock */
+        pthread_cond_signal(&ing->flush_cv);
     return 0;
 }
 
