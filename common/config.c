@@ -159,7 +159,11 @@ static const struct option_def options[] = {
     INT(webhook_deliveries_keep, "webhooks", "100000", 100, 100000000, NULL,
         "newest delivery-attempt records kept"),
 
-    INT(edge_workers, "edge", "2", 1, 64, NULL, "edge worker threads (accounts are sharded)"),
+    /* One by default: scoring costs ~40-400 ns an event, so one thread scores millions a second,
+     * and each extra worker costs a wake-up (futex, two context switches) per hand-off, which
+     * on a 2-core box running the broker too was ~18% of the daemon's CPU per QoS 0 event
+     * (docs/benchmarks.md). More help a detector that costs microseconds (mad) at high rates. */
+    INT(edge_workers, "edge", "1", 1, 64, NULL, "edge worker threads (accounts are sharded)"),
     INT(window_size, "edge", "100", 2, 100000, NULL, "amounts per account window (W)"),
     INT(min_points, "edge", "5", 1, 100000, NULL, "amounts needed before z is computed"),
     DBL(z_threshold, "edge", "2.5", 0, 1000, NULL, "exception when |z| is above this"),

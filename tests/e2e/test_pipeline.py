@@ -215,15 +215,16 @@ def test_malformed_and_duplicate_messages(stack):
 
 def test_sigterm_restart_keeps_windows(stack):
     """Invariant: a clean restart (SIGTERM, snapshot) between two halves of the dataset gives
-    exactly the exceptions of an uninterrupted run."""
-    daemon = stack.start_daemon()
+    exactly the exceptions of an uninterrupted run, with the accounts sharded over several edge
+    workers (a snapshot of one part per worker) before the restart and another count after."""
+    daemon = stack.start_daemon({"edge_workers": 3})
     ref, borderline = reference_exceptions()
     stack.replay("--limit", "25000")
     wait_until(lambda: daemon.counters()["scored"] + daemon.counters()["duplicates"] >= 25000,
                60, "first half scored")
     assert daemon.stop() == 0
     assert os.path.exists(os.path.join(daemon.opts["data_dir"], "edge.snap"))
-    stack.start_daemon()
+    stack.start_daemon({"edge_workers": 2})
     daemon = stack.daemon
     stack.replay()  # the whole file: the first half is all duplicates now
     wait_until(lambda: store_counts(daemon)["transactions"] == TOTAL_DISTINCT, 120, "all stored")
