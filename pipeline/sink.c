@@ -209,7 +209,7 @@ static bool flush_store(struct sink *s, const struct flush_rows *fr)
     bool logged = false;
     for (;;) {
         int rv = store_put_transactions(s->store, fr->txn, fr->ntxn);
-        if (rv == 0)
+        if (rv == 0 && fr->nexc > 0) /* most flushes have none: no empty transaction */
             rv = store_put_exceptions(s->store, fr->exc, fr->nexc);
         if (rv == 0 && fr->ndl > 0)
             rv = store_put_deadletters(s->store, fr->dl, fr->ndl, s->cfg->deadletter_keep);
