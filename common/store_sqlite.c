@@ -62,16 +62,6 @@
 #define STRINGIFY(x) STRINGIFY_(x)
 #define ERRMSG_MAX 256
 #define TRIM_EVERY 256 /* webhook attempt records are trimmed on every 256th insert */
-/* The writer's page cache, in KiB (negative cache_size): SQLite allocates it page by page as
- * pages are used, so an idle daemon does not hold it; 32 MiB keeps the upper levels and the
- * recently touched leaves of the transactions table and its account index, which every insert
- * walks, instead of reading them back with pread (the default is 2 MiB). */
-#define WRITER_CACHE_KIB 32768
-/* Pages of WAL between automatic checkpoints (default 1000, ~4 MiB): a checkpoint copies each
- * page once however often it changed since the last one, and account-index leaves change again
- * and again, so a longer interval copies (and fdatasyncs) far fewer pages per row. ~40 MiB of
- * WAL at most between checkpoints. */
-#define WRITER_WAL_AUTOCHECKPOINT 10000
 
 /* Which filters a list statement has: one cached statement per combination. */
 enum list_filter {
@@ -463,6 +453,17 @@ static int64_t query_int(sqlite3 *db, const char *sql)
     return v;
 }
 
+/* The writer's settings. cache_size=-32768: a page cache of 32 MiB (negative = KiB; the default
+ * is 2 MiB) that SQLite allocates page by page as pages are used, so an idle daemon does not hold
+ * it; it keeps the upper levels and the recently touched leaves of the transactions table and its
+ * account index, which every insert walks, instead of reading them back with pread. SQLite's
+ * automatic checkpoint stays at its default (every 1000 WAL pages, run by the committing thread):
+ * a tenfold interval copied far fewer pages per row but stalled the sink, and the anomalies behind
+ * it, for tens of milliseconds per checkpoint (immediate-lane p99 at 5,000 events/s 42 ms instead
+ * of 8), and a checkpoint on a thread of its own stalled it longer (docs/benchmarks.md). */
+static const char writer_pragmas[] =
+    "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-32768; BEGIN IMMEDIATE";
+
 /* WAL, pragmas, and the schema at SCHEMA_VERSION, in one transaction. A file from a newer
  * release (higher user_version) is refused rather than misread. */
 static int schema_setup(sqlite3 *db, const char *path, char *err, size_t errlen)
@@ -478,14 +479,7 @@ static int schema_setup(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot put %s in WAL mode: %s", path, sqlite3_errmsg(db));
         return ERR_IO;
     }
-    if (sqlite3_exec(db,
-                     "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;"
-                     " PRAGMA cache_size=-" STRINGIFY(
-                         WRITER_CACHE_KIB) ";"
-                                           " PRAGMA wal_autocheckpoint=" STRINGIFY(
-                                               WRITER_WAL_AUTOCHECKPOINT) ";"
-                                                                          " BEGIN IMMEDIATE",
-                     NULL, NULL, &msg) != SQLITE_OK)
+    if (sqlite3_exec(db, writer_pragmas, NULL, NULL, &msg) != SQLITE_OK)
         goto out;
     version = query_int(db, "PRAGMA user_version");
     if (version < 0 || version > SCHEMA_VERSION) {
