@@ -77,15 +77,16 @@ static struct timespec mono_timespec(int64_t ns)
 }
 
 /* The flusher (see the file comment): hands off whatever is pending handoff_ns after the last
- * hand-off. When a check finds nothing pending it waits one more interval before it goes idle
- * (waits without a timeout until a payload signals it): under steady traffic the next interval's
- * events are pending by then, so it wakes once per interval on its timer instead of being
- * signalled by the delivery thread (a futex wake) and then sleeping again until the hand-off is
- * due. An idle daemon costs one extra wake-up after its last event. */
+ * hand-off. When a check finds nothing pending it waits until that same moment (the last
+ * hand-off + handoff_ns) before it goes idle (waits without a timeout until a payload signals
+ * it): under steady traffic events are pending by then and due at that moment, so it wakes once
+ * per interval on its timer instead of being signalled by the delivery thread (a futex wake) and
+ * then sleeping again until the hand-off is due. Anything that becomes pending meanwhile is due
+ * no earlier, so the bound of one interval holds. An idle daemon costs one extra wake-up. */
 static void *flusher_main(void *arg)
 {
     struct ingest *ing = arg;
-    bool lingered = false; /* the last check found nothing and waited one interval already */
+    bool lingered = false; /* the last check found nothing pending and waited out the interval */
     pthread_mutex_lock(&ing->mu);
     while (!ing->flusher_stop) {
         if (ing->npending == 0 && lingered) {
@@ -96,14 +97,16 @@ static void *flusher_main(void *arg)
             continue;
         }
         int64_t now = clock_mono_ns();
+        int64_t due = ing->last_push_ns + ing->handoff_ns;
         if (ing->npending == 0) {
-            struct timespec ts = mono_timespec(now + ing->handoff_ns);
-            pthread_cond_timedwait(&ing->flush_cv, &ing->mu, &ts);
             lingered = true;
+            if (now < due) {
+                struct timespec ts = mono_timespec(due);
+                pthread_cond_timedwait(&ing->flush_cv, &ing->mu, &ts);
+            }
             continue;
         }
         lingered = false;
-        int64_t due = ing->last_push_ns + ing->handoff_ns;
         if (now < due) {
             struct timespec ts = mono_timespec(due);
             pthread_cond_timedwait(&ing->flush_cv, &ing->mu, &ts);
