@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "buf.h"
 #include "err.h"
 #include "xmalloc.h"
 
@@ -45,7 +46,7 @@
 #define EVENT_FLAG_TYPE 0x01u
 #define EVENT_FLAG_BRANCH 0x02u
 #define EVENT_FIXED_BYTES (1 + 8 + 8 + 8 + 1 + 8 + 8) /* everything before the strings */
-/* event_json_text: the longest direct form (every string escaped as \u00XX) fits */
+/* event_json_append: the longest direct form (every string escaped as \u00XX) fits */
 #define EVENT_JSON_TEXT_MAX (256 + 6 * (2 * EVENT_ACCOUNT_MAX + EVENT_DATE_MAX + EVENT_DESC_MAX))
 
 _Static_assert(EVENT_ACCOUNT_MAX <= 255 && EVENT_DATE_MAX <= 255 && EVENT_DESC_MAX <= 255,
@@ -1023,14 +1024,14 @@ static bool json_put_real(char *out, size_t cap, size_t *pos, double v)
     return json_put(out, cap, pos, num, n);
 }
 
-/* event_to_json dumped compactly, written directly; NULL when jansson must do it (a non-ASCII
- * string or a non-finite amount). */
-static char *event_json_direct(const struct event *ev)
+/* event_to_json dumped compactly, written directly into out (EVENT_JSON_TEXT_MAX bytes) and
+ * NUL-terminated; returns its length, 0 when jansson must do it (a non-ASCII string or a
+ * non-finite amount). */
+static size_t event_json_direct(const struct event *ev, char *out)
 {
-    char out[EVENT_JSON_TEXT_MAX];
-    size_t pos = 0, cap = sizeof out;
+    size_t pos = 0, cap = EVENT_JSON_TEXT_MAX - 1; /* room for the NUL */
     if (!isfinite(ev->amount))
-        return NULL;
+        return 0;
     bool ok = JSON_PUT_LIT(out, cap, &pos, "{\"transactionId\":");
     if (ev->txid > (uint64_t)INT64_MAX) /* jansson integers are int64: a string, as parsed */
         ok = ok && JSON_PUT_LIT(out, cap, &pos, "\"") &&
@@ -1056,24 +1057,28 @@ static char *event_json_direct(const struct event *ev)
              json_put_ascii(out, cap, &pos, ev->description);
     ok = ok && JSON_PUT_LIT(out, cap, &pos, "}");
     if (!ok)
-        return NULL;
-    char *text = xmalloc(pos + 1);
-    memcpy(text, out, pos);
-    text[pos] = '\0';
-    return text;
+        return 0;
+    out[pos] = '\0';
+    return pos;
 }
 
-/* json_dumps(event_to_json(ev), JSON_COMPACT), byte for byte: written directly for ASCII events,
- * through jansson otherwise. Caller frees; NULL only where jansson gives NULL. */
-char *event_json_text(const struct event *ev)
+/* json_dumps(event_to_json(ev), JSON_COMPACT) and its NUL appended to out, byte for byte:
+ * written directly for ASCII events, through jansson otherwise. 0, ERR_FULL (out unchanged) when
+ * out's cap is reached, ERR_INTERNAL where jansson gives no text. */
+int event_json_append(const struct event *ev, struct buf *out)
 {
-    char *text = event_json_direct(ev);
-    if (text != NULL)
-        return text;
+    char direct[EVENT_JSON_TEXT_MAX];
+    size_t n = event_json_direct(ev, direct);
+    if (n > 0)
+        return buf_append(out, direct, n + 1);
     json_t *doc = event_to_json(ev);
-    text = json_dumps(doc, JSON_COMPACT);
+    char *text = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
-    return text;
+    if (text == NULL)
+        return ERR_INTERNAL;
+    int rv = buf_append(out, text, strlen(text) + 1);
+    free(text);
+    return rv;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@
 #include <jansson.h>
 #include "metrics.h"
 
+struct buf;
+
 #define EVENT_ACCOUNT_MAX 64  /* account ids are short digit strings; 64 leaves room for UUIDs */
 #define EVENT_DATE_MAX 40     /* "2023-04-20 02:00:00.000000" is 26 */
 #define EVENT_DESC_MAX 200    /* longer descriptions are truncated, not rejected */
@@ -81,9 +83,11 @@ int event_from_json(const json_t *obj, struct event *out, enum event_invalid *re
  * accountDestination, amount, type, branch, date, description); absent optionals are omitted.
  * Caller owns the reference. */
 json_t *event_to_json(const struct event *ev);
-/* json_dumps(event_to_json(ev), JSON_COMPACT), byte for byte, without building the JSON tree when
- * every string is ASCII (the sink's stored document of each transaction). Caller frees. */
-char *event_json_text(const struct event *ev);
+/* Appends json_dumps(event_to_json(ev), JSON_COMPACT), byte for byte, and a NUL byte to out,
+ * without building the JSON tree when every string is ASCII (the sink's stored document of each
+ * transaction, a flush's documents one after the other in one buffer). 0, ERR_FULL (out
+ * unchanged) when out's cap is reached, ERR_INTERNAL where jansson gives no text. */
+int event_json_append(const struct event *ev, struct buf *out);
 /* Compact binary form for the journal: returns the byte count (<= EVENT_ENCODED_MAX) or ERR_FULL
  * if cap is too small. */
 int event_encode(const struct event *ev, uint8_t *out, size_t cap);

@@ -6,10 +6,12 @@
 #include "sink.h"
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include "buf.h"
 #include "buffer.h"
 #include "clock.h"
 #include "err.h"
@@ -28,6 +30,10 @@
 #define SINK_MAX_ASSEMBLIES 4  /* snapshot markers in flight at once */
 #define SINK_BACKOFF_MAX_MS 1000
 #define SINK_CONNECT_WAIT_MS 2000 /* a just-started publisher gets this long to connect */
+/* Cap of the buffer holding one flush's transaction documents: a flush has at most
+ * SINK_FLUSH_EVENTS + EVBATCH_MAX - 1 events, each document a few KiB at the very most (every
+ * field at its length limit, escaped), so this is never reached. */
+#define SINK_DOCS_MAX (64u << 20)
 
 struct assembly { /* the parts of one snapshot marker */
     uint64_t seq;
@@ -60,6 +66,7 @@ struct sink {
     struct evbatch *staged[SINK_STAGE_MAX];
     size_t nstaged;
     size_t nstaged_events;
+    struct buf docs; /* the flush's transaction documents, NUL-separated, reused */
 };
 
 struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
@@ -79,6 +86,7 @@ struct sink *sink_new(const struct config *cfg, struct store *store, struct evba
     atomic_init(&s->store_writing, true);
     atomic_init(&s->snapshot_seq, 0);
     buffer_keys_init(cfg, &s->keys);
+    buf_init(&s->docs, SINK_DOCS_MAX);
     for (int i = 0; i < SINK_MAX_ASSEMBLIES; i++)
         s->asm_[i].part = xcalloc(nworkers, sizeof *s->asm_[i].part);
     return s;
@@ -109,10 +117,11 @@ static json_t *exception_json(const struct config *cfg, const struct scored_even
     return o;
 }
 
-/* Staged rows of one flush, with the JSON texts they point to. */
+/* Staged rows of one flush, with the JSON texts they point to (the transactions' in the sink's
+ * docs buffer). */
 struct flush_rows {
     struct store_txn *txn;
-    char **txn_doc;
+    size_t *txn_doc; /* offset of each row's document in docs; SIZE_MAX: none */
     size_t ntxn;
     struct store_exception *exc;
     char **exc_doc;
@@ -133,6 +142,7 @@ static void rows_build(struct sink *s, struct flush_rows *fr)
         nev += s->staged[i]->kind == EVBATCH_EVENTS ? s->staged[i]->n : 1;
     fr->txn = xcalloc(nev, sizeof *fr->txn);
     fr->txn_doc = xcalloc(nev, sizeof *fr->txn_doc);
+    buf_reset(&s->docs);
     fr->exc = xcalloc(nev, sizeof *fr->exc);
     fr->exc_doc = xcalloc(nev, sizeof *fr->exc_doc);
     fr->exc_len = xcalloc(nev, sizeof *fr->exc_len);
@@ -150,9 +160,10 @@ static void rows_build(struct sink *s, struct flush_rows *fr)
         }
         for (uint32_t j = 0; j < b->n; j++) {
             const struct scored_event *se = &b->items[j];
-            fr->txn_doc[fr->ntxn] = event_json_text(&se->ev);
+            size_t at = s->docs.len;
+            fr->txn_doc[fr->ntxn] = event_json_append(&se->ev, &s->docs) == 0 ? at : SIZE_MAX;
             fr->txn[fr->ntxn] = (struct store_txn){se->ev.txid, se->ev.account, se->ev.amount,
-                                                   se->ev.ingested_ms, fr->txn_doc[fr->ntxn]};
+                                                   se->ev.ingested_ms, NULL};
             fr->ntxn++;
             if (!se->r.exception)
                 continue;
@@ -181,12 +192,12 @@ static void rows_build(struct sink *s, struct flush_rows *fr)
                                          .noutbox = ob->nrows};
         }
     }
+    for (size_t i = 0; i < fr->ntxn; i++) /* the buffer has stopped moving */
+        fr->txn[i].json = fr->txn_doc[i] == SIZE_MAX ? NULL : s->docs.data + fr->txn_doc[i];
 }
 
 static void rows_cleanup(struct flush_rows *fr)
 {
-    for (size_t i = 0; i < fr->ntxn; i++)
-        free(fr->txn_doc[i]);
     for (size_t i = 0; i < fr->nexc; i++) {
         free(fr->exc_doc[i]);
         outbox_event_free(&fr->exc_outbox[i]);
@@ -459,6 +470,7 @@ void sink_free(struct sink *s)
         evbatch_put(s->pool, s->staged[i]);
     mqttc_free(s->pub, 2000);
     rconn_free(s->rc);
+    buf_cleanup(&s->docs);
     free(s);
 }
 
