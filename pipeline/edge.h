@@ -22,7 +22,7 @@ void edge_shard_set_detector(struct edge_shard *s, const struct detector_params 
 /* One event of a batch: the account (as for edge_shard_score), the amount, where the result goes.
  */
 struct edge_item {
-    const char *account;
+    const char *account; /* NUL-terminated, with at least 8 bytes readable (struct event's is) */
     double amount;
     struct zscore_result *out;
 };
