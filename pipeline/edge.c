@@ -12,10 +12,16 @@
  * Comparing a numeric key is one 64-bit compare.
  *
  * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots holding the
- * record index + 1 (0 = empty): 16 slots per cache line, ~8 bytes per account at 1M accounts.
+ * record's handle + 1 (0 = empty): 16 slots per cache line, ~8 bytes per account at 1M accounts.
  * The home slot comes from shard_mix (fmix64) of a numeric key, or FNV-1a of another one.
  *
- * Records come in 2 MiB chunks (huge pages where the kernel allows them, after the first chunk).
+ * Records come in chunks of one 2 MiB page, 2 MiB aligned, with transparent huge pages asked for
+ * after the first chunk (and for tables from 2 MiB on): at a million accounts every event lands
+ * on a random record, and with 4 KiB pages nearly each of them would also miss the TLB. A chunk
+ * holds floor(2 MiB / stride) records (4,681 at W = 100, 64 bytes left over), so a record's
+ * handle is its chunk number shifted left past its position in the chunk, and finding it takes
+ * a shift and a mask, no division. Handles fit the 4-byte slots up to about 2 billion accounts
+ * per shard.
  *
  * Batches. edge_shard_score_batch works through EDGE_STAGE events at a time in passes: hash
  * every key and prefetch its table slot; read the slots and prefetch the records' headers; read
@@ -41,7 +47,7 @@
 #include "xmalloc.h"
 
 #define EDGE_INITIAL_SLOTS 1024     /* power of two; grows by doubling */
-#define EDGE_CHUNK_BYTES (1u << 20) /* records are allocated ~1 MiB at a time */
+#define EDGE_CHUNK_BYTES (2u << 20) /* records come in chunks of one 2 MiB (huge) page */
 #define KEY_NUMERIC (1ULL << 63)    /* key field: numeric key (value in the low bits) */
 #define KEY_DIGITS_MAX 18           /* 10^18 - 1 < 2^63 */
 #define EDGE_STAGE 32               /* events a batch scores per stage */
@@ -62,7 +68,8 @@ struct edge_shard {
     struct detector detector; /* zscore unless edge_shard_set_detector chose another */
     uint64_t cents_max;
     size_t stride;        /* bytes per record, a multiple of 8 */
-    unsigned chunk_shift; /* records per chunk = 1 << chunk_shift */
+    size_t per_chunk;     /* records per chunk */
+    unsigned chunk_shift; /* a record's handle: chunk << chunk_shift | position in its chunk */
     char **chunks;
     size_t nchunks;
     uint32_t *slots; /* record index + 1; 0 = empty */
@@ -126,11 +133,17 @@ static inline void key_make_readable8(const char *account, struct key_ref *kr)
     key_make(account, kr);
 }
 
-static inline struct record *record_at(const struct edge_shard *s, size_t index)
+/* The record of a handle (what the table's slots hold, minus one). */
+static inline struct record *record_at(const struct edge_shard *s, size_t handle)
 {
-    size_t per = (size_t)1 << s->chunk_shift;
-    return (struct record *)(void *)(s->chunks[index >> s->chunk_shift] +
-                                     (index & (per - 1)) * s->stride);
+    size_t position = handle & (((size_t)1 << s->chunk_shift) - 1);
+    return (struct record *)(void *)(s->chunks[handle >> s->chunk_shift] + position * s->stride);
+}
+
+/* The handle of the index-th record created. */
+static inline size_t handle_of(const struct edge_shard *s, size_t index)
+{
+    return (index / s->per_chunk) << s->chunk_shift | index % s->per_chunk;
 }
 
 static inline bool key_equal(uint64_t stored, const struct key_ref *kr)
@@ -169,6 +182,29 @@ static inline void *ring_of(struct record *r)
     return ring;
 }
 
+/* `bytes` aligned to 2 MiB, with transparent huge pages asked for when
+ * `huge`: with a million accounts, 4 KiB pages would cost a TLB miss on nearly every access. */
+static void *huge_new(size_t bytes, bool huge)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, EDGE_CHUNK_BYTES, bytes) != 0)
+        return xmalloc(bytes);
+    if (huge)
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: refused where THP is off */
+    return p;
+}
+
+/* An empty table of `size` slots; from 2 MiB on, in huge pages (free() releases it). */
+static uint32_t *table_new(size_t size)
+{
+    size_t bytes = size * sizeof(uint32_t);
+    if (bytes < EDGE_CHUNK_BYTES)
+        return xcalloc(size, sizeof(uint32_t));
+    uint32_t *t = huge_new(bytes, true);
+    memset(t, 0, bytes);
+    return t;
+}
+
 /* Empty shard with a copy of *params; caller owns it (edge_shard_free). */
 struct edge_shard *edge_shard_new(const struct zscore_params *params)
 {
@@ -177,9 +213,10 @@ struct edge_shard *edge_shard_new(const struct zscore_params *params)
     s->cents_max = zscore_cents_max(params->window);
     size_t ring = (size_t)params->window * sizeof(uint32_t);
     s->stride = (sizeof(struct record) + ring + 7) & ~(size_t)7;
-    while (((size_t)2 << s->chunk_shift) * s->stride <= EDGE_CHUNK_BYTES)
+    s->per_chunk = s->stride <= EDGE_CHUNK_BYTES ? EDGE_CHUNK_BYTES / s->stride : 1;
+    while (((size_t)1 << s->chunk_shift) < s->per_chunk)
         s->chunk_shift++;
-    s->slots = xcalloc(EDGE_INITIAL_SLOTS, sizeof *s->slots);
+    s->slots = table_new(EDGE_INITIAL_SLOTS);
     s->mask = EDGE_INITIAL_SLOTS - 1;
     detector_init(&s->detector, &(struct detector_params){.kind = DETECTOR_ZSCORE}, params);
     s->view = xcalloc(1, sizeof *s->view);
@@ -192,7 +229,7 @@ void edge_shard_free(struct edge_shard *s)
     if (s == NULL)
         return;
     for (size_t i = 0; i < s->count; i++) {
-        struct record *r = record_at(s, i);
+        struct record *r = record_at(s, handle_of(s, i));
         if (r->core.wide)
             free(ring_of(r));
         if (!(r->key & KEY_NUMERIC))
@@ -220,38 +257,29 @@ static void grow(struct edge_shard *s)
 {
     size_t size = (s->mask + 1) * 2;
     free(s->slots);
-    s->slots = xcalloc(size, sizeof *s->slots);
+    s->slots = table_new(size);
     s->mask = size - 1;
     for (size_t idx = 0; idx < s->count; idx++) {
-        size_t j = (size_t)stored_hash(record_at(s, idx)->key) & s->mask;
+        size_t handle = handle_of(s, idx);
+        size_t j = (size_t)stored_hash(record_at(s, handle)->key) & s->mask;
         while (s->slots[j] != 0)
             j = (j + 1) & s->mask;
-        s->slots[j] = (uint32_t)(idx + 1);
+        s->slots[j] = (uint32_t)(handle + 1);
     }
-}
-
-/* A chunk of `bytes`, 2 MiB aligned; after the first one, transparent huge pages are asked for
- * (with a million accounts, 4 KiB pages would cost a TLB miss on nearly every event). */
-static char *chunk_new(size_t bytes, bool huge)
-{
-    void *p = NULL;
-    if (bytes < EDGE_CHUNK_BYTES || posix_memalign(&p, EDGE_CHUNK_BYTES, bytes) != 0)
-        return xmalloc(bytes);
-    if (huge)
-        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: refused where THP is off */
-    return p;
 }
 
 /* A new record for the key at the end of the last chunk. */
 static struct record *record_new(struct edge_shard *s, const struct key_ref *kr)
 {
-    size_t per = (size_t)1 << s->chunk_shift;
-    if (s->count == s->nchunks * per) {
+    if (s->count == s->nchunks * s->per_chunk) {
+        /* The first chunk stays in small pages: a shard with few accounts is not charged a
+         * whole huge page. */
+        size_t bytes = s->stride <= EDGE_CHUNK_BYTES ? EDGE_CHUNK_BYTES : s->stride;
         s->chunks = xrealloc(s->chunks, (s->nchunks + 1) * sizeof *s->chunks);
-        s->chunks[s->nchunks] = chunk_new(per * s->stride, s->nchunks > 0);
+        s->chunks[s->nchunks] = huge_new(bytes, s->nchunks > 0);
         s->nchunks++;
     }
-    struct record *r = record_at(s, s->count);
+    struct record *r = record_at(s, handle_of(s, s->count));
     zcore_init(&r->core);
     if (kr->k != 0) {
         r->key = kr->k;
@@ -274,7 +302,7 @@ static __attribute__((noinline)) struct record *add_record(struct edge_shard *s,
         grow(s);
     size_t i = find_slot(s, kr);
     struct record *r = record_new(s, kr);
-    s->slots[i] = (uint32_t)(s->count + 1);
+    s->slots[i] = (uint32_t)(handle_of(s, s->count) + 1);
     s->count++;
     return r;
 }
@@ -433,7 +461,7 @@ void edge_shard_foreach(const struct edge_shard *s, edge_account_fn fn, void *ct
     double *vals = xmalloc((size_t)s->params.window * sizeof *vals);
     char key[EVENT_ACCOUNT_MAX + 1];
     for (size_t i = 0; i < s->count; i++) {
-        struct record *r = record_at(s, i);
+        struct record *r = record_at(s, handle_of(s, i));
         zcore_values(&r->core, ring_of(r), s->params.window, vals);
         fn(ctx, stored_text(r->key, key), vals, r->core.n, r->core.last_z);
     }
