@@ -26,8 +26,10 @@ struct edge_item {
     double amount;
     struct zscore_result *out;
 };
-/* Scores items[0..n) in order, exactly as n calls of edge_shard_score would, overlapping the
- * memory accesses of nearby events (prefetching). */
+/* Scores items[0..n) in order, as n calls of edge_shard_score would, overlapping the memory
+ * accesses of nearby events (prefetching) and the arithmetic of their scores. Same windows and
+ * results, except that mean and std may be 0 for an event that is not an exception: they are
+ * worked out for exceptions only, the only events whose mean and std anything reads. */
 void edge_shard_score_batch(struct edge_shard *s, struct edge_item *items, size_t n);
 /* Number of accounts held. */
 size_t edge_shard_accounts(const struct edge_shard *s);

@@ -219,13 +219,12 @@ static inline void push_cents(struct zcore *c, void *ring, uint32_t window, uint
     c->st.c.s2 += cents * cents;
 }
 
-/* Cents window (sc->n > 0): the mean and std of the held amounts, and the z of sc->cents against
- * them. With d = n S2 - S1^2 (exact, 128 bits), mean = S1 / 100n and std = sqrt(d) / 100n, so
+/* Cents window (sc->n > 0): the z of sc->cents against the held amounts, and *root = sqrt(d).
+ * With d = n S2 - S1^2 (exact, 128 bits), mean = S1 / 100n and std = sqrt(d) / 100n, so
  * (amount - mean) / std = (n c - S1) / sqrt(d): the numerator is an exact integer (|n c - S1| <=
  * 2^48, see zscore_cents_max) and z costs one square root and one division, both correctly
- * rounded, where the chain mean -> std -> z took three divisions. mean and std share the one
- * reciprocal of 100n (each within an ulp of the quotient). z is 0 when std is. */
-static inline double cents_score(const struct zcents_score *sc, double *mean, double *std)
+ * rounded, where the chain mean -> std -> z took three divisions. z is 0 when std is. */
+static inline double cents_z(const struct zcents_score *sc, double *root)
 {
     __extension__ typedef unsigned __int128 u128;
     u128 d = (u128)sc->n * sc->s2 - (u128)sc->s1 * sc->s1; /* n^2 var, exact */
@@ -233,12 +232,19 @@ static inline double cents_score(const struct zcents_score *sc, double *mean, do
     double dd = hi == 0 && lo <= INT64_MAX
                     ? (double)(int64_t)lo /* the usual case, signed: cheaper */
                     : (double)hi * 18446744073709551616.0 + (double)lo;
-    double root = sqrt(dd);
+    *root = sqrt(dd);
+    int64_t num = (int64_t)((uint64_t)sc->n * sc->cents) - (int64_t)sc->s1;
+    return *root > 0 ? (double)num / *root : 0;
+}
+
+/* Cents window (sc->n > 0): mean and std from cents_z's root, sharing the one reciprocal of 100n
+ * (each within an ulp of the quotient). */
+static inline void cents_mean_std(const struct zcents_score *sc, double root, double *mean,
+                                  double *std)
+{
     double inv_scale = 1.0 / (100.0 * sc->n);
     *mean = (double)(int64_t)sc->s1 * inv_scale; /* s1 < 2^49 */
     *std = root * inv_scale;
-    int64_t num = (int64_t)((uint64_t)sc->n * sc->cents) - (int64_t)sc->s1;
-    return root > 0 ? (double)num / root : 0;
 }
 
 /* Wide window: appends x (evicting the oldest amount when full) and updates the running
@@ -346,14 +352,17 @@ static inline bool push_cents_scored(struct zcore *c, void *ring, uint32_t windo
     return true;
 }
 
+/* The result of a recorded cents score; mean and std only for an exception unless `full`. */
 static inline double finish_cents(const struct zcents_score *sc, const struct zscore_params *p,
-                                  struct zscore_result *out)
+                                  bool full, struct zscore_result *out)
 {
-    double mean = 0, std = 0, z = 0;
+    double root = 0, z = 0, mean = 0, std = 0;
     if (sc->n > 0)
-        z = cents_score(sc, &mean, &std);
+        z = cents_z(sc, &root);
     if (sc->n < p->min_points)
         z = 0;
+    if (sc->n > 0 && (full || fabs(z) > p->z_threshold))
+        cents_mean_std(sc, root, &mean, &std);
     fill_result(p, sc->amount, z, mean, std, sc->history_len, out);
     return z;
 }
@@ -367,7 +376,7 @@ bool zcore_push_cents(struct zcore *c, void *ring, uint32_t window, uint64_t cen
 double zcents_finish(const struct zcents_score *sc, const struct zscore_params *p,
                      struct zscore_result *out)
 {
-    return finish_cents(sc, p, out);
+    return finish_cents(sc, p, false, out);
 }
 
 /* Scores amount against the window before the push (DESIGN.md 3.2), then pushes it; false (and
@@ -379,7 +388,7 @@ bool zcore_update(struct zcore *c, void *ring, const struct zscore_params *p, ui
         struct zcents_score sc;
         if (!push_cents_scored(c, ring, p->window, cents_max, amount, &sc))
             return false;
-        c->last_z = finish_cents(&sc, p, out);
+        c->last_z = finish_cents(&sc, p, true, out);
         return true;
     }
     double mean = 0, std = 0, z = 0;

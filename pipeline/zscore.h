@@ -106,7 +106,8 @@ bool zcore_update(struct zcore *c, void *ring, const struct zscore_params *p, ui
  * point of their scores afterwards, in a loop whose divisions overlap: zcore_push_cents records
  * the window's integer state before the push and pushes; zcents_finish computes the result from
  * that record. Together they equal zcore_update on a cents window, except that zcents_finish
- * returns z instead of storing it in last_z (the caller stores it). */
+ * returns z instead of storing it in last_z (the caller stores it) and leaves mean and std 0 for
+ * a score that is not an exception. */
 struct zcents_score {
     uint64_t s1, s2;      /* the window's sums before the push */
     uint64_t cents;       /* the amount in cents */
@@ -118,7 +119,8 @@ struct zcents_score {
  * is wide or amount is not a whole number of cents in [0, cents_max] (use zcore_update then). */
 bool zcore_push_cents(struct zcore *c, void *ring, uint32_t window, uint64_t cents_max,
                       double amount, struct zcents_score *sc);
-/* The score recorded in *sc into *out; returns its z (for the window's last_z). */
+/* The score recorded in *sc into *out; returns its z (for the window's last_z). Lean: mean, std
+ * and suspicion are filled for an exception only (0 otherwise), which is all a batch needs. */
 double zcents_finish(const struct zcents_score *sc, const struct zscore_params *p,
                      struct zscore_result *out);
 /* zwin_values on a zcore. */
