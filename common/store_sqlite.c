@@ -57,7 +57,7 @@
 #define SQL_BUSY_TIMEOUT_MS 5000   /* wait for a lock this long before failing the call */
 #define AUDIT_GC_INTERVAL_MS 60000 /* expired tool-audit rows are deleted at most once a minute */
 #define MS_PER_DAY 86400000LL
-#define SCHEMA_VERSION 2 /* PRAGMA user_version of the tables below */
+#define SCHEMA_VERSION 3 /* PRAGMA user_version of the tables below */
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define ERRMSG_MAX 256
@@ -185,13 +185,19 @@ static const char *const table_sql_name[STORE_TABLE_COUNT] = {
     [STORE_TABLE_WEBHOOK_DELIVERIES] = "webhook_deliveries",
 };
 
-/* Schema version 2 (version 1 lacked the three webhook tables; opening a version-1 file adds
+/* Schema version 3 (version 1 lacked the three webhook tables; opening a version-1 file adds
  * them). Indexes on (x, time) end in the rowid (= txid), so they also serve the
- * (time desc, txid desc) order. */
+ * (time desc, txid desc) order. Version 3 replaced transactions_account(account, ingested_ms)
+ * by transactions_recent, which also holds txid and amount: the Auditor's history lookup (the
+ * newest 100 amounts of an account, on every decision) reads the index alone instead of one
+ * table page per row, each row on a page of its own (docs/benchmarks.md, "Decision path").
+ * Opening an older file builds the new index once, in the schema transaction. */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS transactions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
     " amount REAL, ingested_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS transactions_account ON transactions(account, ingested_ms);"
+    "DROP INDEX IF EXISTS transactions_account;"
+    "CREATE INDEX IF NOT EXISTS transactions_recent ON transactions(account, ingested_ms, txid,"
+    " amount);"
     "CREATE TABLE IF NOT EXISTS exceptions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
     " priority TEXT NOT NULL, suspicion REAL, z REAL, detected_ms INTEGER NOT NULL,"
     " doc TEXT NOT NULL);"

@@ -1124,6 +1124,24 @@ static int write_v1(const char *path, int user_version)
     return rc;
 }
 
+/* Every row's column col of sql on the file at path, joined by "|" into out. */
+static void sql_rows(const char *path, const char *sql, int col, char *out, size_t outlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    size_t used = 0;
+    out[0] = '\0';
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW && used < outlen) {
+            const char *v = (const char *)sqlite3_column_text(st, col);
+            used += (size_t)snprintf(out + used, outlen - used, "%s|", v ? v : "");
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void sqlite_only(void)
 {
     char err[256] = "", path[600];
@@ -1163,6 +1181,18 @@ static void sqlite_only(void)
     s = open_at("v1", err, sizeof err);
     ok(s && store_count(s, "decisions") == 2, "and it reopens as is");
     store_free(s);
+    char rows[512];
+    sql_rows(path,
+             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'transactions'"
+             " ORDER BY name",
+             0, rows, sizeof rows);
+    is_str(rows, "transactions_recent|", "its account index is replaced by the covering one");
+    sql_rows(path,
+             "EXPLAIN QUERY PLAN SELECT amount FROM transactions WHERE account = 'A'"
+             " AND txid IS NOT 3 ORDER BY ingested_ms DESC, txid DESC LIMIT 100",
+             3, rows, sizeof rows);
+    is_str(rows, "SEARCH transactions USING COVERING INDEX transactions_recent (account=?)|",
+           "a history lookup reads that index alone, in its order (no sort, no table rows)");
 
     snprintf(path, sizeof path, "%s/v9", tmpdir);
     mkdir_ok(path);
