@@ -18,9 +18,16 @@
  * Store failures. When a batch's decisions cannot be stored, each row is tried alone, so one
  * entry that can never be stored (a poison) stays pending by itself, comes back through
  * XAUTOCLAIM and is dead-lettered after max_deliveries, while its batch mates are decided. When
- * the store takes no write at all (the tool-audit insert that precedes the decisions fails: a
- * full disk, a store outage), the batch is kept and retried with backoff, and nothing is read
- * or reclaimed meanwhile: an outage must not count as deliveries and dead-letter good entries. */
+ * the store takes no write at all (a full disk, a store outage), the batch is kept and retried
+ * with backoff, and nothing is read or reclaimed meanwhile: an outage must not count as
+ * deliveries and dead-letter good entries.
+ *
+ * The batch's tool audit and its decisions (with their webhook outbox rows) are one store
+ * transaction, one wait for SQLite's single writer, which the sink holds for its own batches.
+ * When that fails, the audit alone is the probe that tells an outage (it fails too) from a
+ * poison row (it goes in; the decisions are then tried one by one). During an outage the probe
+ * goes first, before any agent is asked, so a store that takes nothing costs no model calls
+ * beyond the batch that met the outage. */
 #include "decide.h"
 #include <errno.h>
 #include <pthread.h>
@@ -360,13 +367,22 @@ static void poison(struct decider *d, struct stream_entry *e)
     set_redis(d, buffer_deadletter(d->rc, &d->keys, e, "unparseable exception payload"));
 }
 
+/* The batch cannot be stored: logged at the outage's first failure. ERR_IO. */
+static int store_outage(struct decider *d, size_t n)
+{
+    if (d->store_backoff_ms == 0)
+        log_error("decide.store_failed",
+                  "the store takes no write; %zu decisions wait and are retried", n);
+    return ERR_IO;
+}
+
 /* Stores each decision alone after its batch failed to store. A row that fails by itself is
  * marked unstored, in fresh[] and in items[] (via idx), and logged. */
 static void store_each(struct decider *d, struct item *fresh, const size_t *idx, size_t nfresh,
                        const struct store_decision *rows, bool *inserted, struct item *items)
 {
     for (size_t i = 0; i < nfresh; i++) {
-        if (store_put_decisions(d->store, &rows[i], 1, &inserted[i]) == 0)
+        if (store_put_decisions(d->store, &rows[i], 1, NULL, 0, &inserted[i]) == 0)
             continue;
         log_error("decide.store_failed",
                   "the decision of transaction %llu (entry %s) cannot be stored; it stays "
@@ -420,12 +436,9 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
     size_t noutbox = 0;
     for (size_t i = 0; i < nfresh; i++)
         item_inputs(d, &fresh[i], locked[i], &inputs[i], &audit[i], &audit_text[i]);
-    /* The audit goes first: when the store takes not even that, no agent (no model) is asked. */
-    if (nfresh > 0 && store_put_audit(d->store, audit, nfresh) != 0) {
-        if (d->store_backoff_ms == 0)
-            log_error("decide.store_failed",
-                      "the store takes no write; %zu decisions wait and are retried", nfresh);
-        result = ERR_IO;
+    bool probe = d->store_backoff_ms > 0; /* retrying after an outage: the audit goes first */
+    if (nfresh > 0 && probe && store_put_audit(d->store, audit, nfresh) != 0) {
+        result = store_outage(d, nfresh);
         goto out;
     }
     if (nfresh > 0)
@@ -446,8 +459,14 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
                                           .outbox = outbox[i].rows,
                                           .noutbox = outbox[i].nrows};
     }
-    if (nfresh > 0 && store_put_decisions(d->store, rows, nfresh, inserted) != 0)
+    if (nfresh > 0 && store_put_decisions(d->store, rows, nfresh, probe ? NULL : audit,
+                                          probe ? 0 : nfresh, inserted) != 0) {
+        if (!probe && store_put_audit(d->store, audit, nfresh) != 0) {
+            result = store_outage(d, nfresh);
+            goto out;
+        }
         store_each(d, fresh, fresh_idx, nfresh, rows, inserted, items);
+    }
     if (noutbox > 0)
         outbox_wake(d->outbox);
     int64_t stored_ms = clock_wall_ms();

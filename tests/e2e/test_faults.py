@@ -207,8 +207,8 @@ def test_poison_entry_dead_lettered_without_blocking_its_lane(check):
 
 def test_store_refusing_the_deciders_writes_for_a_while(check):
     """Invariant: when the store takes none of the decider's writes for 4 s (a trigger refuses
-    every tool-audit insert, the decider's first write of a batch: what an outage looks like to
-    it), the decider keeps its batch and retries with backoff instead of leaving the entries to
+    every tool-audit insert, which goes with every batch's decisions: what an outage looks like
+    to it), the decider keeps its batch and retries with backoff instead of leaving the entries to
     be reclaimed: with reclaim_idle_ms 1 s and max_deliveries 2, counting the outage as
     deliveries would dead-letter them. Nothing is lost, nothing is dead-lettered."""
     c = check(daemon_extra={"reclaim_idle_ms": 1000, "max_deliveries": 2})
