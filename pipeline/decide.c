@@ -214,10 +214,9 @@ static int publish_command(struct decider *d, json_t *doc)
     return rv;
 }
 
-/* Runs the three agents for one new item and builds its decision doc. */
-/* The agents' evidence for one item and the history lookup it needed (the Auditor's tool,
- * written to the tool audit). */
-static void item_inputs(struct decider *d, struct item *it, bool locked, struct agent_input *in,
+/* The agents' evidence for one item but its kill-switch lock, and the history lookup it needed
+ * (the Auditor's tool, written to the tool audit). */
+static void item_inputs(struct decider *d, struct item *it, struct agent_input *in,
                         struct store_audit *audit, char **audit_text)
 {
     *in = (struct agent_input){.txid = it->txid,
@@ -227,8 +226,7 @@ static void item_inputs(struct decider *d, struct item *it, bool locked, struct 
                                .mean = it->mean,
                                .std = it->std,
                                .suspicion = it->suspicion,
-                               .immediate = it->immediate,
-                               .account_locked = locked};
+                               .immediate = it->immediate};
     in->history_ok = store_account_history(d->store, it->account, &it->txid, DECIDE_HISTORY_ROWS,
                                            &in->history) == 0;
     json_t *aj = json_pack("{s:s, s:s, s:b, s:I, s:f, s:f}", "agent", "Auditor", "account",
@@ -288,25 +286,34 @@ static void item_finish(struct item *it, const struct vote votes[ROLE__COUNT])
 /* ------------------------------------------------------------------------------------------ */
 /* Batch processing                                                                             */
 
-/* GETs the kill-switch keys of the new items in one pipeline. ERR_CONN when Redis is down. */
-static int fetch_locks(struct decider *d, struct item *items, size_t n, bool *locked)
+/* Writes an EXISTS of the kill-switch key of every item's account, in one pipeline whose
+ * replies recv_locks reads: the store is read meanwhile. ERR_CONN when Redis is down. */
+static int send_locks(struct decider *d, const struct item *items, size_t n)
 {
     struct rcmd *cmds = xcalloc(n, sizeof *cmds);
-    redisReply **rep = xcalloc(n, sizeof *rep);
     char(*keys)[256] = xcalloc(n, sizeof *keys);
     for (size_t i = 0; i < n; i++) {
         snprintf(keys[i], sizeof keys[i], "%s%s", d->keys.lock_prefix, items[i].account);
         rcmd_add(&cmds[i], "EXISTS");
         rcmd_add(&cmds[i], keys[i]);
     }
-    int rv = rconn_pipeline(d->rc, n, cmds, rep);
-    for (size_t i = 0; i < n && rv == 0; i++)
-        locked[i] = rep[i]->type == REDIS_REPLY_INTEGER && rep[i]->integer > 0;
-    for (size_t i = 0; i < n && rv == 0; i++)
-        freeReplyObject(rep[i]);
+    int rv = rconn_send(d->rc, n, cmds); /* hiredis has copied the commands out */
     free(cmds);
-    free(rep);
     free(keys);
+    set_redis(d, rv);
+    return rv;
+}
+
+/* Reads the n replies of send_locks: locked[i] tells whether items[i]'s account is locked. */
+static int recv_locks(struct decider *d, size_t n, bool *locked)
+{
+    redisReply **rep = xcalloc(n, sizeof *rep);
+    int rv = rconn_recv(d->rc, n, rep);
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        locked[i] = rep[i]->type == REDIS_REPLY_INTEGER && rep[i]->integer > 0;
+        freeReplyObject(rep[i]);
+    }
+    free(rep);
     set_redis(d, rv);
     return rv;
 }
@@ -421,21 +428,26 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
             poison(d, &entries[i]);
             continue;
         }
-        if (store_get_decision(d->store, it.txid, &it.stored) != 0)
-            it.stored = NULL;
         items[nitems++] = it;
     }
+    /* The kill-switch lookups go out first, and Redis answers while the store is read. */
+    if (nitems > 0 && send_locks(d, items, nitems) != 0)
+        goto out;
     for (size_t i = 0; i < nitems; i++) {
+        if (store_get_decision(d->store, items[i].txid, &items[i].stored) != 0)
+            items[i].stored = NULL;
         if (items[i].stored == NULL) {
             fresh_idx[nfresh] = i;
             fresh[nfresh++] = items[i];
         }
     }
-    if (nfresh > 0 && fetch_locks(d, fresh, nfresh, locked) != 0)
-        goto out;
     size_t noutbox = 0;
     for (size_t i = 0; i < nfresh; i++)
-        item_inputs(d, &fresh[i], locked[i], &inputs[i], &audit[i], &audit_text[i]);
+        item_inputs(d, &fresh[i], &inputs[i], &audit[i], &audit_text[i]);
+    if (nitems > 0 && recv_locks(d, nitems, locked) != 0)
+        goto out;
+    for (size_t i = 0; i < nfresh; i++)
+        inputs[i].account_locked = locked[fresh_idx[i]];
     bool probe = d->store_backoff_ms > 0; /* retrying after an outage: the audit goes first */
     if (nfresh > 0 && probe && store_put_audit(d->store, audit, nfresh) != 0) {
         result = store_outage(d, nfresh);
