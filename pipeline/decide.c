@@ -15,6 +15,16 @@
  * the command is published and before XACK. A crash anywhere leaves the entry pending; whoever
  * processes it again finds the stored decision and republishes that same command.
  *
+ * Settling. A batch's entries are XACKed only after the broker has acknowledged (PUBACK) every
+ * command published so far, but the decider does not wait for that before the next batch: a
+ * batch's entries join the unsettled list, and settle() (mqttc_flush, then XACK of the list)
+ * runs when the decider has nothing else ready, when DECIDE_SETTLE_MAX entries are unsettled or
+ * the oldest has waited DECIDE_SETTLE_MS, and before it stops. So under load the PUBACK and XACK
+ * round trips of one batch overlap the next batch instead of delaying it, while the order per
+ * entry (stored, published, acknowledged by the broker, XACKed) is unchanged. A flush that fails
+ * leaves the whole list pending: its entries come back through XAUTOCLAIM and republish their
+ * stored commands.
+ *
  * Store failures. When a batch's decisions cannot be stored, each row is tried alone, so one
  * entry that can never be stored (a poison) stays pending by itself, comes back through
  * XAUTOCLAIM and is dead-lettered after max_deliveries, while its batch mates are decided. When
@@ -56,6 +66,9 @@
 #define DECIDE_MQTT_FLUSH_MS 5000
 #define DECIDE_BACKOFF_MAX_MS 1000
 #define DECIDE_STORE_RETRY_MS 50 /* first wait after a store outage; doubles to the max */
+#define DECIDE_SETTLE_MAX 256    /* unsettled entries that force a settle: bounds the list */
+#define DECIDE_SETTLE_MS 10      /* the oldest unsettled entry waits at most this (far below
+                                  * reclaim_idle_ms, at least 100 ms: nobody reclaims it) */
 
 struct lane_acc {
     struct stream_entry e[DECIDE_ACC_MAX];
@@ -84,6 +97,10 @@ struct decider {
     int64_t next_reclaim_ms;
     int store_backoff_ms;   /* > 0 while the store takes no write (an outage) */
     int64_t store_retry_ms; /* monotonic time of the next attempt during an outage */
+    char (*unsettled[LANE__COUNT])[BUFFER_ID_MAX]; /* published, not yet XACKed, per lane */
+    size_t nunsettled[LANE__COUNT], capunsettled[LANE__COUNT];
+    size_t unsettled_commands; /* commands published since the last settle */
+    int64_t unsettled_since_ms; /* monotonic time the oldest unsettled batch was published */
 };
 
 /* One exception being decided. */
@@ -98,6 +115,7 @@ struct item {
     json_t *stored; /* existing decision doc, if any */
     json_t *doc;    /* new decision doc */
     char *doc_text;
+    char *cmd_text; /* the command part of doc, as published */
     enum action action;
     bool inserted;
     bool unstored; /* its decision could not be stored: stays pending, not published */
@@ -206,10 +224,15 @@ static char *command_text(json_t *doc)
     return text;
 }
 
+static int publish_text(struct decider *d, const char *text)
+{
+    return mqttc_publish(d->pub, d->cfg->commands_topic, text, strlen(text), 1);
+}
+
 static int publish_command(struct decider *d, json_t *doc)
 {
     char *text = command_text(doc);
-    int rv = mqttc_publish(d->pub, d->cfg->commands_topic, text, strlen(text), 1);
+    int rv = publish_text(d, text);
     free(text);
     return rv;
 }
@@ -270,12 +293,14 @@ static void batch_votes(struct decider *d, const struct agent_input *in, size_t 
     metrics_add(M_AGENT_BATCH_ITEMS, n);
 }
 
-/* The consensus of the votes and the command document. */
+/* The consensus of the votes, the command (as text to publish) and the decision document: the
+ * command plus the exception and the latency, what command_text() strips again. */
 static void item_finish(struct item *it, const struct vote votes[ROLE__COUNT])
 {
     int64_t now = clock_wall_ms();
     it->action = vote_consensus(votes);
     it->doc = command_json(it, votes, it->action, now);
+    it->cmd_text = json_dumps(it->doc, JSON_COMPACT);
     json_object_set(it->doc, "exception", it->exc);
     json_object_set_new(
         it->doc, "latency_ms",
@@ -360,6 +385,7 @@ static void items_cleanup(struct item *items, size_t n)
         json_decref(items[i].stored);
         json_decref(items[i].doc);
         free(items[i].doc_text);
+        free(items[i].cmd_text);
     }
 }
 
@@ -400,6 +426,64 @@ static void store_each(struct decider *d, struct item *fresh, const size_t *idx,
     }
 }
 
+/* Adds a published batch's entries to the unsettled list. */
+static void unsettled_add(struct decider *d, enum lane lane, const struct item *items, size_t n,
+                          size_t published)
+{
+    if (d->nunsettled[LANE_IMMEDIATE] + d->nunsettled[LANE_BATCH] == 0)
+        d->unsettled_since_ms = clock_mono_ms();
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].unstored)
+            continue;
+        if (d->nunsettled[lane] == d->capunsettled[lane]) {
+            d->capunsettled[lane] = d->capunsettled[lane] ? d->capunsettled[lane] * 2 : 64;
+            d->unsettled[lane] = xrealloc(d->unsettled[lane],
+                                          d->capunsettled[lane] * sizeof d->unsettled[lane][0]);
+        }
+        snprintf(d->unsettled[lane][d->nunsettled[lane]++], BUFFER_ID_MAX, "%s",
+                 items[i].entry->id);
+    }
+    d->unsettled_commands += published;
+}
+
+/* Waits for the broker's acknowledgement of every command published since the last settle, then
+ * XACKs the unsettled entries; when that wait fails they stay pending (retried through
+ * XAUTOCLAIM). The list is empty afterwards either way. */
+static void settle(struct decider *d)
+{
+    if (d->unsettled_commands == 0 && d->nunsettled[LANE_IMMEDIATE] + d->nunsettled[LANE_BATCH] == 0)
+        return;
+    int rv = d->unsettled_commands > 0 ? mqttc_flush(d->pub, DECIDE_MQTT_FLUSH_MS) : 0;
+    if (rv != 0) {
+        log_warn("decide.publish_failed",
+                 "the broker did not acknowledge %zu commands (%s); their entries stay pending "
+                 "and will be retried",
+                 d->unsettled_commands, err_str(rv));
+    } else {
+        metrics_add(M_COMMANDS_PUBLISHED, d->unsettled_commands);
+    }
+    for (int l = 0; l < LANE__COUNT && rv == 0; l++) {
+        size_t n = d->nunsettled[l];
+        if (n == 0)
+            continue;
+        const char **ids = xcalloc(n, sizeof *ids);
+        for (size_t i = 0; i < n; i++)
+            ids[i] = d->unsettled[l][i];
+        set_redis(d, buffer_ack(d->rc, &d->keys, (enum lane)l, ids, n));
+        free(ids);
+    }
+    for (int l = 0; l < LANE__COUNT; l++)
+        d->nunsettled[l] = 0;
+    d->unsettled_commands = 0;
+}
+
+/* True when the unsettled list must be settled now rather than after the next batch. */
+static bool settle_due(const struct decider *d, int64_t now)
+{
+    size_t n = d->nunsettled[LANE_IMMEDIATE] + d->nunsettled[LANE_BATCH];
+    return n >= DECIDE_SETTLE_MAX || (n > 0 && now - d->unsettled_since_ms >= DECIDE_SETTLE_MS);
+}
+
 /* Decides, stores, publishes and acknowledges a batch of one lane. Entries whose processing
  * fails stay pending in Redis and come back through XAUTOCLAIM. Returns ERR_IO when the store
  * took no write (the batch was not processed and should be retried as it is), else 0. */
@@ -416,9 +500,8 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
     char **audit_text = xcalloc(n, sizeof *audit_text);
     bool *locked = xcalloc(n, sizeof *locked);
     bool *inserted = xcalloc(n, sizeof *inserted);
-    const char **ack = xcalloc(n, sizeof *ack);
     size_t *fresh_idx = xcalloc(n, sizeof *fresh_idx); /* fresh[i] is items[fresh_idx[i]] */
-    size_t nitems = 0, nfresh = 0, nack = 0;
+    size_t nitems = 0, nfresh = 0;
     int result = 0;
 
     for (size_t i = 0; i < n; i++) {
@@ -513,28 +596,23 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
     for (size_t i = 0; i < nfresh && rv == 0; i++) {
         if (fresh[i].unstored)
             continue;
-        rv = publish_command(d, fresh[i].stored ? fresh[i].stored : fresh[i].doc);
+        rv = fresh[i].stored ? publish_command(d, fresh[i].stored)
+                             : publish_text(d, fresh[i].cmd_text);
         published++;
     }
-    if (rv == 0 && published > 0)
-        rv = mqttc_flush(d->pub, DECIDE_MQTT_FLUSH_MS);
     if (rv != 0) {
         log_warn("decide.publish_failed",
                  "publishing %zu commands failed (%s); entries stay "
                  "pending and will be retried",
                  published, err_str(rv));
+        settle(d); /* the batches before this one: acknowledged by the broker or retried too */
         goto out;
     }
-    metrics_add(M_COMMANDS_PUBLISHED, published);
     for (size_t i = 0; d->feed && i < nfresh; i++) {
         if (fresh[i].inserted && fresh[i].doc_text) /* the text just stored as the row */
             feed_publish(d->feed, FEED_DECISION, fresh[i].doc_text, strlen(fresh[i].doc_text));
     }
-
-    for (size_t i = 0; i < nitems; i++)
-        if (!items[i].unstored)
-            ack[nack++] = items[i].entry->id;
-    set_redis(d, buffer_ack(d->rc, &d->keys, lane, ack, nack));
+    unsettled_add(d, lane, items, nitems, published);
 
     for (size_t i = 0; i < nitems; i++)
         if (items[i].stored && items[i].doc == NULL)
@@ -550,6 +628,7 @@ out:
             items[i].stored = fresh[f].stored;
             items[i].doc = fresh[f].doc;
             items[i].doc_text = fresh[f].doc_text;
+            items[i].cmd_text = fresh[f].cmd_text;
             f++;
         }
     }
@@ -568,7 +647,6 @@ out:
     free(audit_text);
     free(locked);
     free(inserted);
-    free(ack);
     free(fresh_idx);
     return result;
 }
@@ -707,11 +785,13 @@ static void *decider_main(void *arg)
     bool just_read = false; /* a blocking read just returned entries: no need to read again */
     while (!atomic_load(&d->stop)) {
         if (!mqttc_is_connected(d->pub)) { /* commands could not go out: leave entries unread */
+            settle(d);
             mqttc_wait_connected(d->pub, DECIDE_IDLE_BLOCK_MS);
             continue;
         }
         int64_t now = clock_mono_ms();
         if (d->store_backoff_ms > 0 && now < d->store_retry_ms) { /* outage: read nothing */
+            settle(d);
             clock_sleep_ms(d->store_retry_ms - now);
             continue;
         }
@@ -734,11 +814,14 @@ static void *decider_main(void *arg)
                 worked = true; /* re-check the immediate lane before the next batch */
             }
         }
+        if (!worked || settle_due(d, clock_mono_ms()))
+            settle(d);
         if (!worked && d->store_backoff_ms == 0)
             just_read = top_up(d, block_time(d, now)) > 0;
         else if (!worked) /* outage with no lane due: do not spin */
             clock_sleep_ms(DECIDE_IDLE_BLOCK_MS);
     }
+    settle(d);
     return NULL;
 }
 
@@ -772,8 +855,10 @@ void decider_free(struct decider *d)
     if (d == NULL)
         return;
     decider_stop(d);
-    for (int l = 0; l < LANE__COUNT; l++)
+    for (int l = 0; l < LANE__COUNT; l++) {
         stream_entries_cleanup(d->acc[l].e, d->acc[l].n);
+        free(d->unsettled[l]);
+    }
     mqttc_free(d->pub, 2000);
     rconn_free(d->rc);
     llm_free(d->llm);
