@@ -763,8 +763,7 @@ static int sql_put_decisions(struct store *s, const struct store_decision *rows,
     if (rc == SQLITE_DONE && naudit > 0)
         rc = expire_audit(ss);
     if (rc == SQLITE_DONE)
-        rc = insert_rows(ss->writer, ST_PUT_DEC, bind_decision, decision_outbox, rows, n,
-                         inserted);
+        rc = insert_rows(ss->writer, ST_PUT_DEC, bind_decision, decision_outbox, rows, n, inserted);
     int rv = writer_end(ss, rc, "put decisions");
     if (rv != 0 && inserted)
         memset(inserted, 0, n * sizeof *inserted);

@@ -67,8 +67,9 @@
 #define DECIDE_BACKOFF_MAX_MS 1000
 #define DECIDE_STORE_RETRY_MS 50 /* first wait after a store outage; doubles to the max */
 #define DECIDE_SETTLE_MAX 256    /* unsettled entries that force a settle: bounds the list */
-#define DECIDE_SETTLE_MS 10      /* the oldest unsettled entry waits at most this (far below
-                                  * reclaim_idle_ms, at least 100 ms: nobody reclaims it) */
+#define DECIDE_SETTLE_MS                                                                           \
+    10 /* the oldest unsettled entry waits at most this (far below                                 \
+        * reclaim_idle_ms, at least 100 ms: nobody reclaims it) */
 
 struct lane_acc {
     struct stream_entry e[DECIDE_ACC_MAX];
@@ -99,7 +100,7 @@ struct decider {
     int64_t store_retry_ms; /* monotonic time of the next attempt during an outage */
     char (*unsettled[LANE__COUNT])[BUFFER_ID_MAX]; /* published, not yet XACKed, per lane */
     size_t nunsettled[LANE__COUNT], capunsettled[LANE__COUNT];
-    size_t unsettled_commands; /* commands published since the last settle */
+    size_t unsettled_commands;  /* commands published since the last settle */
     int64_t unsettled_since_ms; /* monotonic time the oldest unsettled batch was published */
 };
 
@@ -437,8 +438,8 @@ static void unsettled_add(struct decider *d, enum lane lane, const struct item *
             continue;
         if (d->nunsettled[lane] == d->capunsettled[lane]) {
             d->capunsettled[lane] = d->capunsettled[lane] ? d->capunsettled[lane] * 2 : 64;
-            d->unsettled[lane] = xrealloc(d->unsettled[lane],
-                                          d->capunsettled[lane] * sizeof d->unsettled[lane][0]);
+            d->unsettled[lane] =
+                xrealloc(d->unsettled[lane], d->capunsettled[lane] * sizeof d->unsettled[lane][0]);
         }
         snprintf(d->unsettled[lane][d->nunsettled[lane]++], BUFFER_ID_MAX, "%s",
                  items[i].entry->id);
@@ -451,7 +452,8 @@ static void unsettled_add(struct decider *d, enum lane lane, const struct item *
  * XAUTOCLAIM). The list is empty afterwards either way. */
 static void settle(struct decider *d)
 {
-    if (d->unsettled_commands == 0 && d->nunsettled[LANE_IMMEDIATE] + d->nunsettled[LANE_BATCH] == 0)
+    if (d->unsettled_commands == 0 &&
+        d->nunsettled[LANE_IMMEDIATE] + d->nunsettled[LANE_BATCH] == 0)
         return;
     int rv = d->unsettled_commands > 0 ? mqttc_flush(d->pub, DECIDE_MQTT_FLUSH_MS) : 0;
     if (rv != 0) {

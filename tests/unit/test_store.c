@@ -144,7 +144,8 @@ static void t_empty_and_invalid(struct store *s)
     struct store_txn bad = {1, NULL, 1.0, 1, "{}"};
     is_int(store_put_transactions(s, &bad, 1), ERR_INVAL, "a row without account is refused");
     struct store_decision badd = {1, "A", "BLOCK", 1, NULL, NULL, 0};
-    is_int(store_put_decisions(s, &badd, 1, NULL, 0, NULL), ERR_INVAL, "a row without doc is refused");
+    is_int(store_put_decisions(s, &badd, 1, NULL, 0, NULL), ERR_INVAL,
+           "a row without doc is refused");
     is_int(store_count(s, "transactions") + store_count(s, "decisions"), 0, "nothing written");
     struct store_deadletter dl = {"mqtt", "x", 1, "p", 1};
     is_int(store_put_deadletters(s, &dl, 1, -1), ERR_INVAL, "negative keep refused");
@@ -205,7 +206,8 @@ static void t_decisions_first_wins(struct store *s)
                                    {8, "A", "APPROVE", 1, d8, NULL, 0},
                                    {7, "A", "APPROVE", 2, d7b, NULL, 0}};
     bool ins[3] = {false, false, true};
-    is_int(store_put_decisions(s, b1, 3, NULL, 0, ins), 0, "put a batch with a repeated transactionId");
+    is_int(store_put_decisions(s, b1, 3, NULL, 0, ins), 0,
+           "put a batch with a repeated transactionId");
     ok(ins[0] && ins[1] && !ins[2], "inserted flags: new, new, repeated (%d %d %d)", ins[0], ins[1],
        ins[2]);
     make_doc(d8b, sizeof d8b, 8, 3, "REVIEW");
@@ -647,10 +649,9 @@ static void t_decisions_with_audit(struct store *s)
     char d1[128], d2[128];
     make_doc(d1, sizeof d1, 21, 5, "BLOCK");
     make_doc(d2, sizeof d2, 22, 5, "APPROVE");
-    struct store_decision rows[2] = {{.txid = 21, .account = "A", .action = "BLOCK",
-                                      .decided_ms = 5, .json = d1},
-                                     {.txid = 22, .account = "B", .action = "APPROVE",
-                                      .decided_ms = 5, .json = d2}};
+    struct store_decision rows[2] = {
+        {.txid = 21, .account = "A", .action = "BLOCK", .decided_ms = 5, .json = d1},
+        {.txid = 22, .account = "B", .action = "APPROVE", .decided_ms = 5, .json = d2}};
     struct store_audit a[2] = {{21, "A", "history_lookup", clock_wall_ms(), "{\"rows\":1}"},
                                {22, "B", "history_lookup", clock_wall_ms(), "{\"rows\":2}"}};
     bool ins[2] = {false, false};
@@ -1233,17 +1234,15 @@ static void sqlite_only(void)
     char d31[128], d32[128];
     make_doc(d31, sizeof d31, 31, 5, "BLOCK");
     make_doc(d32, sizeof d32, 32, 5, "BLOCK");
-    struct store_decision pair[2] = {{.txid = 31, .account = "A", .action = "BLOCK",
-                                      .decided_ms = 5, .json = d31},
-                                     {.txid = 32, .account = "A", .action = "BLOCK",
-                                      .decided_ms = 5, .json = d32}};
+    struct store_decision pair[2] = {
+        {.txid = 31, .account = "A", .action = "BLOCK", .decided_ms = 5, .json = d31},
+        {.txid = 32, .account = "A", .action = "BLOCK", .decided_ms = 5, .json = d32}};
     struct store_audit audit[2] = {{31, "A", "history_lookup", clock_wall_ms(), "{}"},
                                    {32, "A", "history_lookup", clock_wall_ms(), "{}"}};
     bool ins[2] = {true, true};
     is_int(store_put_decisions(s, pair, 2, audit, 2, ins), ERR_IO,
            "a batch with a decision the store refuses fails");
-    ok(store_count(s, "decisions") == 0 && store_count(s, "tool_audit") == 0 && !ins[0] &&
-           !ins[1],
+    ok(store_count(s, "decisions") == 0 && store_count(s, "tool_audit") == 0 && !ins[0] && !ins[1],
        "as a whole: neither its audit rows nor its other decision are kept");
     store_free(s);
 
