@@ -289,12 +289,11 @@ redisReply *rconn_cmd(struct rconn *rc, const char *arg0, ...)
     return rconn_command(rc, c.argc, c.argv, c.lens);
 }
 
-/* Pipelines n commands: all are buffered, written together, then n replies are read in order into
- * replies[] (caller frees each). Returns 0, or ERR_CONN with every replies[i] NULL. */
-int rconn_pipeline(struct rconn *rc, size_t n, const struct rcmd *cmds, redisReply **replies)
+/* Buffers n commands and writes them all out without reading (redisBufferWrite until the output
+ * buffer is empty, as redisGetReply would before its first read). 0, or ERR_CONN (connection
+ * dropped and marked down). */
+int rconn_send(struct rconn *rc, size_t n, const struct rcmd *cmds)
 {
-    for (size_t i = 0; i < n; i++)
-        replies[i] = NULL;
     if (!ensure_connected(rc))
         return ERR_CONN;
     for (size_t i = 0; i < n; i++) {
@@ -304,6 +303,24 @@ int rconn_pipeline(struct rconn *rc, size_t n, const struct rcmd *cmds, redisRep
         if (redisAppendCommandArgv(rc->ctx, cmds[i].argc, argv, cmds[i].lens) != REDIS_OK)
             goto fail;
     }
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(rc->ctx, &done) != REDIS_OK)
+            goto fail;
+    return 0;
+fail:
+    mark_down(rc, rc->ctx->err ? rc->ctx->errstr : "pipeline write failed");
+    return ERR_CONN;
+}
+
+/* Reads the n replies of the commands rconn_send wrote, in order, into replies[] (caller frees
+ * each). Returns 0, or ERR_CONN with every replies[i] NULL. */
+int rconn_recv(struct rconn *rc, size_t n, redisReply **replies)
+{
+    for (size_t i = 0; i < n; i++)
+        replies[i] = NULL;
+    if (rc->ctx == NULL) /* rconn_send failed: nothing is owed */
+        return ERR_CONN;
     for (size_t i = 0; i < n; i++) {
         void *r = NULL;
         if (redisGetReply(rc->ctx, &r) != REDIS_OK || r == NULL)
@@ -321,6 +338,17 @@ fail:
     }
     mark_down(rc, rc->ctx->err ? rc->ctx->errstr : "pipeline failed");
     return ERR_CONN;
+}
+
+/* Pipelines n commands: all are written together, then n replies are read in order into
+ * replies[] (caller frees each). Returns 0, or ERR_CONN with every replies[i] NULL. */
+int rconn_pipeline(struct rconn *rc, size_t n, const struct rcmd *cmds, redisReply **replies)
+{
+    for (size_t i = 0; i < n; i++)
+        replies[i] = NULL;
+    if (rconn_send(rc, n, cmds) != 0)
+        return ERR_CONN;
+    return rconn_recv(rc, n, replies);
 }
 
 /* True when the last call succeeded at the connection level (false before the first call). */

@@ -34,6 +34,11 @@ redisReply *rconn_cmd(struct rconn *rc, const char *arg0, ...) __attribute__((se
 /* Sends n commands in one write and reads n replies into replies[] (caller frees each).
  * Returns 0, or ERR_CONN with every replies[i] NULL (nothing partial is kept). */
 int rconn_pipeline(struct rconn *rc, size_t n, const struct rcmd *cmds, redisReply **replies);
+/* rconn_pipeline in two halves, so the caller can work while Redis answers: rconn_send writes the
+ * n commands (0 or ERR_CONN), rconn_recv reads their n replies (as rconn_pipeline). No other
+ * call on rc may come between the two; after a failed send, recv fails without reading. */
+int rconn_send(struct rconn *rc, size_t n, const struct rcmd *cmds);
+int rconn_recv(struct rconn *rc, size_t n, redisReply **replies);
 /* True after the last call succeeded at the connection level. */
 bool rconn_is_up(const struct rconn *rc);
 /* True once a call has tried to reach Redis (so rconn_is_up() tells something). */

@@ -112,12 +112,22 @@ int store_put_exceptions(struct store *s, const struct store_exception *rows, si
     return s->ops->put_exceptions(s, rows, n);
 }
 
-int store_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
-                        bool *inserted)
+static bool audit_valid(const struct store_audit *rows, size_t n)
 {
-    if (n == 0)
+    if (n > 0 && rows == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].account == NULL || rows[i].tool == NULL || rows[i].json == NULL)
+            return false;
+    return true;
+}
+
+int store_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
+                        const struct store_audit *audit, size_t naudit, bool *inserted)
+{
+    if (n == 0 && naudit == 0)
         return 0;
-    if (rows == NULL)
+    if ((n > 0 && rows == NULL) || !audit_valid(audit, naudit))
         return ERR_INVAL;
     for (size_t i = 0; i < n; i++)
         if (rows[i].account == NULL || rows[i].action == NULL || rows[i].json == NULL ||
@@ -125,18 +135,17 @@ int store_put_decisions(struct store *s, const struct store_decision *rows, size
             return ERR_INVAL;
     if (inserted)
         memset(inserted, 0, n * sizeof *inserted);
-    return s->ops->put_decisions(s, rows, n, inserted);
+    if (n == 0)
+        return s->ops->put_audit(s, audit, naudit);
+    return s->ops->put_decisions(s, rows, n, audit, naudit, inserted);
 }
 
 int store_put_audit(struct store *s, const struct store_audit *rows, size_t n)
 {
     if (n == 0)
         return 0;
-    if (rows == NULL)
+    if (!audit_valid(rows, n))
         return ERR_INVAL;
-    for (size_t i = 0; i < n; i++)
-        if (rows[i].account == NULL || rows[i].tool == NULL || rows[i].json == NULL)
-            return ERR_INVAL;
     return s->ops->put_audit(s, rows, n);
 }
 

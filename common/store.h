@@ -141,10 +141,14 @@ int store_ping(struct store *s);
  * nothing twice, and a crash cannot separate a row from its deliveries. 0 or ERR_IO. */
 int store_put_transactions(struct store *s, const struct store_txn *rows, size_t n);
 int store_put_exceptions(struct store *s, const struct store_exception *rows, size_t n);
-/* First decision wins: inserted[i] is set true where row i was new, false where a decision for
- * that transactionId already existed (and is kept). inserted may be NULL. 0 or ERR_IO. */
+/* A batch's decisions and the tool audit rows of the calls that led to them (naudit may be 0)
+ * in one write transaction: both or neither (MongoDB, without multi-document transactions: the
+ * audit insert, then the decisions' bulk, so a failure can leave the audit rows alone). First
+ * decision wins: inserted[i] is set true where row i was new, false where a decision for that
+ * transactionId already existed (and is kept). inserted may be NULL. 0 or ERR_IO (every
+ * inserted[i] false). */
 int store_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
-                        bool *inserted);
+                        const struct store_audit *audit, size_t naudit, bool *inserted);
 int store_put_audit(struct store *s, const struct store_audit *rows, size_t n);
 /* Appends dead letters and trims the table to the newest `keep` rows. */
 int store_put_deadletters(struct store *s, const struct store_deadletter *rows, size_t n, int keep);

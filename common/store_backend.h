@@ -54,7 +54,7 @@ struct store_ops {
     int (*put_transactions)(struct store *s, const struct store_txn *rows, size_t n);
     int (*put_exceptions)(struct store *s, const struct store_exception *rows, size_t n);
     int (*put_decisions)(struct store *s, const struct store_decision *rows, size_t n,
-                         bool *inserted);
+                         const struct store_audit *audit, size_t naudit, bool *inserted);
     int (*put_audit)(struct store *s, const struct store_audit *rows, size_t n);
     int (*put_deadletters)(struct store *s, const struct store_deadletter *rows, size_t n,
                            int keep);

@@ -12,7 +12,9 @@
  * already present is left as it is and the reply's `upserted` list tells which rows were new
  * (first decision wins). Without multi-document transactions (they need a replica set), the
  * outbox rows of the new rows are written right after, in a second bulk: a crash between the two
- * writes can lose those webhook deliveries (the SQLite backend writes both atomically).
+ * writes can lose those webhook deliveries (the SQLite backend writes both atomically). A batch's
+ * tool audit goes in before its decisions, so a failure between them leaves audit rows of calls
+ * whose decisions are written on the retry (the audit is a log of calls: that is what happened).
  * Dead letters, outbox rows and attempt records get increasing integer ids from a counters
  * collection ($inc by the batch size, one round trip per batch), so cursors and claims work as
  * with SQLite.
@@ -451,21 +453,6 @@ static int mongo_put_exceptions(struct store *s, const struct store_exception *r
     return rv;
 }
 
-static int mongo_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
-                               bool *inserted)
-{
-    struct row_spec *r = xcalloc(n, sizeof *r);
-    for (size_t i = 0; i < n; i++)
-        r[i] = (struct row_spec){rows[i].txid, rows[i].json, rows[i].account, rows[i].action,
-                                 rows[i].decided_ms};
-    int rv = put_with_outbox(s, STORE_TABLE_DECISIONS, "put decisions", r, n, inserted,
-                             decision_outbox, rows);
-    if (rv != 0 && inserted)
-        memset(inserted, 0, n * sizeof *inserted);
-    free(r);
-    return rv;
-}
-
 /* Inserts documents with ids from `counter` (0 or ERR_*). make(i, id) builds document i. */
 static int insert_numbered(struct mongo_store *m, enum store_table t, const char *op, size_t n,
                            bson_t *(*make)(const void *rows, size_t i, int64_t id),
@@ -507,6 +494,24 @@ static int mongo_put_audit(struct store *s, const struct store_audit *rows, size
 {
     return insert_numbered(ms_of(s), STORE_TABLE_TOOL_AUDIT, "put tool audit", n, audit_doc, rows,
                            NULL);
+}
+
+/* The audit insert, then the decisions' bulk (no multi-document transaction: see the top). */
+static int mongo_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
+                               const struct store_audit *audit, size_t naudit, bool *inserted)
+{
+    if (naudit > 0 && mongo_put_audit(s, audit, naudit) != 0)
+        return ERR_IO;
+    struct row_spec *r = xcalloc(n, sizeof *r);
+    for (size_t i = 0; i < n; i++)
+        r[i] = (struct row_spec){rows[i].txid, rows[i].json, rows[i].account, rows[i].action,
+                                 rows[i].decided_ms};
+    int rv = put_with_outbox(s, STORE_TABLE_DECISIONS, "put decisions", r, n, inserted,
+                             decision_outbox, rows);
+    if (rv != 0 && inserted)
+        memset(inserted, 0, n * sizeof *inserted);
+    free(r);
+    return rv;
 }
 
 static bson_t *deadletter_doc(const void *rows, size_t i, int64_t id)

@@ -39,7 +39,7 @@
  * Errors: every SQLite failure becomes ERR_IO (ERR_CONN when no connection can be opened) plus
  * one log line "store.sqlite_error" naming the operation, at the operation's boundary.
  * Expired tool-audit rows (older than audit_ttl_days; never when it is <= 0) are deleted inside
- * a store_put_audit transaction, at most once per AUDIT_GC_INTERVAL_MS. */
+ * a transaction that writes audit rows, at most once per AUDIT_GC_INTERVAL_MS. */
 #include "store_backend.h"
 #include <errno.h>
 #include <pthread.h>
@@ -57,7 +57,7 @@
 #define SQL_BUSY_TIMEOUT_MS 5000   /* wait for a lock this long before failing the call */
 #define AUDIT_GC_INTERVAL_MS 60000 /* expired tool-audit rows are deleted at most once a minute */
 #define MS_PER_DAY 86400000LL
-#define SCHEMA_VERSION 2 /* PRAGMA user_version of the tables below */
+#define SCHEMA_VERSION 3 /* PRAGMA user_version of the tables below */
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define ERRMSG_MAX 256
@@ -185,13 +185,19 @@ static const char *const table_sql_name[STORE_TABLE_COUNT] = {
     [STORE_TABLE_WEBHOOK_DELIVERIES] = "webhook_deliveries",
 };
 
-/* Schema version 2 (version 1 lacked the three webhook tables; opening a version-1 file adds
+/* Schema version 3 (version 1 lacked the three webhook tables; opening a version-1 file adds
  * them). Indexes on (x, time) end in the rowid (= txid), so they also serve the
- * (time desc, txid desc) order. */
+ * (time desc, txid desc) order. Version 3 replaced transactions_account(account, ingested_ms)
+ * by transactions_recent, which also holds txid and amount: the Auditor's history lookup (the
+ * newest 100 amounts of an account, on every decision) reads the index alone instead of one
+ * table page per row, each row on a page of its own (docs/benchmarks.md, "Decision path").
+ * Opening an older file builds the new index once, in the schema transaction. */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS transactions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
     " amount REAL, ingested_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS transactions_account ON transactions(account, ingested_ms);"
+    "DROP INDEX IF EXISTS transactions_account;"
+    "CREATE INDEX IF NOT EXISTS transactions_recent ON transactions(account, ingested_ms, txid,"
+    " amount);"
     "CREATE TABLE IF NOT EXISTS exceptions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
     " priority TEXT NOT NULL, suspicion REAL, z REAL, detected_ms INTEGER NOT NULL,"
     " doc TEXT NOT NULL);"
@@ -637,19 +643,13 @@ static int insert_outbox(struct conn *c, const struct store_outbox *rows, size_t
 /* The outbox rows that go with row i when it is new. */
 typedef const struct store_outbox *(*outbox_fn)(const void *rows, size_t i, size_t *n);
 
-/* The one write path: BEGIN IMMEDIATE, the insert once per row (and, when the row is new, its
- * outbox rows), the `after` step, COMMIT; on any failure ROLLBACK, one log line and ERR_IO.
- * inserted[i], when given, tells whether row i was new. */
-static int put_rows(struct store *s, const char *op, enum stmt_id id, bind_fn bind,
-                    outbox_fn outbox, const void *rows, size_t n, bool *inserted,
-                    enum after_write after, int keep)
+/* Runs the insert once per row (and, when the row is new, its outbox rows); inserted[i], when
+ * given, tells whether row i was new. Writer locked, transaction open. SQLITE_DONE on success. */
+static int insert_rows(struct conn *c, enum stmt_id id, bind_fn bind, outbox_fn outbox,
+                       const void *rows, size_t n, bool *inserted)
 {
-    struct sql_store *ss = s->state;
-    struct conn *c = ss->writer;
-    sqlite3_stmt *st = NULL;
-    int rc = writer_begin(ss);
-    if (rc == SQLITE_DONE && (st = stmt_get(c, id)) == NULL)
-        rc = SQLITE_ERROR;
+    sqlite3_stmt *st = stmt_get(c, id);
+    int rc = st ? SQLITE_DONE : SQLITE_ERROR;
     for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
         bind(st, rows, i);
         rc = step(c, st);
@@ -662,6 +662,19 @@ static int put_rows(struct store *s, const char *op, enum stmt_id id, bind_fn bi
         if (rc == SQLITE_DONE)
             rc = insert_outbox(c, ob, nob);
     }
+    return rc;
+}
+
+/* The one write path: BEGIN IMMEDIATE, insert_rows, the `after` step, COMMIT; on any failure
+ * ROLLBACK, one log line and ERR_IO. */
+static int put_rows(struct store *s, const char *op, enum stmt_id id, bind_fn bind,
+                    outbox_fn outbox, const void *rows, size_t n, bool *inserted,
+                    enum after_write after, int keep)
+{
+    struct sql_store *ss = s->state;
+    int rc = writer_begin(ss);
+    if (rc == SQLITE_DONE)
+        rc = insert_rows(ss->writer, id, bind, outbox, rows, n, inserted);
     if (rc == SQLITE_DONE && after == AFTER_EXPIRE_AUDIT)
         rc = expire_audit(ss);
     if (rc == SQLITE_DONE && after == AFTER_TRIM_DEADLETTERS)
@@ -749,11 +762,22 @@ static int sql_put_exceptions(struct store *s, const struct store_exception *row
                     NULL, AFTER_NONE, 0);
 }
 
+/* The tool audit, its expiry, then the decisions with their outbox rows: one transaction. */
 static int sql_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
-                             bool *inserted)
+                             const struct store_audit *audit, size_t naudit, bool *inserted)
 {
-    return put_rows(s, "put decisions", ST_PUT_DEC, bind_decision, decision_outbox, rows, n,
-                    inserted, AFTER_NONE, 0);
+    struct sql_store *ss = s->state;
+    int rc = writer_begin(ss);
+    if (rc == SQLITE_DONE && naudit > 0)
+        rc = insert_rows(ss->writer, ST_PUT_AUDIT, bind_audit, NULL, audit, naudit, NULL);
+    if (rc == SQLITE_DONE && naudit > 0)
+        rc = expire_audit(ss);
+    if (rc == SQLITE_DONE)
+        rc = insert_rows(ss->writer, ST_PUT_DEC, bind_decision, decision_outbox, rows, n, inserted);
+    int rv = writer_end(ss, rc, "put decisions");
+    if (rv != 0 && inserted)
+        memset(inserted, 0, n * sizeof *inserted);
+    return rv;
 }
 
 static int sql_put_audit(struct store *s, const struct store_audit *rows, size_t n)

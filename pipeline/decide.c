@@ -15,12 +15,29 @@
  * the command is published and before XACK. A crash anywhere leaves the entry pending; whoever
  * processes it again finds the stored decision and republishes that same command.
  *
+ * Settling. A batch's entries are XACKed only after the broker has acknowledged (PUBACK) every
+ * command published so far, but the decider does not wait for that before the next batch: a
+ * batch's entries join the unsettled list, and settle() (mqttc_flush, then XACK of the list)
+ * runs when the decider has nothing else ready, when DECIDE_SETTLE_MAX entries are unsettled or
+ * the oldest has waited DECIDE_SETTLE_MS, and before it stops. So under load the PUBACK and XACK
+ * round trips of one batch overlap the next batch instead of delaying it, while the order per
+ * entry (stored, published, acknowledged by the broker, XACKed) is unchanged. A flush that fails
+ * leaves the whole list pending: its entries come back through XAUTOCLAIM and republish their
+ * stored commands.
+ *
  * Store failures. When a batch's decisions cannot be stored, each row is tried alone, so one
  * entry that can never be stored (a poison) stays pending by itself, comes back through
  * XAUTOCLAIM and is dead-lettered after max_deliveries, while its batch mates are decided. When
- * the store takes no write at all (the tool-audit insert that precedes the decisions fails: a
- * full disk, a store outage), the batch is kept and retried with backoff, and nothing is read
- * or reclaimed meanwhile: an outage must not count as deliveries and dead-letter good entries. */
+ * the store takes no write at all (a full disk, a store outage), the batch is kept and retried
+ * with backoff, and nothing is read or reclaimed meanwhile: an outage must not count as
+ * deliveries and dead-letter good entries.
+ *
+ * The batch's tool audit and its decisions (with their webhook outbox rows) are one store
+ * transaction, one wait for SQLite's single writer, which the sink holds for its own batches.
+ * When that fails, the audit alone is the probe that tells an outage (it fails too) from a
+ * poison row (it goes in; the decisions are then tried one by one). During an outage the probe
+ * goes first, before any agent is asked, so a store that takes nothing costs no model calls
+ * beyond the batch that met the outage. */
 #include "decide.h"
 #include <errno.h>
 #include <pthread.h>
@@ -49,6 +66,10 @@
 #define DECIDE_MQTT_FLUSH_MS 5000
 #define DECIDE_BACKOFF_MAX_MS 1000
 #define DECIDE_STORE_RETRY_MS 50 /* first wait after a store outage; doubles to the max */
+#define DECIDE_SETTLE_MAX 256    /* unsettled entries that force a settle: bounds the list */
+#define DECIDE_SETTLE_MS                                                                           \
+    10 /* the oldest unsettled entry waits at most this (far below                                 \
+        * reclaim_idle_ms, at least 100 ms: nobody reclaims it) */
 
 struct lane_acc {
     struct stream_entry e[DECIDE_ACC_MAX];
@@ -77,6 +98,10 @@ struct decider {
     int64_t next_reclaim_ms;
     int store_backoff_ms;   /* > 0 while the store takes no write (an outage) */
     int64_t store_retry_ms; /* monotonic time of the next attempt during an outage */
+    char (*unsettled[LANE__COUNT])[BUFFER_ID_MAX]; /* published, not yet XACKed, per lane */
+    size_t nunsettled[LANE__COUNT], capunsettled[LANE__COUNT];
+    size_t unsettled_commands;  /* commands published since the last settle */
+    int64_t unsettled_since_ms; /* monotonic time the oldest unsettled batch was published */
 };
 
 /* One exception being decided. */
@@ -91,6 +116,7 @@ struct item {
     json_t *stored; /* existing decision doc, if any */
     json_t *doc;    /* new decision doc */
     char *doc_text;
+    char *cmd_text; /* the command part of doc, as published */
     enum action action;
     bool inserted;
     bool unstored; /* its decision could not be stored: stays pending, not published */
@@ -199,18 +225,22 @@ static char *command_text(json_t *doc)
     return text;
 }
 
+static int publish_text(struct decider *d, const char *text)
+{
+    return mqttc_publish(d->pub, d->cfg->commands_topic, text, strlen(text), 1);
+}
+
 static int publish_command(struct decider *d, json_t *doc)
 {
     char *text = command_text(doc);
-    int rv = mqttc_publish(d->pub, d->cfg->commands_topic, text, strlen(text), 1);
+    int rv = publish_text(d, text);
     free(text);
     return rv;
 }
 
-/* Runs the three agents for one new item and builds its decision doc. */
-/* The agents' evidence for one item and the history lookup it needed (the Auditor's tool,
- * written to the tool audit). */
-static void item_inputs(struct decider *d, struct item *it, bool locked, struct agent_input *in,
+/* The agents' evidence for one item but its kill-switch lock, and the history lookup it needed
+ * (the Auditor's tool, written to the tool audit). */
+static void item_inputs(struct decider *d, struct item *it, struct agent_input *in,
                         struct store_audit *audit, char **audit_text)
 {
     *in = (struct agent_input){.txid = it->txid,
@@ -220,8 +250,7 @@ static void item_inputs(struct decider *d, struct item *it, bool locked, struct 
                                .mean = it->mean,
                                .std = it->std,
                                .suspicion = it->suspicion,
-                               .immediate = it->immediate,
-                               .account_locked = locked};
+                               .immediate = it->immediate};
     in->history_ok = store_account_history(d->store, it->account, &it->txid, DECIDE_HISTORY_ROWS,
                                            &in->history) == 0;
     json_t *aj = json_pack("{s:s, s:s, s:b, s:I, s:f, s:f}", "agent", "Auditor", "account",
@@ -265,12 +294,14 @@ static void batch_votes(struct decider *d, const struct agent_input *in, size_t 
     metrics_add(M_AGENT_BATCH_ITEMS, n);
 }
 
-/* The consensus of the votes and the command document. */
+/* The consensus of the votes, the command (as text to publish) and the decision document: the
+ * command plus the exception and the latency, what command_text() strips again. */
 static void item_finish(struct item *it, const struct vote votes[ROLE__COUNT])
 {
     int64_t now = clock_wall_ms();
     it->action = vote_consensus(votes);
     it->doc = command_json(it, votes, it->action, now);
+    it->cmd_text = json_dumps(it->doc, JSON_COMPACT);
     json_object_set(it->doc, "exception", it->exc);
     json_object_set_new(
         it->doc, "latency_ms",
@@ -281,25 +312,34 @@ static void item_finish(struct item *it, const struct vote votes[ROLE__COUNT])
 /* ------------------------------------------------------------------------------------------ */
 /* Batch processing                                                                             */
 
-/* GETs the kill-switch keys of the new items in one pipeline. ERR_CONN when Redis is down. */
-static int fetch_locks(struct decider *d, struct item *items, size_t n, bool *locked)
+/* Writes an EXISTS of the kill-switch key of every item's account, in one pipeline whose
+ * replies recv_locks reads: the store is read meanwhile. ERR_CONN when Redis is down. */
+static int send_locks(struct decider *d, const struct item *items, size_t n)
 {
     struct rcmd *cmds = xcalloc(n, sizeof *cmds);
-    redisReply **rep = xcalloc(n, sizeof *rep);
     char(*keys)[256] = xcalloc(n, sizeof *keys);
     for (size_t i = 0; i < n; i++) {
         snprintf(keys[i], sizeof keys[i], "%s%s", d->keys.lock_prefix, items[i].account);
         rcmd_add(&cmds[i], "EXISTS");
         rcmd_add(&cmds[i], keys[i]);
     }
-    int rv = rconn_pipeline(d->rc, n, cmds, rep);
-    for (size_t i = 0; i < n && rv == 0; i++)
-        locked[i] = rep[i]->type == REDIS_REPLY_INTEGER && rep[i]->integer > 0;
-    for (size_t i = 0; i < n && rv == 0; i++)
-        freeReplyObject(rep[i]);
+    int rv = rconn_send(d->rc, n, cmds); /* hiredis has copied the commands out */
     free(cmds);
-    free(rep);
     free(keys);
+    set_redis(d, rv);
+    return rv;
+}
+
+/* Reads the n replies of send_locks: locked[i] tells whether items[i]'s account is locked. */
+static int recv_locks(struct decider *d, size_t n, bool *locked)
+{
+    redisReply **rep = xcalloc(n, sizeof *rep);
+    int rv = rconn_recv(d->rc, n, rep);
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        locked[i] = rep[i]->type == REDIS_REPLY_INTEGER && rep[i]->integer > 0;
+        freeReplyObject(rep[i]);
+    }
+    free(rep);
     set_redis(d, rv);
     return rv;
 }
@@ -346,6 +386,7 @@ static void items_cleanup(struct item *items, size_t n)
         json_decref(items[i].stored);
         json_decref(items[i].doc);
         free(items[i].doc_text);
+        free(items[i].cmd_text);
     }
 }
 
@@ -360,13 +401,22 @@ static void poison(struct decider *d, struct stream_entry *e)
     set_redis(d, buffer_deadletter(d->rc, &d->keys, e, "unparseable exception payload"));
 }
 
+/* The batch cannot be stored: logged at the outage's first failure. ERR_IO. */
+static int store_outage(struct decider *d, size_t n)
+{
+    if (d->store_backoff_ms == 0)
+        log_error("decide.store_failed",
+                  "the store takes no write; %zu decisions wait and are retried", n);
+    return ERR_IO;
+}
+
 /* Stores each decision alone after its batch failed to store. A row that fails by itself is
  * marked unstored, in fresh[] and in items[] (via idx), and logged. */
 static void store_each(struct decider *d, struct item *fresh, const size_t *idx, size_t nfresh,
                        const struct store_decision *rows, bool *inserted, struct item *items)
 {
     for (size_t i = 0; i < nfresh; i++) {
-        if (store_put_decisions(d->store, &rows[i], 1, &inserted[i]) == 0)
+        if (store_put_decisions(d->store, &rows[i], 1, NULL, 0, &inserted[i]) == 0)
             continue;
         log_error("decide.store_failed",
                   "the decision of transaction %llu (entry %s) cannot be stored; it stays "
@@ -375,6 +425,65 @@ static void store_each(struct decider *d, struct item *fresh, const size_t *idx,
         inserted[i] = false;
         fresh[i].unstored = items[idx[i]].unstored = true;
     }
+}
+
+/* Adds a published batch's entries to the unsettled list. */
+static void unsettled_add(struct decider *d, enum lane lane, const struct item *items, size_t n,
+                          size_t published)
+{
+    if (d->nunsettled[LANE_IMMEDIATE] + d->nunsettled[LANE_BATCH] == 0)
+        d->unsettled_since_ms = clock_mono_ms();
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].unstored)
+            continue;
+        if (d->nunsettled[lane] == d->capunsettled[lane]) {
+            d->capunsettled[lane] = d->capunsettled[lane] ? d->capunsettled[lane] * 2 : 64;
+            d->unsettled[lane] =
+                xrealloc(d->unsettled[lane], d->capunsettled[lane] * sizeof d->unsettled[lane][0]);
+        }
+        snprintf(d->unsettled[lane][d->nunsettled[lane]++], BUFFER_ID_MAX, "%s",
+                 items[i].entry->id);
+    }
+    d->unsettled_commands += published;
+}
+
+/* Waits for the broker's acknowledgement of every command published since the last settle, then
+ * XACKs the unsettled entries; when that wait fails they stay pending (retried through
+ * XAUTOCLAIM). The list is empty afterwards either way. */
+static void settle(struct decider *d)
+{
+    if (d->unsettled_commands == 0 &&
+        d->nunsettled[LANE_IMMEDIATE] + d->nunsettled[LANE_BATCH] == 0)
+        return;
+    int rv = d->unsettled_commands > 0 ? mqttc_flush(d->pub, DECIDE_MQTT_FLUSH_MS) : 0;
+    if (rv != 0) {
+        log_warn("decide.publish_failed",
+                 "the broker did not acknowledge %zu commands (%s); their entries stay pending "
+                 "and will be retried",
+                 d->unsettled_commands, err_str(rv));
+    } else {
+        metrics_add(M_COMMANDS_PUBLISHED, d->unsettled_commands);
+    }
+    for (int l = 0; l < LANE__COUNT && rv == 0; l++) {
+        size_t n = d->nunsettled[l];
+        if (n == 0)
+            continue;
+        const char **ids = xcalloc(n, sizeof *ids);
+        for (size_t i = 0; i < n; i++)
+            ids[i] = d->unsettled[l][i];
+        set_redis(d, buffer_ack(d->rc, &d->keys, (enum lane)l, ids, n));
+        free(ids);
+    }
+    for (int l = 0; l < LANE__COUNT; l++)
+        d->nunsettled[l] = 0;
+    d->unsettled_commands = 0;
+}
+
+/* True when the unsettled list must be settled now rather than after the next batch. */
+static bool settle_due(const struct decider *d, int64_t now)
+{
+    size_t n = d->nunsettled[LANE_IMMEDIATE] + d->nunsettled[LANE_BATCH];
+    return n >= DECIDE_SETTLE_MAX || (n > 0 && now - d->unsettled_since_ms >= DECIDE_SETTLE_MS);
 }
 
 /* Decides, stores, publishes and acknowledges a batch of one lane. Entries whose processing
@@ -393,9 +502,8 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
     char **audit_text = xcalloc(n, sizeof *audit_text);
     bool *locked = xcalloc(n, sizeof *locked);
     bool *inserted = xcalloc(n, sizeof *inserted);
-    const char **ack = xcalloc(n, sizeof *ack);
     size_t *fresh_idx = xcalloc(n, sizeof *fresh_idx); /* fresh[i] is items[fresh_idx[i]] */
-    size_t nitems = 0, nfresh = 0, nack = 0;
+    size_t nitems = 0, nfresh = 0;
     int result = 0;
 
     for (size_t i = 0; i < n; i++) {
@@ -405,27 +513,29 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
             poison(d, &entries[i]);
             continue;
         }
-        if (store_get_decision(d->store, it.txid, &it.stored) != 0)
-            it.stored = NULL;
         items[nitems++] = it;
     }
+    /* The kill-switch lookups go out first, and Redis answers while the store is read. */
+    if (nitems > 0 && send_locks(d, items, nitems) != 0)
+        goto out;
     for (size_t i = 0; i < nitems; i++) {
+        if (store_get_decision(d->store, items[i].txid, &items[i].stored) != 0)
+            items[i].stored = NULL;
         if (items[i].stored == NULL) {
             fresh_idx[nfresh] = i;
             fresh[nfresh++] = items[i];
         }
     }
-    if (nfresh > 0 && fetch_locks(d, fresh, nfresh, locked) != 0)
-        goto out;
     size_t noutbox = 0;
     for (size_t i = 0; i < nfresh; i++)
-        item_inputs(d, &fresh[i], locked[i], &inputs[i], &audit[i], &audit_text[i]);
-    /* The audit goes first: when the store takes not even that, no agent (no model) is asked. */
-    if (nfresh > 0 && store_put_audit(d->store, audit, nfresh) != 0) {
-        if (d->store_backoff_ms == 0)
-            log_error("decide.store_failed",
-                      "the store takes no write; %zu decisions wait and are retried", nfresh);
-        result = ERR_IO;
+        item_inputs(d, &fresh[i], &inputs[i], &audit[i], &audit_text[i]);
+    if (nitems > 0 && recv_locks(d, nitems, locked) != 0)
+        goto out;
+    for (size_t i = 0; i < nfresh; i++)
+        inputs[i].account_locked = locked[fresh_idx[i]];
+    bool probe = d->store_backoff_ms > 0; /* retrying after an outage: the audit goes first */
+    if (nfresh > 0 && probe && store_put_audit(d->store, audit, nfresh) != 0) {
+        result = store_outage(d, nfresh);
         goto out;
     }
     if (nfresh > 0)
@@ -446,8 +556,14 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
                                           .outbox = outbox[i].rows,
                                           .noutbox = outbox[i].nrows};
     }
-    if (nfresh > 0 && store_put_decisions(d->store, rows, nfresh, inserted) != 0)
+    if (nfresh > 0 && store_put_decisions(d->store, rows, nfresh, probe ? NULL : audit,
+                                          probe ? 0 : nfresh, inserted) != 0) {
+        if (!probe && store_put_audit(d->store, audit, nfresh) != 0) {
+            result = store_outage(d, nfresh);
+            goto out;
+        }
         store_each(d, fresh, fresh_idx, nfresh, rows, inserted, items);
+    }
     if (noutbox > 0)
         outbox_wake(d->outbox);
     int64_t stored_ms = clock_wall_ms();
@@ -482,28 +598,23 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
     for (size_t i = 0; i < nfresh && rv == 0; i++) {
         if (fresh[i].unstored)
             continue;
-        rv = publish_command(d, fresh[i].stored ? fresh[i].stored : fresh[i].doc);
+        rv = fresh[i].stored ? publish_command(d, fresh[i].stored)
+                             : publish_text(d, fresh[i].cmd_text);
         published++;
     }
-    if (rv == 0 && published > 0)
-        rv = mqttc_flush(d->pub, DECIDE_MQTT_FLUSH_MS);
     if (rv != 0) {
         log_warn("decide.publish_failed",
                  "publishing %zu commands failed (%s); entries stay "
                  "pending and will be retried",
                  published, err_str(rv));
+        settle(d); /* the batches before this one: acknowledged by the broker or retried too */
         goto out;
     }
-    metrics_add(M_COMMANDS_PUBLISHED, published);
     for (size_t i = 0; d->feed && i < nfresh; i++) {
         if (fresh[i].inserted && fresh[i].doc_text) /* the text just stored as the row */
             feed_publish(d->feed, FEED_DECISION, fresh[i].doc_text, strlen(fresh[i].doc_text));
     }
-
-    for (size_t i = 0; i < nitems; i++)
-        if (!items[i].unstored)
-            ack[nack++] = items[i].entry->id;
-    set_redis(d, buffer_ack(d->rc, &d->keys, lane, ack, nack));
+    unsettled_add(d, lane, items, nitems, published);
 
     for (size_t i = 0; i < nitems; i++)
         if (items[i].stored && items[i].doc == NULL)
@@ -519,6 +630,7 @@ out:
             items[i].stored = fresh[f].stored;
             items[i].doc = fresh[f].doc;
             items[i].doc_text = fresh[f].doc_text;
+            items[i].cmd_text = fresh[f].cmd_text;
             f++;
         }
     }
@@ -537,7 +649,6 @@ out:
     free(audit_text);
     free(locked);
     free(inserted);
-    free(ack);
     free(fresh_idx);
     return result;
 }
@@ -676,11 +787,13 @@ static void *decider_main(void *arg)
     bool just_read = false; /* a blocking read just returned entries: no need to read again */
     while (!atomic_load(&d->stop)) {
         if (!mqttc_is_connected(d->pub)) { /* commands could not go out: leave entries unread */
+            settle(d);
             mqttc_wait_connected(d->pub, DECIDE_IDLE_BLOCK_MS);
             continue;
         }
         int64_t now = clock_mono_ms();
         if (d->store_backoff_ms > 0 && now < d->store_retry_ms) { /* outage: read nothing */
+            settle(d);
             clock_sleep_ms(d->store_retry_ms - now);
             continue;
         }
@@ -703,11 +816,14 @@ static void *decider_main(void *arg)
                 worked = true; /* re-check the immediate lane before the next batch */
             }
         }
+        if (!worked || settle_due(d, clock_mono_ms()))
+            settle(d);
         if (!worked && d->store_backoff_ms == 0)
             just_read = top_up(d, block_time(d, now)) > 0;
         else if (!worked) /* outage with no lane due: do not spin */
             clock_sleep_ms(DECIDE_IDLE_BLOCK_MS);
     }
+    settle(d);
     return NULL;
 }
 
@@ -741,8 +857,10 @@ void decider_free(struct decider *d)
     if (d == NULL)
         return;
     decider_stop(d);
-    for (int l = 0; l < LANE__COUNT; l++)
+    for (int l = 0; l < LANE__COUNT; l++) {
         stream_entries_cleanup(d->acc[l].e, d->acc[l].n);
+        free(d->unsettled[l]);
+    }
     mqttc_free(d->pub, 2000);
     rconn_free(d->rc);
     llm_free(d->llm);

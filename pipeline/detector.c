@@ -206,8 +206,8 @@ void detector_score(const struct detector_params *dp, const struct zscore_params
     out->z = score;
     out->mean = center;
     out->std = scale;
-    out->suspicion = zscore_suspicion(score, amount, zp->amount_scale);
     out->exception = fabs(score) > detector_threshold(dp, zp);
+    out->suspicion = out->exception ? zscore_suspicion(score, amount, zp->amount_scale) : 0;
     out->immediate = out->exception && out->suspicion >= zp->immediate_threshold;
     out->history_len = n < zp->window ? n + 1 : zp->window;
 }

@@ -12,15 +12,29 @@
  * Comparing a numeric key is one 64-bit compare.
  *
  * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots holding the
- * record index + 1 (0 = empty): 16 slots per cache line, ~8 bytes per account at 1M accounts.
+ * record's handle + 1 (0 = empty): 16 slots per cache line, ~8 bytes per account at 1M accounts.
  * The home slot comes from shard_mix (fmix64) of a numeric key, or FNV-1a of another one.
  *
- * Records come in 2 MiB chunks (huge pages where the kernel allows them, after the first chunk).
+ * Records come in chunks of one 2 MiB page, 2 MiB aligned, with transparent huge pages asked for
+ * after the first chunk (and for tables from 2 MiB on): at a million accounts every event lands
+ * on a random record, and with 4 KiB pages nearly each of them would also miss the TLB. A chunk
+ * holds floor(2 MiB / stride) records (4,681 at W = 100, 64 bytes left over), so a record's
+ * handle is its chunk number shifted left past its position in the chunk, and finding it takes
+ * a shift and a mask, no division. Handles fit the 4-byte slots up to about 2 billion accounts
+ * per shard.
  *
- * Batches. edge_shard_score_batch looks EDGE_AHEAD events ahead: it hashes the key and prefetches
- * the table slot, later the record's header, then the ring slot the push will write, so that with
- * many accounts (tables and records far bigger than the caches) the memory latency of several
- * events overlaps instead of adding up. */
+ * Batches. edge_shard_score_batch works through EDGE_STAGE events at a time in passes: hash
+ * every key and prefetch its table slot; read the slots and prefetch the records' headers; read
+ * the headers and prefetch the ring slots the pushes will write; then look up, push and record
+ * each cents score (zcore_push_cents), in order; then compute the scores (zcents_finish). With
+ * many accounts (tables and records far bigger than the caches) the memory latency of a stage's
+ * events overlaps instead of adding up, each pass only touching lines the previous one asked
+ * for; the last pass is a loop of independent square roots and divisions that the CPU pipelines,
+ * where scoring event by event would wait on each chain in turn. The first three passes only
+ * read (a slot or header read early may be stale by the time its event is scored: that costs a
+ * wasted prefetch, never a wrong answer). An event that is not a plain cents score (a wide
+ * window, another detector) finishes the recorded scores before its own, so every account's
+ * last_z ends with its latest event. */
 #include "edge.h"
 #include <stddef.h>
 #include <stdio.h>
@@ -33,10 +47,10 @@
 #include "xmalloc.h"
 
 #define EDGE_INITIAL_SLOTS 1024     /* power of two; grows by doubling */
-#define EDGE_CHUNK_BYTES (1u << 20) /* records are allocated ~1 MiB at a time */
+#define EDGE_CHUNK_BYTES (2u << 20) /* records come in chunks of one 2 MiB (huge) page */
 #define KEY_NUMERIC (1ULL << 63)    /* key field: numeric key (value in the low bits) */
 #define KEY_DIGITS_MAX 18           /* 10^18 - 1 < 2^63 */
-#define EDGE_AHEAD 8                /* events a batch looks ahead to prefetch */
+#define EDGE_STAGE 32               /* events a batch scores per stage */
 
 struct record {
     struct zcore core;
@@ -54,7 +68,8 @@ struct edge_shard {
     struct detector detector; /* zscore unless edge_shard_set_detector chose another */
     uint64_t cents_max;
     size_t stride;        /* bytes per record, a multiple of 8 */
-    unsigned chunk_shift; /* records per chunk = 1 << chunk_shift */
+    size_t per_chunk;     /* records per chunk */
+    unsigned chunk_shift; /* a record's handle: chunk << chunk_shift | position in its chunk */
     char **chunks;
     size_t nchunks;
     uint32_t *slots; /* record index + 1; 0 = empty */
@@ -90,11 +105,45 @@ static inline void key_make(const char *account, struct key_ref *kr)
     }
 }
 
-static inline struct record *record_at(const struct edge_shard *s, size_t index)
+/* key_make for a key whose first 8 bytes are readable (struct edge_item's contract). A numeric
+ * key of 1 to 7 digits, the usual account id, is recognized and converted 8 bytes at a time (a
+ * byte is a digit when it xors '0' into 0..9; the first byte that does not ends the digits, and
+ * must be the NUL; the digits, moved to the top of the word, are combined in pairs, quads and
+ * octets by three multiplications); anything else goes through key_make. */
+static inline void key_make_readable8(const char *account, struct key_ref *kr)
 {
-    size_t per = (size_t)1 << s->chunk_shift;
-    return (struct record *)(void *)(s->chunks[index >> s->chunk_shift] +
-                                     (index & (per - 1)) * s->stride);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t x;
+    memcpy(&x, account, sizeof x);
+    uint64_t a = x ^ 0x3030303030303030ULL; /* a digit's byte is now its value */
+    uint64_t stops = (a | (a + 0x7676767676767676ULL)) & 0x8080808080808080ULL;
+    unsigned len = stops ? (unsigned)__builtin_ctzll(stops) >> 3 : 8;
+    if (len >= 1 && len <= 7 && ((x >> (8 * len)) & 0xFF) == 0 && ((a & 0xFF) != 0 || len == 1)) {
+        uint64_t v = a << (8 * (8 - len)); /* leading zero digits fill the low bytes */
+        v = (v * (10 * 256 + 1)) >> 8 & 0x00FF00FF00FF00FFULL;
+        v = (v * (100 * 65536 + 1)) >> 16 & 0x0000FFFF0000FFFFULL;
+        v = (v * (10000 * 4294967296ULL + 1)) >> 32;
+        kr->s = account;
+        kr->len = len;
+        kr->k = KEY_NUMERIC | v;
+        kr->hash = shard_mix(v);
+        return;
+    }
+#endif
+    key_make(account, kr);
+}
+
+/* The record of a handle (what the table's slots hold, minus one). */
+static inline struct record *record_at(const struct edge_shard *s, size_t handle)
+{
+    size_t position = handle & (((size_t)1 << s->chunk_shift) - 1);
+    return (struct record *)(void *)(s->chunks[handle >> s->chunk_shift] + position * s->stride);
+}
+
+/* The handle of the index-th record created. */
+static inline size_t handle_of(const struct edge_shard *s, size_t index)
+{
+    return (index / s->per_chunk) << s->chunk_shift | index % s->per_chunk;
 }
 
 static inline bool key_equal(uint64_t stored, const struct key_ref *kr)
@@ -133,6 +182,29 @@ static inline void *ring_of(struct record *r)
     return ring;
 }
 
+/* `bytes` aligned to 2 MiB, with transparent huge pages asked for when
+ * `huge`: with a million accounts, 4 KiB pages would cost a TLB miss on nearly every access. */
+static void *huge_new(size_t bytes, bool huge)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, EDGE_CHUNK_BYTES, bytes) != 0)
+        return xmalloc(bytes);
+    if (huge)
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: refused where THP is off */
+    return p;
+}
+
+/* An empty table of `size` slots; from 2 MiB on, in huge pages (free() releases it). */
+static uint32_t *table_new(size_t size)
+{
+    size_t bytes = size * sizeof(uint32_t);
+    if (bytes < EDGE_CHUNK_BYTES)
+        return xcalloc(size, sizeof(uint32_t));
+    uint32_t *t = huge_new(bytes, true);
+    memset(t, 0, bytes);
+    return t;
+}
+
 /* Empty shard with a copy of *params; caller owns it (edge_shard_free). */
 struct edge_shard *edge_shard_new(const struct zscore_params *params)
 {
@@ -141,9 +213,10 @@ struct edge_shard *edge_shard_new(const struct zscore_params *params)
     s->cents_max = zscore_cents_max(params->window);
     size_t ring = (size_t)params->window * sizeof(uint32_t);
     s->stride = (sizeof(struct record) + ring + 7) & ~(size_t)7;
-    while (((size_t)2 << s->chunk_shift) * s->stride <= EDGE_CHUNK_BYTES)
+    s->per_chunk = s->stride <= EDGE_CHUNK_BYTES ? EDGE_CHUNK_BYTES / s->stride : 1;
+    while (((size_t)1 << s->chunk_shift) < s->per_chunk)
         s->chunk_shift++;
-    s->slots = xcalloc(EDGE_INITIAL_SLOTS, sizeof *s->slots);
+    s->slots = table_new(EDGE_INITIAL_SLOTS);
     s->mask = EDGE_INITIAL_SLOTS - 1;
     detector_init(&s->detector, &(struct detector_params){.kind = DETECTOR_ZSCORE}, params);
     s->view = xcalloc(1, sizeof *s->view);
@@ -156,7 +229,7 @@ void edge_shard_free(struct edge_shard *s)
     if (s == NULL)
         return;
     for (size_t i = 0; i < s->count; i++) {
-        struct record *r = record_at(s, i);
+        struct record *r = record_at(s, handle_of(s, i));
         if (r->core.wide)
             free(ring_of(r));
         if (!(r->key & KEY_NUMERIC))
@@ -184,38 +257,29 @@ static void grow(struct edge_shard *s)
 {
     size_t size = (s->mask + 1) * 2;
     free(s->slots);
-    s->slots = xcalloc(size, sizeof *s->slots);
+    s->slots = table_new(size);
     s->mask = size - 1;
     for (size_t idx = 0; idx < s->count; idx++) {
-        size_t j = (size_t)stored_hash(record_at(s, idx)->key) & s->mask;
+        size_t handle = handle_of(s, idx);
+        size_t j = (size_t)stored_hash(record_at(s, handle)->key) & s->mask;
         while (s->slots[j] != 0)
             j = (j + 1) & s->mask;
-        s->slots[j] = (uint32_t)(idx + 1);
+        s->slots[j] = (uint32_t)(handle + 1);
     }
-}
-
-/* A chunk of `bytes`, 2 MiB aligned; after the first one, transparent huge pages are asked for
- * (with a million accounts, 4 KiB pages would cost a TLB miss on nearly every event). */
-static char *chunk_new(size_t bytes, bool huge)
-{
-    void *p = NULL;
-    if (bytes < EDGE_CHUNK_BYTES || posix_memalign(&p, EDGE_CHUNK_BYTES, bytes) != 0)
-        return xmalloc(bytes);
-    if (huge)
-        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: refused where THP is off */
-    return p;
 }
 
 /* A new record for the key at the end of the last chunk. */
 static struct record *record_new(struct edge_shard *s, const struct key_ref *kr)
 {
-    size_t per = (size_t)1 << s->chunk_shift;
-    if (s->count == s->nchunks * per) {
+    if (s->count == s->nchunks * s->per_chunk) {
+        /* The first chunk stays in small pages: a shard with few accounts is not charged a
+         * whole huge page. */
+        size_t bytes = s->stride <= EDGE_CHUNK_BYTES ? EDGE_CHUNK_BYTES : s->stride;
         s->chunks = xrealloc(s->chunks, (s->nchunks + 1) * sizeof *s->chunks);
-        s->chunks[s->nchunks] = chunk_new(per * s->stride, s->nchunks > 0);
+        s->chunks[s->nchunks] = huge_new(bytes, s->nchunks > 0);
         s->nchunks++;
     }
-    struct record *r = record_at(s, s->count);
+    struct record *r = record_at(s, handle_of(s, s->count));
     zcore_init(&r->core);
     if (kr->k != 0) {
         r->key = kr->k;
@@ -229,20 +293,31 @@ static struct record *record_new(struct edge_shard *s, const struct key_ref *kr)
     return r;
 }
 
+/* A new record for a key that is not in the table (growing the table first when due). Out of
+ * line: it runs once per account, the lookup that calls it once per event. */
+static __attribute__((noinline)) struct record *add_record(struct edge_shard *s,
+                                                           const struct key_ref *kr)
+{
+    if ((s->count + 1) * 10 > (s->mask + 1) * 7)
+        grow(s);
+    size_t i = find_slot(s, kr);
+    struct record *r = record_new(s, kr);
+    s->slots[i] = (uint32_t)(handle_of(s, s->count) + 1);
+    s->count++;
+    return r;
+}
+
 /* The record for the key, created if absent. */
 static inline struct record *lookup_or_add(struct edge_shard *s, const struct key_ref *kr)
 {
-    size_t i = find_slot(s, kr);
-    if (s->slots[i] != 0)
-        return record_at(s, s->slots[i] - 1);
-    if ((s->count + 1) * 10 > (s->mask + 1) * 7) {
-        grow(s);
-        i = find_slot(s, kr);
+    for (size_t i = (size_t)kr->hash & s->mask;; i = (i + 1) & s->mask) {
+        uint32_t v = s->slots[i];
+        if (v == 0)
+            return add_record(s, kr);
+        struct record *r = record_at(s, v - 1);
+        if (key_equal(r->key, kr))
+            return r;
     }
-    struct record *r = record_new(s, kr);
-    s->slots[i] = (uint32_t)(s->count + 1);
-    s->count++;
-    return r;
 }
 
 /* Gives the record a ring of W doubles holding its amounts. */
@@ -281,7 +356,7 @@ void edge_shard_score(struct edge_shard *s, const char *account, double amount,
 }
 
 /* Prefetches the record the key's home slot names, when the slot is not empty. */
-static void prefetch_record(const struct edge_shard *s, const struct key_ref *kr)
+static inline void prefetch_record(const struct edge_shard *s, const struct key_ref *kr)
 {
     uint32_t v = s->slots[(size_t)kr->hash & s->mask];
     if (v != 0)
@@ -289,8 +364,8 @@ static void prefetch_record(const struct edge_shard *s, const struct key_ref *kr
 }
 
 /* Prefetches the ring slot the next push of the home slot's record writes (its header having
- * been prefetched two events earlier). */
-static void prefetch_ring(const struct edge_shard *s, const struct key_ref *kr)
+ * been prefetched by the previous stage). */
+static inline void prefetch_ring(const struct edge_shard *s, const struct key_ref *kr)
 {
     uint32_t v = s->slots[(size_t)kr->hash & s->mask];
     if (v == 0)
@@ -300,28 +375,55 @@ static void prefetch_ring(const struct edge_shard *s, const struct key_ref *kr)
         __builtin_prefetch(&r->cents[r->core.n < s->params.window ? r->core.n : r->core.head], 1);
 }
 
-/* Scores items[0..n) in order, prefetching ahead (see the file comment). */
+/* A cents score pushed in the batch's scoring pass, finished by its floating-point pass. */
+struct deferred {
+    struct zcents_score sc;
+    struct zcore *core;
+    struct zscore_result *out;
+};
+
+/* Finishes the deferred scores in order (a later score of the same account sets last_z last). */
+static void finish_deferred(const struct edge_shard *s, struct deferred *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        d[i].core->last_z = zcents_finish(&d[i].sc, &s->params, d[i].out);
+}
+
+/* Scores items[0..n) (n <= EDGE_STAGE) in order, in stages (see the file comment). */
+static void score_stage(struct edge_shard *s, struct edge_item *items, size_t n)
+{
+    struct key_ref kr[EDGE_STAGE];
+    struct deferred d[EDGE_STAGE];
+    size_t nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        key_make_readable8(items[i].account, &kr[i]);
+        __builtin_prefetch(&s->slots[(size_t)kr[i].hash & s->mask]);
+    }
+    for (size_t i = 0; i < n; i++)
+        prefetch_record(s, &kr[i]);
+    for (size_t i = 0; i < n; i++)
+        prefetch_ring(s, &kr[i]);
+    bool plain = s->detector.params.kind == DETECTOR_ZSCORE;
+    for (size_t i = 0; i < n; i++) {
+        struct record *r = lookup_or_add(s, &kr[i]);
+        if (plain && zcore_push_cents(&r->core, r->cents, s->params.window, s->cents_max,
+                                      items[i].amount, &d[nd].sc)) {
+            d[nd].core = &r->core;
+            d[nd++].out = items[i].out;
+            continue;
+        }
+        finish_deferred(s, d, nd); /* this account's last_z may be among them */
+        nd = 0;
+        score_record(s, r, items[i].amount, items[i].out);
+    }
+    finish_deferred(s, d, nd);
+}
+
+/* Scores items[0..n) in order, EDGE_STAGE at a time (see the file comment). */
 void edge_shard_score_batch(struct edge_shard *s, struct edge_item *items, size_t n)
 {
-    struct key_ref ahead[EDGE_AHEAD];
-    size_t lead = n < EDGE_AHEAD ? n : EDGE_AHEAD;
-    for (size_t i = 0; i < lead; i++) {
-        key_make(items[i].account, &ahead[i]);
-        __builtin_prefetch(&s->slots[(size_t)ahead[i].hash & s->mask]);
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct key_ref kr = ahead[i % EDGE_AHEAD];
-        if (i + EDGE_AHEAD < n) {
-            struct key_ref *next = &ahead[i % EDGE_AHEAD];
-            key_make(items[i + EDGE_AHEAD].account, next);
-            __builtin_prefetch(&s->slots[(size_t)next->hash & s->mask]);
-        }
-        if (i + EDGE_AHEAD / 2 < n)
-            prefetch_record(s, &ahead[(i + EDGE_AHEAD / 2) % EDGE_AHEAD]);
-        if (i + EDGE_AHEAD / 4 < n)
-            prefetch_ring(s, &ahead[(i + EDGE_AHEAD / 4) % EDGE_AHEAD]);
-        score_record(s, lookup_or_add(s, &kr), items[i].amount, items[i].out);
-    }
+    for (size_t i = 0; i < n; i += EDGE_STAGE)
+        score_stage(s, items + i, n - i < EDGE_STAGE ? n - i : EDGE_STAGE);
 }
 
 /* Replaces the shard's detector (the default is zscore). */
@@ -359,7 +461,7 @@ void edge_shard_foreach(const struct edge_shard *s, edge_account_fn fn, void *ct
     double *vals = xmalloc((size_t)s->params.window * sizeof *vals);
     char key[EVENT_ACCOUNT_MAX + 1];
     for (size_t i = 0; i < s->count; i++) {
-        struct record *r = record_at(s, i);
+        struct record *r = record_at(s, handle_of(s, i));
         zcore_values(&r->core, ring_of(r), s->params.window, vals);
         fn(ctx, stored_text(r->key, key), vals, r->core.n, r->core.last_z);
     }

@@ -22,12 +22,14 @@ void edge_shard_set_detector(struct edge_shard *s, const struct detector_params 
 /* One event of a batch: the account (as for edge_shard_score), the amount, where the result goes.
  */
 struct edge_item {
-    const char *account;
+    const char *account; /* NUL-terminated, with at least 8 bytes readable (struct event's is) */
     double amount;
     struct zscore_result *out;
 };
-/* Scores items[0..n) in order, exactly as n calls of edge_shard_score would, overlapping the
- * memory accesses of nearby events (prefetching). */
+/* Scores items[0..n) in order, as n calls of edge_shard_score would, overlapping the memory
+ * accesses of nearby events (prefetching) and the arithmetic of their scores. Same windows and
+ * results, except that mean and std may be 0 for an event that is not an exception: they are
+ * worked out for exceptions only, the only events whose mean and std anything reads. */
 void edge_shard_score_batch(struct edge_shard *s, struct edge_item *items, size_t n);
 /* Number of accounts held. */
 size_t edge_shard_accounts(const struct edge_shard *s);

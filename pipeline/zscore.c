@@ -87,9 +87,9 @@ static inline bool to_cents(double amount, uint64_t cents_max, uint64_t *cents)
 {
     if (!(amount >= 0 && amount < 1e15))
         return false; /* also refuses NaN; below 1e15 the cents fit a uint64 */
-    uint64_t c = (uint64_t)(amount * 100.0 + 0.5);
-    *cents = c;
-    return c <= cents_max && (double)c / 100.0 == amount;
+    int64_t c = (int64_t)(amount * 100.0 + 0.5); /* signed: one instruction each way */
+    *cents = (uint64_t)c;
+    return (uint64_t)c <= cents_max && (double)c / 100.0 == amount;
 }
 
 /* True when peak / std is small enough for the running statistics to be trusted (see the file
@@ -219,16 +219,32 @@ static inline void push_cents(struct zcore *c, void *ring, uint32_t window, uint
     c->st.c.s2 += cents * cents;
 }
 
-/* Cents window: exact mean and std of the held amounts (n > 0). */
-static inline void cents_stats(const struct zcore *c, double *mean, double *std)
+/* Cents window (sc->n > 0): the z of sc->cents against the held amounts, and *root = sqrt(d).
+ * With d = n S2 - S1^2 (exact, 128 bits), mean = S1 / 100n and std = sqrt(d) / 100n, so
+ * (amount - mean) / std = (n c - S1) / sqrt(d): the numerator is an exact integer (|n c - S1| <=
+ * 2^48, see zscore_cents_max) and z costs one square root and one division, both correctly
+ * rounded, where the chain mean -> std -> z took three divisions. z is 0 when std is. */
+static inline double cents_z(const struct zcents_score *sc, double *root)
 {
     __extension__ typedef unsigned __int128 u128;
-    double scale = 100.0 * c->n;
-    u128 d = (u128)c->n * c->st.c.s2 - (u128)c->st.c.s1 * c->st.c.s1; /* n^2 var, exact */
+    u128 d = (u128)sc->n * sc->s2 - (u128)sc->s1 * sc->s1; /* n^2 var, exact */
     uint64_t hi = (uint64_t)(d >> 64), lo = (uint64_t)d;
-    double dd = hi ? (double)hi * 18446744073709551616.0 + (double)lo : (double)lo;
-    *mean = (double)c->st.c.s1 / scale;
-    *std = sqrt(dd) / scale;
+    double dd = hi == 0 && lo <= INT64_MAX
+                    ? (double)(int64_t)lo /* the usual case, signed: cheaper */
+                    : (double)hi * 18446744073709551616.0 + (double)lo;
+    *root = sqrt(dd);
+    int64_t num = (int64_t)((uint64_t)sc->n * sc->cents) - (int64_t)sc->s1;
+    return *root > 0 ? (double)num / *root : 0;
+}
+
+/* Cents window (sc->n > 0): mean and std from cents_z's root, sharing the one reciprocal of 100n
+ * (each within an ulp of the quotient). */
+static inline void cents_mean_std(const struct zcents_score *sc, double root, double *mean,
+                                  double *std)
+{
+    double inv_scale = 1.0 / (100.0 * sc->n);
+    *mean = (double)(int64_t)sc->s1 * inv_scale; /* s1 < 2^49 */
+    *std = root * inv_scale;
 }
 
 /* Wide window: appends x (evicting the oldest amount when full) and updates the running
@@ -297,7 +313,7 @@ static inline double round_half_away(double x)
 /* round4(0.7 * min(|z|/6, 1) + 0.3 * min(amount/amount_scale, 1)), halves away from zero. */
 static inline double suspicion(double z, double amount, double amount_scale)
 {
-    double zt = fabs(z) / 6.0;
+    double zt = fabs(z) * (1.0 / 6.0); /* within an ulp of |z| / 6, one division shorter */
     double at = amount / amount_scale;
     double s = 0.7 * (zt < 1 ? zt : 1) + 0.3 * (at < 1 ? at : 1);
     double x = s * 10000.0;
@@ -309,33 +325,81 @@ double zscore_suspicion(double z, double amount, double amount_scale)
     return suspicion(z, amount, amount_scale);
 }
 
+/* The result of a score from the window's statistics before the push (z already 0 below
+ * min_points). */
+static inline void fill_result(const struct zscore_params *p, double amount, double z, double mean,
+                               double std, uint32_t history_len, struct zscore_result *out)
+{
+    out->z = z;
+    out->mean = mean;
+    out->std = std;
+    out->exception = fabs(z) > p->z_threshold;
+    out->suspicion = out->exception ? suspicion(z, amount, p->amount_scale) : 0;
+    out->immediate = out->exception && out->suspicion >= p->immediate_threshold;
+    out->history_len = history_len;
+}
+
+/* Records what the score needs (the integer state before the push), then pushes. */
+static inline bool push_cents_scored(struct zcore *c, void *ring, uint32_t window,
+                                     uint64_t cents_max, double amount, struct zcents_score *sc)
+{
+    uint64_t cents;
+    if (c->wide || !to_cents(amount, cents_max, &cents))
+        return false;
+    *sc = (struct zcents_score){c->st.c.s1, c->st.c.s2, cents, amount, c->n, 0};
+    push_cents(c, ring, window, cents);
+    sc->history_len = c->n;
+    return true;
+}
+
+/* The result of a recorded cents score; mean and std only for an exception unless `full`. */
+static inline double finish_cents(const struct zcents_score *sc, const struct zscore_params *p,
+                                  bool full, struct zscore_result *out)
+{
+    double root = 0, z = 0, mean = 0, std = 0;
+    if (sc->n > 0)
+        z = cents_z(sc, &root);
+    if (sc->n < p->min_points)
+        z = 0;
+    if (sc->n > 0 && (full || fabs(z) > p->z_threshold))
+        cents_mean_std(sc, root, &mean, &std);
+    fill_result(p, sc->amount, z, mean, std, sc->history_len, out);
+    return z;
+}
+
+bool zcore_push_cents(struct zcore *c, void *ring, uint32_t window, uint64_t cents_max,
+                      double amount, struct zcents_score *sc)
+{
+    return push_cents_scored(c, ring, window, cents_max, amount, sc);
+}
+
+double zcents_finish(const struct zcents_score *sc, const struct zscore_params *p,
+                     struct zscore_result *out)
+{
+    return finish_cents(sc, p, false, out);
+}
+
 /* Scores amount against the window before the push (DESIGN.md 3.2), then pushes it; false (and
  * nothing done) when the window is in cents and amount is not whole cents. */
 bool zcore_update(struct zcore *c, void *ring, const struct zscore_params *p, uint64_t cents_max,
                   double amount, struct zscore_result *out)
 {
-    double mean = 0, std = 0;
-    uint64_t cents = 0;
-    if (!c->wide && !to_cents(amount, cents_max, &cents))
-        return false;
-    if (c->n > 0) {
-        if (c->wide)
-            wide_stats(c, ring, p->window, &mean, &std);
-        else
-            cents_stats(c, &mean, &std);
+    if (!c->wide) {
+        struct zcents_score sc;
+        if (!push_cents_scored(c, ring, p->window, cents_max, amount, &sc))
+            return false;
+        c->last_z = finish_cents(&sc, p, true, out);
+        return true;
     }
-    double z = (c->n < p->min_points || std == 0) ? 0 : (amount - mean) / std;
-    out->z = z;
-    out->mean = mean;
-    out->std = std;
-    out->suspicion = suspicion(z, amount, p->amount_scale);
-    out->exception = fabs(z) > p->z_threshold;
-    out->immediate = out->exception && out->suspicion >= p->immediate_threshold;
-    if (c->wide)
-        push_wide(c, ring, p->window, amount);
-    else
-        push_cents(c, ring, p->window, cents);
-    out->history_len = c->n;
+    double mean = 0, std = 0, z = 0;
+    if (c->n > 0) {
+        wide_stats(c, ring, p->window, &mean, &std);
+        z = std == 0 ? 0 : (amount - mean) / std;
+    }
+    if (c->n < p->min_points)
+        z = 0;
+    push_wide(c, ring, p->window, amount);
+    fill_result(p, amount, z, mean, std, c->n, out);
     c->last_z = z;
     return true;
 }

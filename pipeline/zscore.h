@@ -66,7 +66,8 @@ struct zscore_result {
     double z;             /* 0 when n < min_points or std == 0 */
     double mean;          /* population mean of the window before the push (0 if empty) */
     double std;           /* population std of the window before the push (0 if empty) */
-    double suspicion;     /* rounded to 4 decimals */
+    double suspicion;     /* of an exception, rounded to 4 decimals; 0 otherwise (nothing
+                           * after the edge reads it; zscore_suspicion computes it for any z) */
     uint32_t history_len; /* window length after the push */
     bool exception;       /* |z| > z_threshold */
     bool immediate;       /* exception && suspicion >= immediate_threshold */
@@ -101,6 +102,27 @@ void zcore_widen(struct zcore *c, uint32_t window, const void *ring, double *dst
  * amount is not a whole number of cents in [0, cents_max]: widen it then and call again. */
 bool zcore_update(struct zcore *c, void *ring, const struct zscore_params *p, uint64_t cents_max,
                   double amount, struct zscore_result *out);
+/* A cents score taken apart, so that a batch can push a run of events first and do the floating
+ * point of their scores afterwards, in a loop whose divisions overlap: zcore_push_cents records
+ * the window's integer state before the push and pushes; zcents_finish computes the result from
+ * that record. Together they equal zcore_update on a cents window, except that zcents_finish
+ * returns z instead of storing it in last_z (the caller stores it) and leaves mean and std 0 for
+ * a score that is not an exception. */
+struct zcents_score {
+    uint64_t s1, s2;      /* the window's sums before the push */
+    uint64_t cents;       /* the amount in cents */
+    double amount;        /* the amount */
+    uint32_t n;           /* amounts held before the push */
+    uint32_t history_len; /* after the push */
+};
+/* Pushes amount into a cents window, filling *sc; false, having changed nothing, when the window
+ * is wide or amount is not a whole number of cents in [0, cents_max] (use zcore_update then). */
+bool zcore_push_cents(struct zcore *c, void *ring, uint32_t window, uint64_t cents_max,
+                      double amount, struct zcents_score *sc);
+/* The score recorded in *sc into *out; returns its z (for the window's last_z). Lean: mean, std
+ * and suspicion are filled for an exception only (0 otherwise), which is all a batch needs. */
+double zcents_finish(const struct zcents_score *sc, const struct zscore_params *p,
+                     struct zscore_result *out);
 /* zwin_values on a zcore. */
 void zcore_values(const struct zcore *c, const void *ring, uint32_t window, double *out);
 /* True when every one of vals[0..n) is a whole number of cents in [0, cents_max]. */

@@ -485,6 +485,7 @@ struct run {
     struct edge_shard *shard;
     struct dedupe *dedupe;
     double immediate_threshold;
+    double amount_scale;
 };
 
 /* Scores every data row of r->in; 0, 1 on an output error, 2 on an input error. */
@@ -540,6 +541,8 @@ static int score_file(struct run *run, struct stats *st)
         }
         struct zscore_result r;
         edge_shard_score(run->shard, ev.account, ev.amount, &r);
+        if (!r.exception) /* the edge leaves it 0; the rows and the sweep show it for every row */
+            r.suspicion = zscore_suspicion(r.z, ev.amount, run->amount_scale);
         count_row(st, &r, run->immediate_threshold, kind >= 0);
         if (run->labels)
             label_count(run->labels, kind, episode, r.exception);
@@ -598,7 +601,8 @@ int main(int argc, char **argv)
     int rv = 2;
     /* episode ids up to 2^31: the two bitmaps then stay under 512 MiB even for a hostile file */
     struct labels lab = {.max_episode = INT32_MAX};
-    struct run run = {.o = &o, .immediate_threshold = zp.immediate_threshold};
+    struct run run = {
+        .o = &o, .immediate_threshold = zp.immediate_threshold, .amount_scale = zp.amount_scale};
     run.in = fopen(o.file, "r");
     if (run.in == NULL) {
         fprintf(stderr, "aetheris-backtest: cannot open %s: %s\n", o.file, strerror(errno));

@@ -152,6 +152,36 @@ static void test_commands(const struct test_server *srv)
         freeReplyObject(mr[i]);
     is_int(rconn_pipeline(rc, 0, NULL, NULL), 0, "empty pipeline is a no-op");
 
+    struct rcmd halves[2] = {{0}};
+    rcmd_add(&halves[0], "SET");
+    rcmd_add(&halves[0], "sent");
+    rcmd_add(&halves[0], "before-recv");
+    rcmd_add(&halves[1], "INCR");
+    rcmd_add(&halves[1], "a");
+    is_int(rconn_send(rc, 2, halves), 0, "rconn_send writes two commands");
+    struct rconn *other = rconn_new(url_for(srv, NULL, NULL), TIMEOUT_MS, err, sizeof err);
+    bool seen = false;
+    for (int i = 0; i < 200 && !seen; i++) { /* Redis runs them without anyone reading replies */
+        r = rconn_cmd(other, "GET", "sent", (char *)NULL);
+        seen = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "before-recv") == 0;
+        freeReplyObject(r);
+        if (!seen)
+            srv_sleep_ms(5);
+    }
+    ok(seen, "another connection sees the SET before its reply is read");
+    rconn_free(other);
+    redisReply *hr[2];
+    is_int(rconn_recv(rc, 2, hr), 0, "rconn_recv reads the two replies");
+    ok(hr[0] && hr[0]->type == REDIS_REPLY_STATUS && hr[1] && hr[1]->type == REDIS_REPLY_INTEGER &&
+           hr[1]->integer == 3,
+       "in order: OK, then 3");
+    for (int i = 0; i < 2; i++)
+        freeReplyObject(hr[i]);
+    r = rconn_cmd(rc, "GET", "a", (char *)NULL);
+    ok(r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "3") == 0,
+       "and the connection goes on in step");
+    freeReplyObject(r);
+
     struct rconn *rc3 = rconn_new(url_for(srv, NULL, "/3"), TIMEOUT_MS, err, sizeof err);
     r = rconn_cmd(rc3, "SET", "only-in-db3", "x", (char *)NULL);
     ok(r && r->type == REDIS_REPLY_STATUS, "SET through a /3 url");
@@ -261,6 +291,12 @@ static void test_outage(struct test_server *srv)
     int64_t first_ms = clock_mono_ms() - t0;
     ok(r == NULL && !rconn_is_up(rc), "after the kill the call on the old connection fails");
     ok(first_ms < TIMEOUT_MS, "and it fails fast (%lld ms)", (long long)first_ms);
+    struct rcmd ping = {0};
+    rcmd_add(&ping, "PING");
+    redisReply *owed = (redisReply *)&ping; /* any non-NULL: recv must clear it */
+    is_int(rconn_send(rc, 1, &ping), ERR_CONN, "rconn_send while redis is down fails");
+    is_int(rconn_recv(rc, 1, &owed), ERR_CONN, "and rconn_recv then fails without reading");
+    ok(owed == NULL, "leaving the reply NULL");
 
     int hole = black_hole(srv->port);
     ok(hole >= 0, "a black-hole listener holds the port while redis is down");

@@ -61,7 +61,7 @@ static int put_dec(struct store *s, uint64_t txid, const char *acct, const char 
     char doc[160];
     make_doc(doc, sizeof doc, txid, ms, action);
     struct store_decision d = {txid, acct, action, ms, doc, NULL, 0};
-    return store_put_decisions(s, &d, 1, inserted);
+    return store_put_decisions(s, &d, 1, NULL, 0, inserted);
 }
 
 static int put_exc(struct store *s, uint64_t txid, const char *acct, const char *prio, int64_t ms)
@@ -140,11 +140,12 @@ static void t_ping_and_name(struct store *s)
 static void t_empty_and_invalid(struct store *s)
 {
     is_int(store_put_transactions(s, NULL, 0), 0, "an empty put writes nothing and succeeds");
-    is_int(store_put_decisions(s, NULL, 0, NULL), 0, "an empty decision put succeeds");
+    is_int(store_put_decisions(s, NULL, 0, NULL, 0, NULL), 0, "an empty decision put succeeds");
     struct store_txn bad = {1, NULL, 1.0, 1, "{}"};
     is_int(store_put_transactions(s, &bad, 1), ERR_INVAL, "a row without account is refused");
     struct store_decision badd = {1, "A", "BLOCK", 1, NULL, NULL, 0};
-    is_int(store_put_decisions(s, &badd, 1, NULL), ERR_INVAL, "a row without doc is refused");
+    is_int(store_put_decisions(s, &badd, 1, NULL, 0, NULL), ERR_INVAL,
+           "a row without doc is refused");
     is_int(store_count(s, "transactions") + store_count(s, "decisions"), 0, "nothing written");
     struct store_deadletter dl = {"mqtt", "x", 1, "p", 1};
     is_int(store_put_deadletters(s, &dl, 1, -1), ERR_INVAL, "negative keep refused");
@@ -205,14 +206,15 @@ static void t_decisions_first_wins(struct store *s)
                                    {8, "A", "APPROVE", 1, d8, NULL, 0},
                                    {7, "A", "APPROVE", 2, d7b, NULL, 0}};
     bool ins[3] = {false, false, true};
-    is_int(store_put_decisions(s, b1, 3, ins), 0, "put a batch with a repeated transactionId");
+    is_int(store_put_decisions(s, b1, 3, NULL, 0, ins), 0,
+           "put a batch with a repeated transactionId");
     ok(ins[0] && ins[1] && !ins[2], "inserted flags: new, new, repeated (%d %d %d)", ins[0], ins[1],
        ins[2]);
     make_doc(d8b, sizeof d8b, 8, 3, "REVIEW");
     make_doc(d9, sizeof d9, 9, 3, "BLOCK");
     struct store_decision b2[2] = {{8, "A", "REVIEW", 3, d8b, NULL, 0},
                                    {9, "B", "BLOCK", 3, d9, NULL, 0}};
-    is_int(store_put_decisions(s, b2, 2, ins), 0, "second batch");
+    is_int(store_put_decisions(s, b2, 2, NULL, 0, ins), 0, "second batch");
     ok(!ins[0] && ins[1], "a decision already stored is reported as not inserted");
     is_int(put_dec(s, 9, "B", "APPROVE", 4, NULL), 0, "inserted may be NULL");
     is_int(store_count(s, "decisions"), 3, "three decisions");
@@ -642,6 +644,33 @@ static void t_counts(struct store *s)
         is_int(store_count(s, counts[i].table), counts[i].want, "count(\"%s\")", counts[i].table);
 }
 
+static void t_decisions_with_audit(struct store *s)
+{
+    char d1[128], d2[128];
+    make_doc(d1, sizeof d1, 21, 5, "BLOCK");
+    make_doc(d2, sizeof d2, 22, 5, "APPROVE");
+    struct store_decision rows[2] = {
+        {.txid = 21, .account = "A", .action = "BLOCK", .decided_ms = 5, .json = d1},
+        {.txid = 22, .account = "B", .action = "APPROVE", .decided_ms = 5, .json = d2}};
+    struct store_audit a[2] = {{21, "A", "history_lookup", clock_wall_ms(), "{\"rows\":1}"},
+                               {22, "B", "history_lookup", clock_wall_ms(), "{\"rows\":2}"}};
+    bool ins[2] = {false, false};
+    is_int(store_put_decisions(s, rows, 2, a, 2, ins), 0, "decisions with their tool audit");
+    ok(ins[0] && ins[1], "both decisions are new");
+    ok(store_count(s, "decisions") == 2 && store_count(s, "tool_audit") == 2,
+       "both decisions and both audit rows are stored");
+    is_int(store_put_decisions(s, rows, 2, a, 2, ins), 0, "the same batch again (a replay)");
+    ok(!ins[0] && !ins[1] && store_count(s, "decisions") == 2,
+       "the first decisions stay, none is new");
+    is_int(store_count(s, "tool_audit"), 4, "the audit is a log: the replay's calls are added");
+    struct store_audit bad = {23, "C", NULL, 1, "{}"};
+    is_int(store_put_decisions(s, rows, 2, &bad, 1, ins), ERR_INVAL,
+           "an audit row without a tool is refused");
+    ok(store_count(s, "tool_audit") == 4 && !ins[0] && !ins[1], "and nothing is written");
+    is_int(store_put_decisions(s, NULL, 0, a, 1, NULL), 0, "audit rows without decisions");
+    is_int(store_count(s, "tool_audit"), 5, "are stored");
+}
+
 static void t_audit_ttl(struct store *s)
 {
     int64_t now = clock_wall_ms();
@@ -832,11 +861,11 @@ static void t_outbox_with_rows(struct store *s)
                                  {"wh_b", "msg_decision_1", "decision.created", "{\"n\":1}", 100}};
     struct store_decision d = {1, "A", "BLOCK", 100, doc, ob, 2};
     bool ins = false;
-    is_int(store_put_decisions(s, &d, 1, &ins), 0, "a decision with two deliveries");
+    is_int(store_put_decisions(s, &d, 1, NULL, 0, &ins), 0, "a decision with two deliveries");
     ok(ins, "the decision is new");
     is_int(store_count(s, "webhook_outbox"), 2, "its deliveries are enqueued with it");
     d.json = "{\"other\":1}";
-    is_int(store_put_decisions(s, &d, 1, &ins), 0, "the same decision again (a replay)");
+    is_int(store_put_decisions(s, &d, 1, NULL, 0, &ins), 0, "the same decision again (a replay)");
     is_int(store_count(s, "webhook_outbox"), 2, "a replayed decision enqueues nothing");
     make_doc(doc, sizeof doc, 2, 100, "batch");
     struct store_outbox eob = {"wh_a", "msg_anomaly_2", "anomaly.detected", "{\"n\":2}", 90};
@@ -1039,6 +1068,7 @@ static const struct contract_test contract[] = {
     {"dead letters", t_deadletters},
     {"account history", t_history},
     {"counts", t_counts},
+    {"decisions and their tool audit in one put", t_decisions_with_audit},
     {"tool audit expiry", t_audit_ttl},
     {"concurrent writers and readers", t_concurrency},
     {"more readers than connections", t_many_readers},
@@ -1124,6 +1154,25 @@ static int write_v1(const char *path, int user_version)
     return rc;
 }
 
+/* Runs sql on the file at path over a connection of its own; column col of every row it
+ * returns, each followed by "|", goes into out. */
+static void sql_rows(const char *path, const char *sql, int col, char *out, size_t outlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    size_t used = 0;
+    out[0] = '\0';
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW && used < outlen) {
+            const char *v = (const char *)sqlite3_column_text(st, col);
+            used += (size_t)snprintf(out + used, outlen - used, "%s|", v ? v : "");
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void sqlite_only(void)
 {
     char err[256] = "", path[600];
@@ -1162,6 +1211,39 @@ static void sqlite_only(void)
     store_free(s);
     s = open_at("v1", err, sizeof err);
     ok(s && store_count(s, "decisions") == 2, "and it reopens as is");
+    store_free(s);
+    char rows[512];
+    sql_rows(path,
+             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'transactions'"
+             " ORDER BY name",
+             0, rows, sizeof rows);
+    is_str(rows, "transactions_recent|", "its account index is replaced by the covering one");
+    sql_rows(path,
+             "EXPLAIN QUERY PLAN SELECT amount FROM transactions WHERE account = 'A'"
+             " AND txid IS NOT 3 ORDER BY ingested_ms DESC, txid DESC LIMIT 100",
+             3, rows, sizeof rows);
+    is_str(rows, "SEARCH transactions USING COVERING INDEX transactions_recent (account=?)|",
+           "a history lookup reads that index alone, in its order (no sort, no table rows)");
+
+    s = open_at("atomic", err, sizeof err);
+    snprintf(path, sizeof path, "%s/atomic/db/store.db", tmpdir);
+    sql_rows(path,
+             "CREATE TRIGGER poison BEFORE INSERT ON decisions WHEN NEW.txid = 32"
+             " BEGIN SELECT RAISE(ABORT, 'poison'); END",
+             0, rows, sizeof rows);
+    char d31[128], d32[128];
+    make_doc(d31, sizeof d31, 31, 5, "BLOCK");
+    make_doc(d32, sizeof d32, 32, 5, "BLOCK");
+    struct store_decision pair[2] = {
+        {.txid = 31, .account = "A", .action = "BLOCK", .decided_ms = 5, .json = d31},
+        {.txid = 32, .account = "A", .action = "BLOCK", .decided_ms = 5, .json = d32}};
+    struct store_audit audit[2] = {{31, "A", "history_lookup", clock_wall_ms(), "{}"},
+                                   {32, "A", "history_lookup", clock_wall_ms(), "{}"}};
+    bool ins[2] = {true, true};
+    is_int(store_put_decisions(s, pair, 2, audit, 2, ins), ERR_IO,
+           "a batch with a decision the store refuses fails");
+    ok(store_count(s, "decisions") == 0 && store_count(s, "tool_audit") == 0 && !ins[0] && !ins[1],
+       "as a whole: neither its audit rows nor its other decision are kept");
     store_free(s);
 
     snprintf(path, sizeof path, "%s/v9", tmpdir);

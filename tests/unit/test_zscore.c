@@ -236,6 +236,9 @@ int main(void)
         zscore_update(&w, &p, i % 2 ? 102 : 100, &r);
     zscore_update(&w, &p, 104, &r); /* z = 3, amount tiny: suspicion 0.35 */
     ok(r.exception && !r.immediate, "an exception below 0.9 is batch (%.4f)", r.suspicion);
+    zscore_update(&w, &p, 101, &r); /* z well inside the threshold, amount 101 */
+    ok(!r.exception && r.suspicion == 0 && zscore_suspicion(r.z, 101, 5000) > 0,
+       "a score that is not an exception carries no suspicion (zscore_suspicion has it)");
     /* |z| saturated (mean 100, std 1): suspicion = 0.7 + 0.3 * amount / 5000, rounded. */
     zwin_init(&w, ring);
     for (int i = 0; i < 6; i++)
