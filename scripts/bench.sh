@@ -10,6 +10,7 @@ echo "{\"machine\":\"$(uname -m) $(nproc) cores\",\"kernel\":\"$(uname -r)\",\"d
 for accounts in 1000 100000 1000000; do
   timeout 300 "$BUILD/bench/bench_edge" "$accounts" 5000000
 done
+timeout 300 "$BUILD/bench/bench_memory" 512 2000000
 timeout 300 "$BUILD/bench/bench_parse" 1000000
 timeout 1200 /usr/bin/python3 bench/bench_ingest.py --build "$BUILD" --events 200000 --connections 2
 timeout 1500 /usr/bin/python3 bench/bench_service.py --build "$BUILD"
