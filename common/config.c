@@ -182,6 +182,10 @@ static const struct option_def options[] = {
         "recent transactionIds remembered for duplicate detection"),
     INT(snapshot_interval_ms, "edge", "5000", 100, 3600000, NULL, "edge snapshot period (ms)"),
     INT(queue_capacity, "edge", "4096", 16, 1000000, NULL, "batches queued into the sink"),
+    INT(sink_linger_ms, "edge", "1", 0, 100, NULL,
+        "longest wait (ms) of staged transactions without an exception for more to share their "
+        "store transaction; a staged exception flushes at once (0: flush whenever the queue is "
+        "empty)"),
     INT(ingest_handoff_us, "edge", "100", 0, 100000, NULL,
         "least spacing (us) of hand-offs to the edge workers: an event arriving later than this "
         "after the last one goes at once, a sooner one waits at most this long in a batch (0: one "

@@ -91,6 +91,7 @@ struct config {
     int dedupe_capacity;        /* recent transactionIds remembered */
     int snapshot_interval_ms;
     int queue_capacity;    /* items per inter-thread queue */
+    int sink_linger_ms;    /* longest wait of staged transactions without an exception */
     int ingest_handoff_us; /* longest wait of an accepted event before its batch goes to a worker */
 
     /* cluster (several instances sharing the broker, Redis and the store) */

@@ -46,6 +46,8 @@
     X(EXCEPTIONS_UNPUBLISHED, "aetheris_exceptions_unpublished_total", "",                         \
       "exceptions_unpublished",                                                                    \
       "Exceptions not published on the topic because the broker was unreachable")                  \
+    X(SINK_FLUSHES, "aetheris_sink_flushes_total", "", "sink_flushes",                             \
+      "Store transactions the sink wrote (events stored per transaction = scored / this)")         \
     X(STREAM_ADDED, "aetheris_stream_added_total", "", "stream_added",                             \
       "Exceptions appended to the Redis priority streams")                                         \
     X(STREAM_RECLAIMED, "aetheris_stream_reclaimed_total", "", "stream_reclaimed",                 \

@@ -66,7 +66,9 @@ struct sink {
     struct evbatch *staged[SINK_STAGE_MAX];
     size_t nstaged;
     size_t nstaged_events;
-    struct buf docs; /* the flush's transaction documents, NUL-separated, reused */
+    bool staged_exception;   /* an exception is staged: flush as soon as the queue is empty */
+    int64_t first_staged_ns; /* when the oldest staged batch was taken */
+    struct buf docs;         /* the flush's transaction documents, NUL-separated, reused */
 };
 
 struct sink *sink_new(const struct config *cfg, struct store *store, struct evbatch_pool *pool,
@@ -296,6 +298,8 @@ static void flush_staged(struct sink *s)
     struct flush_rows fr = {0};
     rows_build(s, &fr);
     bool stored = flush_store(s, &fr);
+    if (stored)
+        metrics_add(M_SINK_FLUSHES, 1);
     /* The feed gets an anomaly once it is in the store and before it reaches its stream, so no
      * stream client can see its decision first (the decider reads the stream). */
     for (size_t i = 0; stored && s->feed && i < fr.nexc; i++)
@@ -309,6 +313,7 @@ static void flush_staged(struct sink *s)
         evbatch_put(s->pool, s->staged[i]);
     s->nstaged = 0;
     s->nstaged_events = 0;
+    s->staged_exception = false;
 }
 
 static void write_snapshot(struct sink *s, struct assembly *a)
@@ -390,18 +395,46 @@ static void on_marker(struct sink *s, struct evbatch *b)
     assembly_release(s, a);
 }
 
-/* Stages what the queue holds, without waiting once something is staged, until the queue is
- * empty or the flush is full (SINK_STAGE_MAX batches or SINK_FLUSH_EVENTS events), then flushes:
- * under load a flush grows to thousands of events, and a store transaction's cost is mostly per
- * page it dirties (the account index puts nearly every row on its own page), not per row. */
+/* Stages one batch for the next flush. */
+static void stage(struct sink *s, struct evbatch *b)
+{
+    if (s->nstaged == 0)
+        s->first_staged_ns = clock_mono_ns();
+    s->staged[s->nstaged++] = b;
+    s->nstaged_events += b->kind == EVBATCH_EVENTS ? b->n : 1;
+    for (uint32_t i = 0; b->kind == EVBATCH_EVENTS && i < b->n && !s->staged_exception; i++)
+        s->staged_exception = b->items[i].r.exception;
+}
+
+/* How long the next pop may wait (ms, bqueue_pop_many's timeout): forever with nothing staged;
+ * not at all once an exception is staged (its decision waits for this flush); otherwise until
+ * the oldest staged batch has lingered sink_linger_ms. */
+static int pop_timeout_ms(const struct sink *s)
+{
+    if (s->nstaged == 0)
+        return -1;
+    if (s->staged_exception)
+        return 0;
+    int64_t left = s->first_staged_ns + (int64_t)s->cfg->sink_linger_ms * 1000000 - clock_mono_ns();
+    return left > 0 ? (int)((left + 999999) / 1000000) : 0;
+}
+
+/* Stages what the queue holds until the queue is empty (at once when an exception is staged,
+ * else after the oldest staged batch has waited sink_linger_ms for company) or the flush is full
+ * (SINK_STAGE_MAX batches or SINK_FLUSH_EVENTS events), then flushes. A store transaction's cost
+ * is mostly per page it dirties (the account index puts nearly every row on its own page) and
+ * per commit, not per row: under load a flush grows to thousands of events, and at a few
+ * thousand events a second the linger turns one commit per hand-off (a few events) into one per
+ * millisecond. Exceptions never linger: the decider reads them from the stream this flush feeds. */
 static void *sink_main(void *arg)
 {
     struct sink *s = arg;
     void *items[SINK_STAGE_MAX];
     for (;;) {
-        int timeout = s->nstaged > 0 ? 0 : -1;
-        int n = bqueue_pop_many(s->in, items, SINK_STAGE_MAX - s->nstaged, timeout);
+        int n = bqueue_pop_many(s->in, items, SINK_STAGE_MAX - s->nstaged, pop_timeout_ms(s));
         if (n < 0) {
+            if (n == ERR_TIMEOUT && pop_timeout_ms(s) > 0)
+                continue; /* woken early: linger on */
             flush_staged(s);
             if (n == ERR_TIMEOUT)
                 continue;
@@ -413,11 +446,11 @@ static void *sink_main(void *arg)
                 flush_staged(s);
                 on_marker(s, b);
             } else {
-                s->staged[s->nstaged++] = b;
-                s->nstaged_events += b->kind == EVBATCH_EVENTS ? b->n : 1;
+                stage(s, b);
             }
         }
-        if (s->nstaged == SINK_STAGE_MAX || s->nstaged_events >= SINK_FLUSH_EVENTS)
+        if (s->nstaged == SINK_STAGE_MAX || s->nstaged_events >= SINK_FLUSH_EVENTS ||
+            (s->nstaged > 0 && !s->staged_exception && pop_timeout_ms(s) == 0))
             flush_staged(s);
     }
     return NULL;

@@ -280,3 +280,25 @@ def test_rule_agents_do_not_wait_for_the_immediate_window(stack):
     assert d.get(f"/v1/anomalies/{mild}")[1]["priority"] == "batch"
     assert took >= 2.5, f"{took:.2f} s: the batch lane did not wait for its 3 s window"
     assert d.get("/v1/metrics")[1]["latency_seconds"]["event_to_decision_batch"]["count"] == 1
+
+
+def test_sink_linger_groups_transactions_without_exceptions(stack):
+    """Invariant: transactions without an exception wait up to sink_linger_ms for company and
+    share store transactions (60 one-event hand-offs arriving within far less than 30 lingers
+    take far fewer than 60 flushes), every one of them is stored, and an exception staged with
+    them is still decided."""
+    d = stack.start_daemon({"sink_linger_ms": 100, "ingest_handoff_us": 0})
+    msgs = [(f"aetheris/transactions/Q{i % 6}/{80_000 + i}",
+             json.dumps({"transactionId": 80_000 + i, "accountOrigin": f"Q{i % 6}",
+                         "amount": 100 + (i // 6) % 2}), 1, False) for i in range(60)]
+    t0 = time.monotonic()
+    mqtt_publish.multiple(msgs, hostname="127.0.0.1", port=stack.mosq.port)
+    wait_until(lambda: store_counts(d)["transactions"] == 60, 20, "60 transactions stored")
+    span = time.monotonic() - t0
+    flushes = d.counters()["sink_flushes"]
+    assert 1 <= flushes <= span / 0.1 + 2, (flushes, span)
+    assert flushes <= 30, f"{flushes} flushes for 60 hand-offs in {span:.2f} s: no lingering"
+    spike = {"transactionId": 80_100, "accountOrigin": "Q0", "amount": 90000}
+    mqtt_publish.single("aetheris/transactions/Q0/80100", json.dumps(spike), qos=1,
+                        hostname="127.0.0.1", port=stack.mosq.port)
+    wait_until(lambda: d.get("/v1/decisions/80100")[0] == 200, 20, "the spike's decision")
