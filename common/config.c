@@ -121,6 +121,8 @@ static const struct option_def options[] = {
         "decided (acknowledged) stream entries are trimmed after this long (s)"),
 
     STR(sqlite_path, "store", "var/aetheris.db", NULL, "SQLite database file"),
+    INT(sqlite_cache_mib, "store", "32", 1, 4096, NULL,
+        "page cache of the SQLite write connection (MiB), filled as pages are used"),
     {"mongodb_uri", "store", OPT_URL_SECRET, F(mongodb_uri), "", 0, 0, NULL, "MONGODB_URI", NULL,
      "MongoDB URI (mongodb://...); empty = the SQLite file at sqlite_path"},
     STR(mongodb_database, "store", "aetheris", "MONGODB_DATABASE", "MongoDB database"),

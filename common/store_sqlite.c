@@ -459,20 +459,28 @@ static int64_t query_int(sqlite3 *db, const char *sql)
     return v;
 }
 
-/* The writer's settings. cache_size=-32768: a page cache of 32 MiB (negative = KiB; the default
- * is 2 MiB) that SQLite allocates page by page as pages are used, so an idle daemon does not hold
- * it; it keeps the upper levels and the recently touched leaves of the transactions table and its
- * account index, which every insert walks, instead of reading them back with pread. SQLite's
- * automatic checkpoint stays at its default (every 1000 WAL pages, run by the committing thread):
- * a tenfold interval copied far fewer pages per row but stalled the sink, and the anomalies behind
- * it, for tens of milliseconds per checkpoint (immediate-lane p99 at 5,000 events/s 42 ms instead
- * of 8), and a checkpoint on a thread of its own stalled it longer (docs/benchmarks.md). */
-static const char writer_pragmas[] =
-    "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-32768; BEGIN IMMEDIATE";
+/* The writer's settings, and its page cache: sqlite_cache_mib (32 MiB by default; SQLite's own
+ * default is 2 MiB), which SQLite allocates page by page as pages are used, so an idle daemon does
+ * not hold it; it keeps the upper levels and the recently touched leaves of the transactions
+ * table and its account index, which every insert walks, instead of reading them back with
+ * pread. SQLite's automatic checkpoint stays at its default (every 1000 WAL pages, run by the
+ * committing thread): a tenfold interval copied far fewer pages per row but stalled the sink, and
+ * the anomalies behind it, for tens of milliseconds per checkpoint (immediate-lane p99 at 5,000
+ * events/s 42 ms instead of 8), and a checkpoint on a thread of its own stalled it longer
+ * (docs/benchmarks.md). */
+static int writer_settings(sqlite3 *db, int cache_mib, char **msg)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-%d; "
+             "BEGIN IMMEDIATE",
+             cache_mib * 1024);
+    return sqlite3_exec(db, sql, NULL, NULL, msg);
+}
 
 /* WAL, pragmas, and the schema at SCHEMA_VERSION, in one transaction. A file from a newer
  * release (higher user_version) is refused rather than misread. */
-static int schema_setup(sqlite3 *db, const char *path, char *err, size_t errlen)
+static int schema_setup(sqlite3 *db, const char *path, int cache_mib, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
     char *msg = NULL;
@@ -485,7 +493,7 @@ static int schema_setup(sqlite3 *db, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot put %s in WAL mode: %s", path, sqlite3_errmsg(db));
         return ERR_IO;
     }
-    if (sqlite3_exec(db, writer_pragmas, NULL, NULL, &msg) != SQLITE_OK)
+    if (writer_settings(db, cache_mib, &msg) != SQLITE_OK)
         goto out;
     version = query_int(db, "PRAGMA user_version");
     if (version < 0 || version > SCHEMA_VERSION) {
@@ -529,7 +537,8 @@ int store__sqlite_open(struct store *s, const struct config *cfg, char *err, siz
     ss->path = xstrdup(path);
     ss->audit_ttl_days = cfg->audit_ttl_days;
     ss->writer = conn_open(path, false, err, errlen);
-    rv = ss->writer ? schema_setup(ss->writer->db, path, err, errlen) : ERR_IO;
+    rv = ss->writer ? schema_setup(ss->writer->db, path, cfg->sqlite_cache_mib, err, errlen)
+                    : ERR_IO;
     if (rv != 0) {
         state_free(ss);
         return rv;
