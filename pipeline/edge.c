@@ -72,7 +72,7 @@ struct edge_shard {
     unsigned chunk_shift; /* a record's handle: chunk << chunk_shift | position in its chunk */
     char **chunks;
     size_t nchunks;
-    uint32_t *slots; /* record index + 1; 0 = empty */
+    uint32_t *slots; /* record handle + 1; 0 = empty */
     size_t mask;
     size_t count;
     struct zwin *view; /* edge_shard_find's answer */
@@ -244,13 +244,20 @@ void edge_shard_free(struct edge_shard *s)
     free(s);
 }
 
-/* Slot of the key, or the empty slot where it would go. */
-static inline size_t find_slot(const struct edge_shard *s, const struct key_ref *kr)
+/* The key's record; NULL when absent, with *empty set to the slot where it would go. */
+static inline struct record *find_record(const struct edge_shard *s, const struct key_ref *kr,
+                                         size_t *empty)
 {
-    size_t i = (size_t)kr->hash & s->mask;
-    while (s->slots[i] != 0 && !key_equal(record_at(s, s->slots[i] - 1)->key, kr))
-        i = (i + 1) & s->mask;
-    return i;
+    for (size_t i = (size_t)kr->hash & s->mask;; i = (i + 1) & s->mask) {
+        uint32_t v = s->slots[i];
+        if (v == 0) {
+            *empty = i;
+            return NULL;
+        }
+        struct record *r = record_at(s, v - 1);
+        if (key_equal(r->key, kr))
+            return r;
+    }
 }
 
 static void grow(struct edge_shard *s)
@@ -293,14 +300,16 @@ static struct record *record_new(struct edge_shard *s, const struct key_ref *kr)
     return r;
 }
 
-/* A new record for a key that is not in the table (growing the table first when due). Out of
- * line: it runs once per account, the lookup that calls it once per event. */
+/* A new record for a key that is not in the table, at the empty slot `i` (found again when the
+ * table has to grow first). Out of line: it runs once per account, the lookup that calls it once
+ * per event. */
 static __attribute__((noinline)) struct record *add_record(struct edge_shard *s,
-                                                           const struct key_ref *kr)
+                                                           const struct key_ref *kr, size_t i)
 {
-    if ((s->count + 1) * 10 > (s->mask + 1) * 7)
+    if ((s->count + 1) * 10 > (s->mask + 1) * 7) {
         grow(s);
-    size_t i = find_slot(s, kr);
+        (void)find_record(s, kr, &i); /* absent: its new home slot */
+    }
     struct record *r = record_new(s, kr);
     s->slots[i] = (uint32_t)(handle_of(s, s->count) + 1);
     s->count++;
@@ -310,14 +319,9 @@ static __attribute__((noinline)) struct record *add_record(struct edge_shard *s,
 /* The record for the key, created if absent. */
 static inline struct record *lookup_or_add(struct edge_shard *s, const struct key_ref *kr)
 {
-    for (size_t i = (size_t)kr->hash & s->mask;; i = (i + 1) & s->mask) {
-        uint32_t v = s->slots[i];
-        if (v == 0)
-            return add_record(s, kr);
-        struct record *r = record_at(s, v - 1);
-        if (key_equal(r->key, kr))
-            return r;
-    }
+    size_t empty;
+    struct record *r = find_record(s, kr, &empty);
+    return r != NULL ? r : add_record(s, kr, empty);
 }
 
 /* Gives the record a ring of W doubles holding its amounts. */
@@ -445,10 +449,10 @@ const struct zwin *edge_shard_find(const struct edge_shard *s, const char *accou
 {
     struct key_ref kr;
     key_make(account, &kr);
-    size_t i = find_slot(s, &kr);
-    if (s->slots[i] == 0)
+    size_t empty;
+    struct record *r = find_record(s, &kr, &empty);
+    if (r == NULL)
         return NULL;
-    struct record *r = record_at(s, s->slots[i] - 1);
     s->view->core = r->core;
     s->view->ring = ring_of(r);
     return s->view;
