@@ -67,9 +67,9 @@
 #define DECIDE_BACKOFF_MAX_MS 1000
 #define DECIDE_STORE_RETRY_MS 50 /* first wait after a store outage; doubles to the max */
 #define DECIDE_SETTLE_MAX 256    /* unsettled entries that force a settle: bounds the list */
-#define DECIDE_SETTLE_MS                                                                           \
-    10 /* the oldest unsettled entry waits at most this (far below                                 \
-        * reclaim_idle_ms, at least 100 ms: nobody reclaims it) */
+/* The oldest unsettled entry waits at most this long: far below reclaim_idle_ms (at least
+ * 100 ms), so nobody reclaims it meanwhile. */
+#define DECIDE_SETTLE_MS 10
 
 struct lane_acc {
     struct stream_entry e[DECIDE_ACC_MAX];
