@@ -11,9 +11,18 @@
  * the heap and the field holds its address (top bit clear: user-space addresses are below 2^63).
  * Comparing a numeric key is one 64-bit compare.
  *
- * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots holding the
- * record's handle + 1 (0 = empty): 16 slots per cache line, ~8 bytes per account at 1M accounts.
- * The home slot comes from shard_mix (fmix64) of a numeric key, or FNV-1a of another one.
+ * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots: 16 slots per
+ * cache line, ~8 bytes per account at 1M accounts. A slot holds the record's handle + 1 in its
+ * low handle_bits (0 = empty) and, in the bits above, a fingerprint: the top bits of the key's
+ * hash. The key's 64-bit hash is shard_mix (fmix64) of a numeric key, or of the FNV-1a of another
+ * one; its low bits pick the home slot, its top 32 bits give the fingerprint. A probe reads a
+ * record only when the fingerprint matches, so a key that is not in its home slot (a third of
+ * them at the usual load of 0.35-0.7) costs no read of another account's record: with a million
+ * accounts every such read was a cache miss, and one the batch had not prefetched.
+ * handle_bits is the fewest bits that hold the handle + 1 of as many records as the table has
+ * slots (set when the table is made; there are always fewer records than slots), so the
+ * fingerprint has 32 - handle_bits bits: 20 at 1,000 accounts, 10 at a million (a wrong record
+ * is read for one probe in 1,024), none from about a billion accounts per shard on.
  *
  * Records come in chunks of one 2 MiB page, 2 MiB aligned, with transparent huge pages asked for
  * after the first chunk (and for tables from 2 MiB on): at a million accounts every event lands
@@ -24,9 +33,11 @@
  * per shard.
  *
  * Batches. edge_shard_score_batch works through EDGE_STAGE events at a time in passes: hash
- * every key and prefetch its table slot; read the slots and prefetch the records' headers; read
- * the headers and prefetch the ring slots the pushes will write; then look up, push and record
- * each cents score (zcore_push_cents), in order; then compute the scores (zcents_finish). With
+ * every key and prefetch its table slot; probe the slots for the first whose fingerprint matches
+ * (the candidate) and prefetch its record's header; read the headers and prefetch the ring slots
+ * the pushes will write; then, in order, take the candidate when its key is the event's (else
+ * look up, or add), push and record each cents score (zcore_push_cents); then compute the scores
+ * (zcents_finish). With
  * many accounts (tables and records far bigger than the caches) the memory latency of a stage's
  * events overlaps instead of adding up, each pass only touching lines the previous one asked
  * for; the last pass is a loop of independent square roots and divisions that the CPU pipelines,
@@ -72,8 +83,9 @@ struct edge_shard {
     unsigned chunk_shift; /* a record's handle: chunk << chunk_shift | position in its chunk */
     char **chunks;
     size_t nchunks;
-    uint32_t *slots; /* record handle + 1; 0 = empty */
-    size_t mask;
+    uint32_t *slots;      /* fingerprint | record handle + 1; 0 = empty */
+    size_t mask;          /* slots - 1 */
+    uint32_t handle_mask; /* the slot bits holding the handle + 1 (the others: fingerprint) */
     size_t count;
     struct zwin *view; /* edge_shard_find's answer */
 };
@@ -101,7 +113,7 @@ static inline void key_make(const char *account, struct key_ref *kr)
     } else {
         kr->len = strnlen(account, EVENT_ACCOUNT_MAX);
         kr->k = 0;
-        kr->hash = shard_hash(account, kr->len);
+        kr->hash = shard_mix(shard_hash(account, kr->len)); /* FNV-1a's top bits barely move */
     }
 }
 
@@ -162,7 +174,7 @@ static uint64_t stored_hash(uint64_t stored)
     if (stored & KEY_NUMERIC)
         return shard_mix(stored & ~KEY_NUMERIC);
     const struct long_key *lk = (const struct long_key *)(uintptr_t)stored;
-    return shard_hash(lk->s, lk->len);
+    return shard_mix(shard_hash(lk->s, lk->len));
 }
 
 /* The stored key as text into buf (room for EVENT_ACCOUNT_MAX + 1). */
@@ -194,15 +206,39 @@ static void *huge_new(size_t bytes, bool huge)
     return p;
 }
 
-/* An empty table of `size` slots; from 2 MiB on, in huge pages (free() releases it). */
-static uint32_t *table_new(size_t size)
+/* Installs an empty table of `size` slots (a power of two; from 2 MiB on, in huge pages), with
+ * the handle bits for up to `size` records (see the file comment). */
+static void table_new(struct edge_shard *s, size_t size)
 {
     size_t bytes = size * sizeof(uint32_t);
-    if (bytes < EDGE_CHUNK_BYTES)
-        return xcalloc(size, sizeof(uint32_t));
-    uint32_t *t = huge_new(bytes, true);
-    memset(t, 0, bytes);
-    return t;
+    if (bytes < EDGE_CHUNK_BYTES) {
+        s->slots = xcalloc(size, sizeof(uint32_t));
+    } else {
+        s->slots = huge_new(bytes, true);
+        memset(s->slots, 0, bytes);
+    }
+    s->mask = size - 1;
+    uint64_t top = (uint64_t)handle_of(s, size - 1) + 1;
+    unsigned bits = 64 - (unsigned)__builtin_clzll(top);
+    s->handle_mask = bits >= 32 ? UINT32_MAX : ((uint32_t)1 << bits) - 1;
+}
+
+/* The slot value of a record: the key's fingerprint and the record's handle + 1. */
+static inline uint32_t slot_value(const struct edge_shard *s, uint64_t hash, size_t handle)
+{
+    return ((uint32_t)(hash >> 32) & ~s->handle_mask) | (uint32_t)(handle + 1);
+}
+
+/* True when the occupied slot value v may be the key's (its fingerprint matches). */
+static inline bool slot_matches(const struct edge_shard *s, uint32_t v, uint64_t hash)
+{
+    return ((v ^ (uint32_t)(hash >> 32)) & ~s->handle_mask) == 0;
+}
+
+/* The record an occupied slot value names. */
+static inline struct record *slot_record(const struct edge_shard *s, uint32_t v)
+{
+    return record_at(s, (v & s->handle_mask) - 1);
 }
 
 /* Empty shard with a copy of *params; caller owns it (edge_shard_free). */
@@ -216,8 +252,7 @@ struct edge_shard *edge_shard_new(const struct zscore_params *params)
     s->per_chunk = s->stride <= EDGE_CHUNK_BYTES ? EDGE_CHUNK_BYTES / s->stride : 1;
     while (((size_t)1 << s->chunk_shift) < s->per_chunk)
         s->chunk_shift++;
-    s->slots = table_new(EDGE_INITIAL_SLOTS);
-    s->mask = EDGE_INITIAL_SLOTS - 1;
+    table_new(s, EDGE_INITIAL_SLOTS);
     detector_init(&s->detector, &(struct detector_params){.kind = DETECTOR_ZSCORE}, params);
     s->view = xcalloc(1, sizeof *s->view);
     return s;
@@ -254,9 +289,11 @@ static inline struct record *find_record(const struct edge_shard *s, const struc
             *empty = i;
             return NULL;
         }
-        struct record *r = record_at(s, v - 1);
-        if (key_equal(r->key, kr))
-            return r;
+        if (slot_matches(s, v, kr->hash)) {
+            struct record *r = slot_record(s, v);
+            if (key_equal(r->key, kr))
+                return r;
+        }
     }
 }
 
@@ -264,14 +301,14 @@ static void grow(struct edge_shard *s)
 {
     size_t size = (s->mask + 1) * 2;
     free(s->slots);
-    s->slots = table_new(size);
-    s->mask = size - 1;
+    table_new(s, size);
     for (size_t idx = 0; idx < s->count; idx++) {
         size_t handle = handle_of(s, idx);
-        size_t j = (size_t)stored_hash(record_at(s, handle)->key) & s->mask;
+        uint64_t hash = stored_hash(record_at(s, handle)->key);
+        size_t j = (size_t)hash & s->mask;
         while (s->slots[j] != 0)
             j = (j + 1) & s->mask;
-        s->slots[j] = (uint32_t)(handle + 1);
+        s->slots[j] = slot_value(s, hash, handle);
     }
 }
 
@@ -311,7 +348,7 @@ static __attribute__((noinline)) struct record *add_record(struct edge_shard *s,
         (void)find_record(s, kr, &i); /* absent: its new home slot */
     }
     struct record *r = record_new(s, kr);
-    s->slots[i] = (uint32_t)(handle_of(s, s->count) + 1);
+    s->slots[i] = slot_value(s, kr->hash, handle_of(s, s->count));
     s->count++;
     return r;
 }
@@ -359,22 +396,22 @@ void edge_shard_score(struct edge_shard *s, const char *account, double amount,
     score_record(s, lookup_or_add(s, &kr), amount, out);
 }
 
-/* Prefetches the record the key's home slot names, when the slot is not empty. */
-static inline void prefetch_record(const struct edge_shard *s, const struct key_ref *kr)
+/* The handle + 1 of the first record from the key's home slot on whose fingerprint matches (the
+ * key's record, but for one probe in 2^fingerprint bits); 0 when an empty slot comes first. */
+static inline uint32_t probe_candidate(const struct edge_shard *s, const struct key_ref *kr)
 {
-    uint32_t v = s->slots[(size_t)kr->hash & s->mask];
-    if (v != 0)
-        __builtin_prefetch(record_at(s, v - 1), 1);
+    for (size_t i = (size_t)kr->hash & s->mask;; i = (i + 1) & s->mask) {
+        uint32_t v = s->slots[i];
+        if (v == 0 || slot_matches(s, v, kr->hash))
+            return v & s->handle_mask;
+    }
 }
 
-/* Prefetches the ring slot the next push of the home slot's record writes (its header having
- * been prefetched by the previous stage). */
-static inline void prefetch_ring(const struct edge_shard *s, const struct key_ref *kr)
+/* Prefetches the ring slot the next push of the candidate record writes (its header having been
+ * prefetched by the previous pass). */
+static inline void prefetch_ring(const struct edge_shard *s, uint32_t cand)
 {
-    uint32_t v = s->slots[(size_t)kr->hash & s->mask];
-    if (v == 0)
-        return;
-    struct record *r = record_at(s, v - 1);
+    struct record *r = record_at(s, cand - 1);
     if (!r->core.wide)
         __builtin_prefetch(&r->cents[r->core.n < s->params.window ? r->core.n : r->core.head], 1);
 }
@@ -397,19 +434,28 @@ static void finish_deferred(const struct edge_shard *s, struct deferred *d, size
 static void score_stage(struct edge_shard *s, struct edge_item *items, size_t n)
 {
     struct key_ref kr[EDGE_STAGE];
+    uint32_t cand[EDGE_STAGE]; /* probe_candidate: handle + 1, 0 = none */
     struct deferred d[EDGE_STAGE];
     size_t nd = 0;
     for (size_t i = 0; i < n; i++) {
         key_make_readable8(items[i].account, &kr[i]);
         __builtin_prefetch(&s->slots[(size_t)kr[i].hash & s->mask]);
     }
+    for (size_t i = 0; i < n; i++) {
+        cand[i] = probe_candidate(s, &kr[i]);
+        if (cand[i] != 0)
+            __builtin_prefetch(record_at(s, cand[i] - 1), 1);
+    }
     for (size_t i = 0; i < n; i++)
-        prefetch_record(s, &kr[i]);
-    for (size_t i = 0; i < n; i++)
-        prefetch_ring(s, &kr[i]);
+        if (cand[i] != 0)
+            prefetch_ring(s, cand[i]);
     bool plain = s->detector.params.kind == DETECTOR_ZSCORE;
     for (size_t i = 0; i < n; i++) {
-        struct record *r = lookup_or_add(s, &kr[i]);
+        /* Handles never change, so a candidate whose key is the event's is its record even after
+         * an earlier event of the stage grew the table. */
+        struct record *r = cand[i] != 0 ? record_at(s, cand[i] - 1) : NULL;
+        if (r == NULL || !key_equal(r->key, &kr[i]))
+            r = lookup_or_add(s, &kr[i]);
         if (plain && zcore_push_cents(&r->core, r->cents, s->params.window, s->cents_max,
                                       items[i].amount, &d[nd].sc)) {
             d[nd].core = &r->core;
