@@ -396,22 +396,23 @@ void edge_shard_score(struct edge_shard *s, const char *account, double amount,
     score_record(s, lookup_or_add(s, &kr), amount, out);
 }
 
-/* The handle + 1 of the first record from the key's home slot on whose fingerprint matches (the
- * key's record, but for one probe in 2^fingerprint bits); 0 when an empty slot comes first. */
-static inline uint32_t probe_candidate(const struct edge_shard *s, const struct key_ref *kr)
+/* The record of the first slot from the key's home slot on whose fingerprint matches (the key's
+ * record, but for one probe in 2^fingerprint bits); NULL when an empty slot comes first. */
+static inline struct record *probe_candidate(const struct edge_shard *s, const struct key_ref *kr)
 {
     for (size_t i = (size_t)kr->hash & s->mask;; i = (i + 1) & s->mask) {
         uint32_t v = s->slots[i];
-        if (v == 0 || slot_matches(s, v, kr->hash))
-            return v & s->handle_mask;
+        if (v == 0)
+            return NULL;
+        if (slot_matches(s, v, kr->hash))
+            return slot_record(s, v);
     }
 }
 
 /* Prefetches the ring slot the next push of the candidate record writes (its header having been
  * prefetched by the previous pass). */
-static inline void prefetch_ring(const struct edge_shard *s, uint32_t cand)
+static inline void prefetch_ring(const struct edge_shard *s, const struct record *r)
 {
-    struct record *r = record_at(s, cand - 1);
     if (!r->core.wide)
         __builtin_prefetch(&r->cents[r->core.n < s->params.window ? r->core.n : r->core.head], 1);
 }
@@ -434,7 +435,7 @@ static void finish_deferred(const struct edge_shard *s, struct deferred *d, size
 static void score_stage(struct edge_shard *s, struct edge_item *items, size_t n)
 {
     struct key_ref kr[EDGE_STAGE];
-    uint32_t cand[EDGE_STAGE]; /* probe_candidate: handle + 1, 0 = none */
+    struct record *cand[EDGE_STAGE]; /* probe_candidate's */
     struct deferred d[EDGE_STAGE];
     size_t nd = 0;
     for (size_t i = 0; i < n; i++) {
@@ -443,17 +444,17 @@ static void score_stage(struct edge_shard *s, struct edge_item *items, size_t n)
     }
     for (size_t i = 0; i < n; i++) {
         cand[i] = probe_candidate(s, &kr[i]);
-        if (cand[i] != 0)
-            __builtin_prefetch(record_at(s, cand[i] - 1), 1);
+        if (cand[i] != NULL)
+            __builtin_prefetch(cand[i], 1);
     }
     for (size_t i = 0; i < n; i++)
-        if (cand[i] != 0)
+        if (cand[i] != NULL)
             prefetch_ring(s, cand[i]);
     bool plain = s->detector.params.kind == DETECTOR_ZSCORE;
     for (size_t i = 0; i < n; i++) {
-        /* Handles never change, so a candidate whose key is the event's is its record even after
+        /* Records never move, so a candidate whose key is the event's is its record even after
          * an earlier event of the stage grew the table. */
-        struct record *r = cand[i] != 0 ? record_at(s, cand[i] - 1) : NULL;
+        struct record *r = cand[i];
         if (r == NULL || !key_equal(r->key, &kr[i]))
             r = lookup_or_add(s, &kr[i]);
         if (plain && zcore_push_cents(&r->core, r->cents, s->params.window, s->cents_max,
