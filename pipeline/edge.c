@@ -417,18 +417,23 @@ static inline void prefetch_ring(const struct edge_shard *s, const struct record
         __builtin_prefetch(&r->cents[r->core.n < s->params.window ? r->core.n : r->core.head], 1);
 }
 
-/* A cents score pushed in the batch's scoring pass, finished by its floating-point pass. */
+/* The cents scores pushed in a stage's scoring pass, finished by its floating-point pass. */
 struct deferred {
-    struct zcents_score sc;
-    struct zcore *core;
-    struct zscore_result *out;
+    struct zcents_score sc[EDGE_STAGE];
+    struct zscore_result *out[EDGE_STAGE];
+    struct zcore *core[EDGE_STAGE];
+    size_t n;
 };
 
-/* Finishes the deferred scores in order (a later score of the same account sets last_z last). */
-static void finish_deferred(const struct edge_shard *s, struct deferred *d, size_t n)
+/* Finishes the deferred scores, then sets each window's last_z in order (a later score of the
+ * same account sets it last). */
+static void finish_deferred(const struct edge_shard *s, struct deferred *d)
 {
-    for (size_t i = 0; i < n; i++)
-        d[i].core->last_z = zcents_finish(&d[i].sc, &s->params, d[i].out);
+    double z[EDGE_STAGE];
+    zcents_finish_many(d->sc, d->n, &s->params, d->out, z);
+    for (size_t i = 0; i < d->n; i++)
+        d->core[i]->last_z = z[i];
+    d->n = 0;
 }
 
 /* Scores items[0..n) (n <= EDGE_STAGE) in order, in stages (see the file comment). */
@@ -436,8 +441,8 @@ static void score_stage(struct edge_shard *s, struct edge_item *items, size_t n)
 {
     struct key_ref kr[EDGE_STAGE];
     struct record *cand[EDGE_STAGE]; /* probe_candidate's */
-    struct deferred d[EDGE_STAGE];
-    size_t nd = 0;
+    struct deferred d;
+    d.n = 0;
     for (size_t i = 0; i < n; i++) {
         key_make_readable8(items[i].account, &kr[i]);
         __builtin_prefetch(&s->slots[(size_t)kr[i].hash & s->mask]);
@@ -458,16 +463,15 @@ static void score_stage(struct edge_shard *s, struct edge_item *items, size_t n)
         if (r == NULL || !key_equal(r->key, &kr[i]))
             r = lookup_or_add(s, &kr[i]);
         if (plain && zcore_push_cents(&r->core, r->cents, s->params.window, s->cents_max,
-                                      items[i].amount, &d[nd].sc)) {
-            d[nd].core = &r->core;
-            d[nd++].out = items[i].out;
+                                      items[i].amount, &d.sc[d.n])) {
+            d.core[d.n] = &r->core;
+            d.out[d.n++] = items[i].out;
             continue;
         }
-        finish_deferred(s, d, nd); /* this account's last_z may be among them */
-        nd = 0;
+        finish_deferred(s, &d); /* this account's last_z may be among them */
         score_record(s, r, items[i].amount, items[i].out);
     }
-    finish_deferred(s, d, nd);
+    finish_deferred(s, &d);
 }
 
 /* Scores items[0..n) in order, EDGE_STAGE at a time (see the file comment). */

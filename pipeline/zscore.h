@@ -18,6 +18,7 @@
 #define AETHERIS_ZSCORE_H
 #include "fmacros.h"
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct zscore_params {
@@ -123,6 +124,10 @@ bool zcore_push_cents(struct zcore *c, void *ring, uint32_t window, uint64_t cen
  * and suspicion are filled for an exception only (0 otherwise), which is all a batch needs. */
 double zcents_finish(const struct zcents_score *sc, const struct zscore_params *p,
                      struct zscore_result *out);
+/* zcents_finish on each of sc[0..n) into *out[i], z into z[i]: bit-identical results, computed
+ * two at a time where the CPU has double-precision SIMD (SSE2). */
+void zcents_finish_many(const struct zcents_score *sc, size_t n, const struct zscore_params *p,
+                        struct zscore_result *const *out, double *z);
 /* zwin_values on a zcore. */
 void zcore_values(const struct zcore *c, const void *ring, uint32_t window, double *out);
 /* True when every one of vals[0..n) is a whole number of cents in [0, cents_max]. */
