@@ -13,8 +13,7 @@
  *
  * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots: 16 slots per
  * cache line, ~8 bytes per account at 1M accounts. A slot holds the record's handle + 1 in its
- * low handle_bits (0 = empty) and, in the bits above, a fingerprint: the top bits of the key's
- * hash. The key's 64-bit hash is shard_mix (fmix64) of a numeric key, or of the FNV-1a of another
+ * low bits (0 = empty) and, in the bits above, a fingerprint: the top bits of the key's hash. The key's 64-bit hash is shard_mix (fmix64) of a numeric key, or of the FNV-1a of another
  * one; its low bits pick the home slot, its top 32 bits give the fingerprint. A probe reads a
  * record only when the fingerprint matches, so a key that is not in its home slot (a fifth to a
  * quarter of them at loads of 0.38-0.49, about two slots away on average) costs no read of
@@ -38,11 +37,11 @@
  * (the candidate) and prefetch its record's header; read the headers and prefetch the ring slots
  * the pushes will write; then, in order, take the candidate when its key is the event's (else
  * look up, or add), push and record each cents score (zcore_push_cents); then compute the scores
- * (zcents_finish). With
- * many accounts (tables and records far bigger than the caches) the memory latency of a stage's
- * events overlaps instead of adding up, each pass only touching lines the previous one asked
- * for; the last pass is a loop of independent square roots and divisions that the CPU pipelines,
- * where scoring event by event would wait on each chain in turn. The first three passes only
+ * (zcents_finish_many). With many accounts (tables and records far bigger than the caches) the
+ * memory latency of a stage's events overlaps instead of adding up, each pass only touching
+ * lines the previous one asked for; the last pass is a loop of independent square roots and
+ * divisions, two events to an SSE2 instruction, that the CPU pipelines, where scoring event by
+ * event would wait on each chain in turn. The first three passes only
  * read (a slot or header read early may be stale by the time its event is scored: that costs a
  * wasted prefetch, never a wrong answer). An event that is not a plain cents score (a wide
  * window, another detector) finishes the recorded scores before its own, so every account's
