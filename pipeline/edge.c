@@ -13,13 +13,14 @@
  *
  * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots: 16 slots per
  * cache line, ~8 bytes per account at 1M accounts. A slot holds the record's handle + 1 in its
- * low bits (0 = empty) and, in the bits above, a fingerprint: the top bits of the key's hash. The key's 64-bit hash is shard_mix (fmix64) of a numeric key, or of the FNV-1a of another
- * one; its low bits pick the home slot, its top 32 bits give the fingerprint. A probe reads a
- * record only when the fingerprint matches, so a key that is not in its home slot (a fifth to a
- * quarter of them at loads of 0.38-0.49, about two slots away on average) costs no read of
- * another account's record: with a million accounts each such read was a cache miss the batch
- * had not prefetched (0.46 per lookup before, 0.0004 with fingerprints; docs/benchmarks.md).
- * The bits below the fingerprint hold the handle + 1 of as many records as the table has slots
+ * low bits (0 = empty) and, in the bits above, a fingerprint: the top bits of the key's hash.
+ * The key's 64-bit hash is shard_mix (fmix64) of a numeric key, or of the FNV-1a of another one;
+ * its low bits pick the home slot, its top 32 bits give the fingerprint. A probe reads a record
+ * only when the fingerprint matches, so a key that is not in its home slot (a fifth to a quarter
+ * of them at loads of 0.38-0.49, about two slots away on average) costs no read of another
+ * account's record: with a million accounts each such read was a cache miss the batch had not
+ * prefetched (0.46 per lookup before, 0.0004 with fingerprints; docs/benchmarks.md). The bits
+ * below the fingerprint hold the handle + 1 of as many records as the table has slots
  * (handle_mask, set when the table is made; there are always fewer records than slots), so the
  * fingerprint has the rest: 20 bits at 1,000 accounts, 10 at a million (a wrong record is read
  * for one probe in 1,024), none from about a billion accounts per shard on.
