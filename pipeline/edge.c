@@ -42,11 +42,11 @@
  * memory latency of a stage's events overlaps instead of adding up, each pass only touching
  * lines the previous one asked for; the last pass is a loop of independent square roots and
  * divisions, two events to an SSE2 instruction, that the CPU pipelines, where scoring event by
- * event would wait on each chain in turn. The first three passes only
- * read (a slot or header read early may be stale by the time its event is scored: that costs a
- * wasted prefetch, never a wrong answer). An event that is not a plain cents score (a wide
- * window, another detector) finishes the recorded scores before its own, so every account's
- * last_z ends with its latest event. */
+ * event would wait on each chain in turn. The first three passes only read (a slot or header
+ * read early may be stale by the time its event is scored: that costs a wasted prefetch, never
+ * a wrong answer). An event that is not a plain cents score (a wide window, another detector)
+ * finishes the recorded scores before its own, so every account's last_z ends with its latest
+ * event. */
 #include "edge.h"
 #include <stddef.h>
 #include <stdio.h>

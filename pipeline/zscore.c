@@ -29,6 +29,10 @@
  * all equal has std exactly 0: `run` counts the newest equal amounts, so a constant window is
  * recognized in O(1) and its statistics are set exactly without touching the ring.
  *
+ * A batch finishes its cents scores two at a time (zcents_finish_many): with SSE2 (every x86-64)
+ * one instruction takes both square roots and one both divisions. IEEE square root and division
+ * are correctly rounded in either form, so the results are the scalar code's, bit for bit.
+ *
  * The rings are read and written with memcpy, so one storage can hold cents, then doubles, without
  * breaking aliasing rules. The hot path (zcore_update) allocates nothing. */
 #include "zscore.h"
@@ -393,12 +397,6 @@ bool zcore_push_cents(struct zcore *c, void *ring, uint32_t window, uint64_t cen
                       double amount, struct zcents_score *sc)
 {
     return push_cents_scored(c, ring, window, cents_max, amount, sc);
-}
-
-double zcents_finish(const struct zcents_score *sc, const struct zscore_params *p,
-                     struct zscore_result *out)
-{
-    return finish_cents(sc, p, false, out);
 }
 
 /* Two scores at a time where SSE2 is there (every x86-64): cents_z's square root and division
