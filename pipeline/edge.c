@@ -11,9 +11,19 @@
  * the heap and the field holds its address (top bit clear: user-space addresses are below 2^63).
  * Comparing a numeric key is one 64-bit compare.
  *
- * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots holding the
- * record's handle + 1 (0 = empty): 16 slots per cache line, ~8 bytes per account at 1M accounts.
- * The home slot comes from shard_mix (fmix64) of a numeric key, or FNV-1a of another one.
+ * Table. Open addressing (linear probing, load <= 0.7, doubling) over 4-byte slots: 16 slots per
+ * cache line, ~8 bytes per account at 1M accounts. A slot holds the record's handle + 1 in its
+ * low bits (0 = empty) and, in the bits above, a fingerprint: the top bits of the key's hash.
+ * The key's 64-bit hash is shard_mix (fmix64) of a numeric key, or of the FNV-1a of another one;
+ * its low bits pick the home slot, its top 32 bits give the fingerprint. A probe reads a record
+ * only when the fingerprint matches, so a key that is not in its home slot (a fifth to a quarter
+ * of them at loads of 0.38-0.49, about two slots away on average) costs no read of another
+ * account's record: with a million accounts each such read was a cache miss the batch had not
+ * prefetched (0.46 per lookup before, 0.0004 with fingerprints; docs/benchmarks.md). The bits
+ * below the fingerprint hold the handle + 1 of as many records as the table has slots
+ * (handle_mask, set when the table is made; there are always fewer records than slots), so the
+ * fingerprint has the rest: 20 bits at 1,000 accounts, 10 at a million (a wrong record is read
+ * for one probe in 1,024), none from about a billion accounts per shard on.
  *
  * Records come in chunks of one 2 MiB page, 2 MiB aligned, with transparent huge pages asked for
  * after the first chunk (and for tables from 2 MiB on): at a million accounts every event lands
@@ -24,17 +34,19 @@
  * per shard.
  *
  * Batches. edge_shard_score_batch works through EDGE_STAGE events at a time in passes: hash
- * every key and prefetch its table slot; read the slots and prefetch the records' headers; read
- * the headers and prefetch the ring slots the pushes will write; then look up, push and record
- * each cents score (zcore_push_cents), in order; then compute the scores (zcents_finish). With
- * many accounts (tables and records far bigger than the caches) the memory latency of a stage's
- * events overlaps instead of adding up, each pass only touching lines the previous one asked
- * for; the last pass is a loop of independent square roots and divisions that the CPU pipelines,
- * where scoring event by event would wait on each chain in turn. The first three passes only
- * read (a slot or header read early may be stale by the time its event is scored: that costs a
- * wasted prefetch, never a wrong answer). An event that is not a plain cents score (a wide
- * window, another detector) finishes the recorded scores before its own, so every account's
- * last_z ends with its latest event. */
+ * every key and prefetch its table slot; probe the slots for the first whose fingerprint matches
+ * (the candidate) and prefetch its record's header; read the headers and prefetch the ring slots
+ * the pushes will write; then, in order, take the candidate when its key is the event's (else
+ * look up, or add), push and record each cents score (zcore_push_cents); then compute the scores
+ * (zcents_finish_many). With many accounts (tables and records far bigger than the caches) the
+ * memory latency of a stage's events overlaps instead of adding up, each pass only touching
+ * lines the previous one asked for; the last pass is a loop of independent square roots and
+ * divisions, two events to an SSE2 instruction, that the CPU pipelines, where scoring event by
+ * event would wait on each chain in turn. The first three passes only read (a slot or header
+ * read early may be stale by the time its event is scored: that costs a wasted prefetch, never
+ * a wrong answer). An event that is not a plain cents score (a wide window, another detector)
+ * finishes the recorded scores before its own, so every account's last_z ends with its latest
+ * event. */
 #include "edge.h"
 #include <stddef.h>
 #include <stdio.h>
@@ -72,8 +84,9 @@ struct edge_shard {
     unsigned chunk_shift; /* a record's handle: chunk << chunk_shift | position in its chunk */
     char **chunks;
     size_t nchunks;
-    uint32_t *slots; /* record handle + 1; 0 = empty */
-    size_t mask;
+    uint32_t *slots;      /* fingerprint | record handle + 1; 0 = empty */
+    size_t mask;          /* slots - 1 */
+    uint32_t handle_mask; /* the slot bits holding the handle + 1 (the others: fingerprint) */
     size_t count;
     struct zwin *view; /* edge_shard_find's answer */
 };
@@ -101,7 +114,7 @@ static inline void key_make(const char *account, struct key_ref *kr)
     } else {
         kr->len = strnlen(account, EVENT_ACCOUNT_MAX);
         kr->k = 0;
-        kr->hash = shard_hash(account, kr->len);
+        kr->hash = shard_mix(shard_hash(account, kr->len)); /* FNV-1a's top bits barely move */
     }
 }
 
@@ -162,7 +175,7 @@ static uint64_t stored_hash(uint64_t stored)
     if (stored & KEY_NUMERIC)
         return shard_mix(stored & ~KEY_NUMERIC);
     const struct long_key *lk = (const struct long_key *)(uintptr_t)stored;
-    return shard_hash(lk->s, lk->len);
+    return shard_mix(shard_hash(lk->s, lk->len));
 }
 
 /* The stored key as text into buf (room for EVENT_ACCOUNT_MAX + 1). */
@@ -194,15 +207,39 @@ static void *huge_new(size_t bytes, bool huge)
     return p;
 }
 
-/* An empty table of `size` slots; from 2 MiB on, in huge pages (free() releases it). */
-static uint32_t *table_new(size_t size)
+/* Installs an empty table of `size` slots (a power of two; from 2 MiB on, in huge pages), with
+ * the handle bits for up to `size` records (see the file comment). */
+static void table_new(struct edge_shard *s, size_t size)
 {
     size_t bytes = size * sizeof(uint32_t);
-    if (bytes < EDGE_CHUNK_BYTES)
-        return xcalloc(size, sizeof(uint32_t));
-    uint32_t *t = huge_new(bytes, true);
-    memset(t, 0, bytes);
-    return t;
+    if (bytes < EDGE_CHUNK_BYTES) {
+        s->slots = xcalloc(size, sizeof(uint32_t));
+    } else {
+        s->slots = huge_new(bytes, true);
+        memset(s->slots, 0, bytes);
+    }
+    s->mask = size - 1;
+    uint64_t top = (uint64_t)handle_of(s, size - 1) + 1;
+    unsigned bits = 64 - (unsigned)__builtin_clzll(top);
+    s->handle_mask = bits >= 32 ? UINT32_MAX : ((uint32_t)1 << bits) - 1;
+}
+
+/* The slot value of a record: the key's fingerprint and the record's handle + 1. */
+static inline uint32_t slot_value(const struct edge_shard *s, uint64_t hash, size_t handle)
+{
+    return ((uint32_t)(hash >> 32) & ~s->handle_mask) | (uint32_t)(handle + 1);
+}
+
+/* True when the occupied slot value v may be the key's (its fingerprint matches). */
+static inline bool slot_matches(const struct edge_shard *s, uint32_t v, uint64_t hash)
+{
+    return ((v ^ (uint32_t)(hash >> 32)) & ~s->handle_mask) == 0;
+}
+
+/* The record an occupied slot value names. */
+static inline struct record *slot_record(const struct edge_shard *s, uint32_t v)
+{
+    return record_at(s, (v & s->handle_mask) - 1);
 }
 
 /* Empty shard with a copy of *params; caller owns it (edge_shard_free). */
@@ -216,8 +253,7 @@ struct edge_shard *edge_shard_new(const struct zscore_params *params)
     s->per_chunk = s->stride <= EDGE_CHUNK_BYTES ? EDGE_CHUNK_BYTES / s->stride : 1;
     while (((size_t)1 << s->chunk_shift) < s->per_chunk)
         s->chunk_shift++;
-    s->slots = table_new(EDGE_INITIAL_SLOTS);
-    s->mask = EDGE_INITIAL_SLOTS - 1;
+    table_new(s, EDGE_INITIAL_SLOTS);
     detector_init(&s->detector, &(struct detector_params){.kind = DETECTOR_ZSCORE}, params);
     s->view = xcalloc(1, sizeof *s->view);
     return s;
@@ -254,9 +290,11 @@ static inline struct record *find_record(const struct edge_shard *s, const struc
             *empty = i;
             return NULL;
         }
-        struct record *r = record_at(s, v - 1);
-        if (key_equal(r->key, kr))
-            return r;
+        if (slot_matches(s, v, kr->hash)) {
+            struct record *r = slot_record(s, v);
+            if (key_equal(r->key, kr))
+                return r;
+        }
     }
 }
 
@@ -264,14 +302,14 @@ static void grow(struct edge_shard *s)
 {
     size_t size = (s->mask + 1) * 2;
     free(s->slots);
-    s->slots = table_new(size);
-    s->mask = size - 1;
+    table_new(s, size);
     for (size_t idx = 0; idx < s->count; idx++) {
         size_t handle = handle_of(s, idx);
-        size_t j = (size_t)stored_hash(record_at(s, handle)->key) & s->mask;
+        uint64_t hash = stored_hash(record_at(s, handle)->key);
+        size_t j = (size_t)hash & s->mask;
         while (s->slots[j] != 0)
             j = (j + 1) & s->mask;
-        s->slots[j] = (uint32_t)(handle + 1);
+        s->slots[j] = slot_value(s, hash, handle);
     }
 }
 
@@ -311,7 +349,7 @@ static __attribute__((noinline)) struct record *add_record(struct edge_shard *s,
         (void)find_record(s, kr, &i); /* absent: its new home slot */
     }
     struct record *r = record_new(s, kr);
-    s->slots[i] = (uint32_t)(handle_of(s, s->count) + 1);
+    s->slots[i] = slot_value(s, kr->hash, handle_of(s, s->count));
     s->count++;
     return r;
 }
@@ -359,68 +397,82 @@ void edge_shard_score(struct edge_shard *s, const char *account, double amount,
     score_record(s, lookup_or_add(s, &kr), amount, out);
 }
 
-/* Prefetches the record the key's home slot names, when the slot is not empty. */
-static inline void prefetch_record(const struct edge_shard *s, const struct key_ref *kr)
+/* The record of the first slot from the key's home slot on whose fingerprint matches (the key's
+ * record, but for one probe in 2^fingerprint bits); NULL when an empty slot comes first. */
+static inline struct record *probe_candidate(const struct edge_shard *s, const struct key_ref *kr)
 {
-    uint32_t v = s->slots[(size_t)kr->hash & s->mask];
-    if (v != 0)
-        __builtin_prefetch(record_at(s, v - 1), 1);
+    for (size_t i = (size_t)kr->hash & s->mask;; i = (i + 1) & s->mask) {
+        uint32_t v = s->slots[i];
+        if (v == 0)
+            return NULL;
+        if (slot_matches(s, v, kr->hash))
+            return slot_record(s, v);
+    }
 }
 
-/* Prefetches the ring slot the next push of the home slot's record writes (its header having
- * been prefetched by the previous stage). */
-static inline void prefetch_ring(const struct edge_shard *s, const struct key_ref *kr)
+/* Prefetches the ring slot the next push of the candidate record writes (its header having been
+ * prefetched by the previous pass). */
+static inline void prefetch_ring(const struct edge_shard *s, const struct record *r)
 {
-    uint32_t v = s->slots[(size_t)kr->hash & s->mask];
-    if (v == 0)
-        return;
-    struct record *r = record_at(s, v - 1);
     if (!r->core.wide)
         __builtin_prefetch(&r->cents[r->core.n < s->params.window ? r->core.n : r->core.head], 1);
 }
 
-/* A cents score pushed in the batch's scoring pass, finished by its floating-point pass. */
+/* The cents scores pushed in a stage's scoring pass, finished by its floating-point pass. */
 struct deferred {
-    struct zcents_score sc;
-    struct zcore *core;
-    struct zscore_result *out;
+    struct zcents_score sc[EDGE_STAGE];
+    struct zscore_result *out[EDGE_STAGE];
+    struct zcore *core[EDGE_STAGE];
+    size_t n;
 };
 
-/* Finishes the deferred scores in order (a later score of the same account sets last_z last). */
-static void finish_deferred(const struct edge_shard *s, struct deferred *d, size_t n)
+/* Finishes the deferred scores, then sets each window's last_z in order (a later score of the
+ * same account sets it last). */
+static void finish_deferred(const struct edge_shard *s, struct deferred *d)
 {
-    for (size_t i = 0; i < n; i++)
-        d[i].core->last_z = zcents_finish(&d[i].sc, &s->params, d[i].out);
+    double z[EDGE_STAGE];
+    zcents_finish_many(d->sc, d->n, &s->params, d->out, z);
+    for (size_t i = 0; i < d->n; i++)
+        d->core[i]->last_z = z[i];
+    d->n = 0;
 }
 
 /* Scores items[0..n) (n <= EDGE_STAGE) in order, in stages (see the file comment). */
 static void score_stage(struct edge_shard *s, struct edge_item *items, size_t n)
 {
     struct key_ref kr[EDGE_STAGE];
-    struct deferred d[EDGE_STAGE];
-    size_t nd = 0;
+    struct record *cand[EDGE_STAGE]; /* probe_candidate's */
+    struct deferred d;
+    d.n = 0;
     for (size_t i = 0; i < n; i++) {
         key_make_readable8(items[i].account, &kr[i]);
         __builtin_prefetch(&s->slots[(size_t)kr[i].hash & s->mask]);
     }
+    for (size_t i = 0; i < n; i++) {
+        cand[i] = probe_candidate(s, &kr[i]);
+        if (cand[i] != NULL)
+            __builtin_prefetch(cand[i], 1);
+    }
     for (size_t i = 0; i < n; i++)
-        prefetch_record(s, &kr[i]);
-    for (size_t i = 0; i < n; i++)
-        prefetch_ring(s, &kr[i]);
+        if (cand[i] != NULL)
+            prefetch_ring(s, cand[i]);
     bool plain = s->detector.params.kind == DETECTOR_ZSCORE;
     for (size_t i = 0; i < n; i++) {
-        struct record *r = lookup_or_add(s, &kr[i]);
+        /* Records never move, so a candidate whose key is the event's is its record even after
+         * an earlier event of the stage grew the table. */
+        struct record *r = cand[i];
+        if (r == NULL || !key_equal(r->key, &kr[i]))
+            r = lookup_or_add(s, &kr[i]);
         if (plain && zcore_push_cents(&r->core, r->cents, s->params.window, s->cents_max,
-                                      items[i].amount, &d[nd].sc)) {
-            d[nd].core = &r->core;
-            d[nd++].out = items[i].out;
+                                      items[i].amount, &d.sc[d.n])) {
+            d.core[d.n] = &r->core;
+            d.out[d.n++] = items[i].out;
             continue;
         }
-        finish_deferred(s, d, nd); /* this account's last_z may be among them */
-        nd = 0;
+        finish_deferred(s, &d); /* this account's last_z may be among them */
         score_record(s, r, items[i].amount, items[i].out);
     }
-    finish_deferred(s, d, nd);
+    finish_deferred(s, &d);
 }
 
 /* Scores items[0..n) in order, EDGE_STAGE at a time (see the file comment). */

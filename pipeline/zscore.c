@@ -29,12 +29,19 @@
  * all equal has std exactly 0: `run` counts the newest equal amounts, so a constant window is
  * recognized in O(1) and its statistics are set exactly without touching the ring.
  *
+ * A batch finishes its cents scores two at a time (zcents_finish_many): with SSE2 (every x86-64)
+ * one instruction takes both square roots and one both divisions. IEEE square root and division
+ * are correctly rounded in either form, so the results are the scalar code's, bit for bit.
+ *
  * The rings are read and written with memcpy, so one storage can hold cents, then doubles, without
  * breaking aliasing rules. The hot path (zcore_update) allocates nothing. */
 #include "zscore.h"
 #include <float.h>
 #include <math.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* Ring slot of the i-th amount (0 = oldest); head < window and i < window. */
 static inline uint32_t slot(uint32_t head, uint32_t i, uint32_t window)
@@ -219,6 +226,23 @@ static inline void push_cents(struct zcore *c, void *ring, uint32_t window, uint
     c->st.c.s2 += cents * cents;
 }
 
+/* Cents window: n S2 - S1^2 (n^2 times the variance in cents^2, computed exactly in 128 bits) as
+ * a double; 0 for an empty window. */
+static inline double cents_var(const struct zcents_score *sc)
+{
+    __extension__ typedef unsigned __int128 u128;
+    u128 d = (u128)sc->n * sc->s2 - (u128)sc->s1 * sc->s1;
+    uint64_t hi = (uint64_t)(d >> 64), lo = (uint64_t)d;
+    return hi == 0 && lo <= INT64_MAX ? (double)(int64_t)lo /* the usual case, signed: cheaper */
+                                      : (double)hi * 18446744073709551616.0 + (double)lo;
+}
+
+/* Cents window: z's numerator n c - S1, an exact integer, as a double. */
+static inline double cents_num(const struct zcents_score *sc)
+{
+    return (double)((int64_t)((uint64_t)sc->n * sc->cents) - (int64_t)sc->s1);
+}
+
 /* Cents window (sc->n > 0): the z of sc->cents against the held amounts, and *root = sqrt(d).
  * With d = n S2 - S1^2 (exact, 128 bits), mean = S1 / 100n and std = sqrt(d) / 100n, so
  * (amount - mean) / std = (n c - S1) / sqrt(d): the numerator is an exact integer (|n c - S1| <=
@@ -226,15 +250,8 @@ static inline void push_cents(struct zcore *c, void *ring, uint32_t window, uint
  * rounded, where the chain mean -> std -> z took three divisions. z is 0 when std is. */
 static inline double cents_z(const struct zcents_score *sc, double *root)
 {
-    __extension__ typedef unsigned __int128 u128;
-    u128 d = (u128)sc->n * sc->s2 - (u128)sc->s1 * sc->s1; /* n^2 var, exact */
-    uint64_t hi = (uint64_t)(d >> 64), lo = (uint64_t)d;
-    double dd = hi == 0 && lo <= INT64_MAX
-                    ? (double)(int64_t)lo /* the usual case, signed: cheaper */
-                    : (double)hi * 18446744073709551616.0 + (double)lo;
-    *root = sqrt(dd);
-    int64_t num = (int64_t)((uint64_t)sc->n * sc->cents) - (int64_t)sc->s1;
-    return *root > 0 ? (double)num / *root : 0;
+    *root = sqrt(cents_var(sc));
+    return *root > 0 ? cents_num(sc) / *root : 0;
 }
 
 /* Cents window (sc->n > 0): mean and std from cents_z's root, sharing the one reciprocal of 100n
@@ -352,13 +369,12 @@ static inline bool push_cents_scored(struct zcore *c, void *ring, uint32_t windo
     return true;
 }
 
-/* The result of a recorded cents score; mean and std only for an exception unless `full`. */
-static inline double finish_cents(const struct zcents_score *sc, const struct zscore_params *p,
-                                  bool full, struct zscore_result *out)
+/* The result of a recorded cents score from its root and z (cents_z's, both 0 for an empty
+ * window); mean and std only for an exception unless `full`. Returns z. */
+static inline double finish_rooted(const struct zcents_score *sc, const struct zscore_params *p,
+                                   bool full, double root, double z, struct zscore_result *out)
 {
-    double root = 0, z = 0, mean = 0, std = 0;
-    if (sc->n > 0)
-        z = cents_z(sc, &root);
+    double mean = 0, std = 0;
     if (sc->n < p->min_points)
         z = 0;
     if (sc->n > 0 && (full || fabs(z) > p->z_threshold))
@@ -367,16 +383,44 @@ static inline double finish_cents(const struct zcents_score *sc, const struct zs
     return z;
 }
 
+/* The result of a recorded cents score; mean and std only for an exception unless `full`. */
+static inline double finish_cents(const struct zcents_score *sc, const struct zscore_params *p,
+                                  bool full, struct zscore_result *out)
+{
+    double root = 0, z = 0;
+    if (sc->n > 0)
+        z = cents_z(sc, &root);
+    return finish_rooted(sc, p, full, root, z, out);
+}
+
 bool zcore_push_cents(struct zcore *c, void *ring, uint32_t window, uint64_t cents_max,
                       double amount, struct zcents_score *sc)
 {
     return push_cents_scored(c, ring, window, cents_max, amount, sc);
 }
 
-double zcents_finish(const struct zcents_score *sc, const struct zscore_params *p,
-                     struct zscore_result *out)
+/* Two scores at a time where SSE2 is there (every x86-64): cents_z's square root and division
+ * for both in one instruction each, with the same IEEE correct rounding as the scalar ones (so
+ * the results are bit-identical), z = 0 where the root is (also an empty window: 0 / 0 is masked
+ * away); the scalar loop does the rest, and everything elsewhere. */
+void zcents_finish_many(const struct zcents_score *sc, size_t n, const struct zscore_params *p,
+                        struct zscore_result *const *out, double *z)
 {
-    return finish_cents(sc, p, false, out);
+    size_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 2 <= n; i += 2) {
+        __m128d root = _mm_sqrt_pd(_mm_set_pd(cents_var(&sc[i + 1]), cents_var(&sc[i])));
+        __m128d q = _mm_div_pd(_mm_set_pd(cents_num(&sc[i + 1]), cents_num(&sc[i])), root);
+        q = _mm_and_pd(q, _mm_cmpgt_pd(root, _mm_setzero_pd()));
+        double r[2], zz[2];
+        _mm_storeu_pd(r, root);
+        _mm_storeu_pd(zz, q);
+        z[i] = finish_rooted(&sc[i], p, false, r[0], zz[0], out[i]);
+        z[i + 1] = finish_rooted(&sc[i + 1], p, false, r[1], zz[1], out[i + 1]);
+    }
+#endif
+    for (; i < n; i++)
+        z[i] = finish_cents(&sc[i], p, false, out[i]);
 }
 
 /* Scores amount against the window before the push (DESIGN.md 3.2), then pushes it; false (and

@@ -18,6 +18,7 @@
 #define AETHERIS_ZSCORE_H
 #include "fmacros.h"
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct zscore_params {
@@ -104,10 +105,10 @@ bool zcore_update(struct zcore *c, void *ring, const struct zscore_params *p, ui
                   double amount, struct zscore_result *out);
 /* A cents score taken apart, so that a batch can push a run of events first and do the floating
  * point of their scores afterwards, in a loop whose divisions overlap: zcore_push_cents records
- * the window's integer state before the push and pushes; zcents_finish computes the result from
- * that record. Together they equal zcore_update on a cents window, except that zcents_finish
- * returns z instead of storing it in last_z (the caller stores it) and leaves mean and std 0 for
- * a score that is not an exception. */
+ * the window's integer state before the push and pushes; zcents_finish_many computes the results
+ * from those records. Together they equal zcore_update on a cents window, bit for bit, except
+ * that zcents_finish_many returns each z instead of storing it in last_z (the caller stores it)
+ * and leaves mean and std 0 for a score that is not an exception. */
 struct zcents_score {
     uint64_t s1, s2;      /* the window's sums before the push */
     uint64_t cents;       /* the amount in cents */
@@ -119,10 +120,11 @@ struct zcents_score {
  * is wide or amount is not a whole number of cents in [0, cents_max] (use zcore_update then). */
 bool zcore_push_cents(struct zcore *c, void *ring, uint32_t window, uint64_t cents_max,
                       double amount, struct zcents_score *sc);
-/* The score recorded in *sc into *out; returns its z (for the window's last_z). Lean: mean, std
- * and suspicion are filled for an exception only (0 otherwise), which is all a batch needs. */
-double zcents_finish(const struct zcents_score *sc, const struct zscore_params *p,
-                     struct zscore_result *out);
+/* The scores recorded in sc[0..n) into *out[i], each z into z[i] (for the windows' last_z). Lean:
+ * mean, std and suspicion are filled for an exception only (0 otherwise), which is all a batch
+ * needs. Two at a time where the CPU has double-precision SIMD (SSE2), with the same results. */
+void zcents_finish_many(const struct zcents_score *sc, size_t n, const struct zscore_params *p,
+                        struct zscore_result *const *out, double *z);
 /* zwin_values on a zcore. */
 void zcore_values(const struct zcore *c, const void *ring, uint32_t window, double *out);
 /* True when every one of vals[0..n) is a whole number of cents in [0, cents_max]. */

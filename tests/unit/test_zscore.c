@@ -323,5 +323,67 @@ int main(void)
     rs = sqrt(rs / 5);
     ok(em == rm && es == rs, "zwin_exact_stats equals a two-pass over the values, oldest first");
     free(rr.v);
+
+    /* zcents_finish_many (two scores per SIMD square root and division on x86-64) against
+     * zcents_finish_many one score at a time (the scalar code) and against zcore_update on a twin
+     * window: bit for bit, at every count around the pairs (an odd tail goes scalar), with empty
+     * windows (0 / 0 masked), windows below min_points, constant windows (root 0), amounts at the
+     * cents limit (n S2 - S1^2 above 2^64) and exceptions (mean and std filled). */
+    enum { NWIN = 37 };
+    struct zscore_params pm = {100, 5, 2.5, 5000, 0.9};
+    uint64_t cmax = zscore_cents_max(pm.window);
+    static uint32_t rings[NWIN][100], twin_rings[NWIN][200];
+    struct zcore cores[NWIN], twins[NWIN];
+    struct zcents_score sc[NWIN];
+    struct zscore_result got[NWIN], one[NWIN], full[NWIN], *outs[NWIN];
+    double zs[NWIN];
+    int simd_bad = 0, pushed = 0, exceptions = 0;
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < NWIN; i++) {
+            zcore_init(&cores[i]);
+            zcore_init(&twins[i]);
+            int fill = i % 7 == 0 ? 0 : (int)((uint64_t)(uniform() * 150)); /* some full */
+            for (int k = 0; k <= fill; k++) {
+                double amt = i % 11 == 3 ? 12.34 /* constant */
+                             : i % 5 == 4
+                                 ? (double)(k % 2 ? cmax : (uint64_t)(uniform() * 9)) / 100.0
+                             : k == fill ? (double)(uint64_t)(uniform() * 9e6) / 100.0 /* spikes */
+                                         : (double)(uint64_t)(uniform() * 1e5) / 100.0;
+                if (k < fill) {
+                    struct zcents_score skip;
+                    pushed += zcore_push_cents(&cores[i], rings[i], 100, cmax, amt, &skip);
+                    zcore_update(&twins[i], twin_rings[i], &pm, cmax, amt, &full[i]);
+                } else {
+                    pushed += zcore_push_cents(&cores[i], rings[i], 100, cmax, amt, &sc[i]);
+                    zcore_update(&twins[i], twin_rings[i], &pm, cmax, amt, &full[i]);
+                }
+            }
+            outs[i] = &got[i];
+        }
+        static const size_t counts[] = {0, 1, 2, 3, 4, 7, 31, 32, NWIN};
+        for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+            memset(got, 0xA5, sizeof got);
+            zcents_finish_many(sc, counts[c], &pm, outs, zs);
+            for (size_t i = 0; i < counts[c]; i++) {
+                exceptions += got[i].exception;
+                double z1;
+                struct zscore_result *one_out = &one[i];
+                zcents_finish_many(&sc[i], 1, &pm, &one_out, &z1);
+                simd_bad +=
+                    memcmp(&zs[i], &z1, sizeof z1) != 0 ||
+                    memcmp(&got[i].z, &one[i].z, sizeof z1) != 0 ||
+                    memcmp(&got[i].z, &full[i].z, sizeof z1) != 0 || got[i].mean != one[i].mean ||
+                    got[i].std != one[i].std || got[i].suspicion != one[i].suspicion ||
+                    got[i].history_len != one[i].history_len ||
+                    got[i].exception != one[i].exception || got[i].immediate != one[i].immediate ||
+                    (got[i].exception &&
+                     (got[i].mean != full[i].mean || got[i].std != full[i].std));
+            }
+        }
+    }
+    ok(simd_bad == 0 && pushed > 0 && exceptions > 0,
+       "zcents_finish_many is bit-identical one at a time and to zcore_update (%d bad, %d "
+       "exceptions)",
+       simd_bad, exceptions);
     return done_testing();
 }
