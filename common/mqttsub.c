@@ -57,14 +57,13 @@
 #define MQTTSUB_BUF_INITIAL (256 * 1024) /* one read takes ~2,000 small messages at full load */
 #define MQTTSUB_BACKOFF_MIN_MS 100
 #define MQTTSUB_BACKOFF_MAX_MS 5000
-#define MQTTSUB_CONNECT_TIMEOUT_MS                                                                 \
-    5000                         /* TCP connect + CONNACK + SUBACK, as paho's 2 s + slack          \
-                                  */
-#define MQTTSUB_RETRY_MIN_MS 5   /* a refused message is offered again after this, */
-#define MQTTSUB_RETRY_MAX_MS 200 /* doubling up to this */
-#define MQTTSUB_SUBSCRIBE_ID 1   /* the only packet identifier we ever send */
-#define MQTTSUB_DEFAULT_KEEPALIVE_S 30
-#define MQTTSUB_HOST_MAX 256
+/* TCP connect + CONNACK + SUBACK in all: paho's 2 s connect timeout plus the subscription */
+#define MQTTSUB_CONNECT_TIMEOUT_MS 5000
+#define MQTTSUB_RETRY_MIN_MS 5         /* a refused message is offered again after this, */
+#define MQTTSUB_RETRY_MAX_MS 200       /* doubling up to this */
+#define MQTTSUB_SUBSCRIBE_ID 1         /* the only packet identifier we ever send */
+#define MQTTSUB_DEFAULT_KEEPALIVE_S 30 /* when the caller passes 0, as mqttc */
+#define MQTTSUB_HOST_MAX 256           /* a DNS name is at most 253 bytes */
 
 enum session_state { SESSION_CONNACK, SESSION_SUBACK, SESSION_READY };
 

@@ -1,8 +1,9 @@
 /* mqttc against a real mosquitto on a free loopback port (started by the test): QoS 0 and 1
  * delivery between two clients, redelivery when on_message refuses a message, a persistent
  * session that keeps 100 messages for an absent subscriber, recovery after a broker restart
- * (reconnect and resubscribe without help), fast ERR_CONN while the broker is down, and flush
- * reporting ERR_TIMEOUT (broker frozen) and ERR_CONN (broker killed). */
+ * (reconnect and resubscribe without help), fast ERR_CONN while the broker is down, flush
+ * reporting ERR_TIMEOUT (broker frozen) and ERR_CONN (broker killed), and ssl:// refused at
+ * creation. Subscribers here are native (mqttsub, tcp://), publishers paho. */
 #include "mqttc.h"
 #include <pthread.h>
 #include <signal.h>
@@ -254,6 +255,21 @@ int main(void)
     mqttc_free(pub, 1000);
     ok(clock_mono_ms() - t0 < 8000, "mqttc_free is bounded");
     mqttc_free(NULL, 0);
+
+    /* ---- ssl:// stays on paho, whose TLS-less build (libpaho-mqtt3c) refuses it at creation:
+     * the daemon then fails to start with a line naming the URL (docs/operations.md) */
+    char ssl_url[64];
+    snprintf(ssl_url, sizeof ssl_url, "ssl://127.0.0.1:%d", broker.port);
+    struct mqttc_options so = {.url = ssl_url,
+                               .client_id = "t-ssl",
+                               .clean_session = true,
+                               .subscribe_topic = "t/#",
+                               .subscribe_qos = 1,
+                               .on_message = on_message,
+                               .ctx = &live};
+    ok(mqttc_new(&so) == NULL, "an ssl:// subscriber is refused at creation (no TLS here)");
+    so.url = "tcp://";
+    ok(mqttc_new(&so) == NULL, "a tcp:// URL without a host is refused at creation");
     srv_cleanup(&broker);
     return done_testing();
 }
