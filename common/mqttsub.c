@@ -451,7 +451,7 @@ static int64_t timer_wait_ms(const struct mqttsub *s, int64_t now, int64_t conne
  * by a lost connection (reconnect at once), 0 otherwise (back off). */
 static int run_session(struct mqttsub *s)
 {
-    char why[160];
+    char why[MQTTSUB_HOST_MAX + 160]; /* the host name and an error text */
     int64_t connect_deadline = clock_mono_ms() + MQTTSUB_CONNECT_TIMEOUT_MS;
     s->fd = tcp_connect(s, connect_deadline, why, sizeof why);
     if (s->fd < 0) {
