@@ -517,10 +517,14 @@ static void test_script(void)
     is_int(f.ack_reads, 3, "the batch's ten PUBACKs arrived in one write");
     pthread_mutex_unlock(&f.mu);
     mqttsub_free(s);
-    clock_sleep_ms(100);
-    pthread_mutex_lock(&f.mu);
-    is_int(f.disconnects, 1, "DISCONNECT sent on mqttsub_free");
-    pthread_mutex_unlock(&f.mu);
+    int disconnects = 0;
+    for (deadline = clock_mono_ms() + WAIT_MS; disconnects == 0 && clock_mono_ms() < deadline;) {
+        clock_sleep_ms(5);
+        pthread_mutex_lock(&f.mu);
+        disconnects = f.disconnects;
+        pthread_mutex_unlock(&f.mu);
+    }
+    is_int(disconnects, 1, "DISCONNECT sent on mqttsub_free");
     fake_stop(&f);
 }
 
