@@ -167,6 +167,7 @@ int mqttwire_subscribe(uint8_t *out, size_t cap, uint16_t id, const char *filter
     return (int)n;
 }
 
+/* Writes PUBACK (3.4) for packet id into out. */
 void mqttwire_puback(uint8_t out[MQTTWIRE_PUBACK_LEN], uint16_t id)
 {
     out[0] = 0x40;
@@ -175,18 +176,21 @@ void mqttwire_puback(uint8_t out[MQTTWIRE_PUBACK_LEN], uint16_t id)
     out[3] = (uint8_t)id;
 }
 
+/* Writes PINGREQ (3.12) into out. */
 void mqttwire_pingreq(uint8_t out[MQTTWIRE_PINGREQ_LEN])
 {
     out[0] = 0xc0;
     out[1] = 0;
 }
 
+/* Writes DISCONNECT (3.14) into out. */
 void mqttwire_disconnect(uint8_t out[MQTTWIRE_DISCONNECT_LEN])
 {
     out[0] = 0xe0;
     out[1] = 0;
 }
 
+/* The words of 3.2.2.3 for a CONNACK return code; a static string. */
 const char *mqttwire_connack_str(uint8_t code)
 {
     switch (code) {
