@@ -50,7 +50,7 @@ static const struct option_def options[] = {
         "this daemon's id: MQTT client id, consumer name, detectedBy"),
     {"log_level", "process", OPT_ENUM, F(log_level), "info", 0, 0, "debug|info|warn|error", NULL,
      NULL, "minimum log level"},
-    STR(data_dir, "process", "var", NULL, "directory for the journal, edge snapshot, MQTT state"),
+    STR(data_dir, "process", "var", NULL, "directory for the journal and the edge snapshot"),
     BOOL(fail_fast_healthcheck, "process", "false", "FAIL_FAST_HEALTHCHECK",
          "exit at start-up if the broker, Redis or the store is unreachable"),
     INT(startup_timeout_ms, "process", "10000", 100, 600000, NULL,

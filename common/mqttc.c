@@ -1,4 +1,11 @@
-/* MQTT client (mqttc.h) over paho's MQTTClient in asynchronous mode (callbacks set).
+/* MQTT client (mqttc.h) over paho's MQTTClient in asynchronous mode (callbacks set), or, for a
+ * subscriber on a tcp:// URL, a thin wrapper over the native subscriber (mqttsub.c, which says
+ * why). paho keeps the publishers (commands, exceptions, forwarding: its per-message costs do not
+ * matter at their rates) and ssl:// subscribers: the daemon links libpaho-mqtt3c, paho's build
+ * without TLS, so an ssl:// URL fails at creation with paho's "bad protocol" code either way, and
+ * implementing TLS natively waits for a deployment that needs it (docs/operations.md). paho's
+ * subscribers run without file persistence: the native subscriber needs none, and paho's could
+ * only serve ssl://.
  *
  * paho's MQTTClient is not thread-safe and forbids calling its API from its callbacks, so:
  *  - every MQTTClient_* call made by our threads (connect, subscribe, publish, waitForCompletion,
@@ -28,14 +35,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <MQTTClient.h>
 #include "clock.h"
 #include "err.h"
-#include "fsutil.h"
 #include "log.h"
 #include "metrics.h"
+#include "mqttsub.h"
 #include "xmalloc.h"
 
 #define MQTTC_BACKOFF_MIN_MS 100     /* a broker restart is noticed quickly */
@@ -47,6 +53,7 @@
 #define MQTTC_PENDING_INITIAL 64     /* one flush batch of typical size; grows by doubling */
 
 struct mqttc {
+    struct mqttsub *native; /* a tcp:// subscriber: everything below is unused */
     MQTTClient client;
     char *url, *client_id, *username, *password, *topic;
     bool clean_session;
@@ -137,8 +144,8 @@ static void on_connection_lost(void *context, char *cause)
  * paho keep it at the head of its queue. paho 1.3 retries the head of the queue only when the next
  * packet arrives for this client (another message, a PUBACK, or at the latest the keepalive
  * PINGRESP), one delivery per packet: a refusal therefore delays redelivery by up to keepalive_s
- * and leaves the queue one message behind until quieter traffic catches up. Refusing is meant for
- * shutdown (the message stays in paho's persistence for the next run), not for flow control. */
+ * and leaves the queue one message behind until quieter traffic catches up. (paho acknowledged a
+ * QoS 1 message before this callback; only the native subscriber acks after it.) */
 static int on_message_arrived(void *context, char *topic, int topic_len, MQTTClient_message *msg)
 {
     struct mqttc *m = context;
@@ -251,13 +258,21 @@ static void free_strings(struct mqttc *m)
     free(m->topic);
 }
 
-/* Creates the paho handle (file persistence in opts->persist_dir, created if needed; in memory
- * when NULL), sets the callbacks and starts the supervisor, which connects in the background.
- * Strings in opts are copied. Returns NULL (one log line) if paho or the thread cannot be
- * created. The caller owns the result (mqttc_free). */
+/* A subscriber on a tcp:// URL gets the native subscriber. Anything else gets a paho handle
+ * (persistence in memory), its callbacks and the supervisor, which connects in the background.
+ * Strings in opts are copied. Returns NULL (one log line) if the subscriber, paho or the thread
+ * cannot be created. The caller owns the result (mqttc_free). */
 struct mqttc *mqttc_new(const struct mqttc_options *o)
 {
     struct mqttc *m = xcalloc(1, sizeof *m);
+    if (o->subscribe_topic != NULL && strncmp(o->url, "tcp://", 6) == 0) {
+        m->native = mqttsub_new(o);
+        if (m->native == NULL) {
+            free(m);
+            return NULL;
+        }
+        return m;
+    }
     m->url = xstrdup(o->url);
     m->client_id = xstrdup(o->client_id);
     m->username = dup_or_null(o->username);
@@ -272,15 +287,7 @@ struct mqttc *mqttc_new(const struct mqttc_options *o)
     pthread_mutex_init(&m->api, NULL);
     pthread_mutex_init(&m->state, NULL);
     clock_cond_init(&m->cv);
-    int ptype = MQTTCLIENT_PERSISTENCE_NONE;
-    void *pctx = NULL;
-    if (o->persist_dir && o->persist_dir[0]) {
-        if (fs_mkdirs(o->persist_dir) != 0)
-            log_warn("mqtt.persistence", "cannot create directory %s", o->persist_dir);
-        ptype = MQTTCLIENT_PERSISTENCE_DEFAULT;
-        pctx = (void *)o->persist_dir; /* paho copies it */
-    }
-    int rc = MQTTClient_create(&m->client, m->url, m->client_id, ptype, pctx);
+    int rc = MQTTClient_create(&m->client, m->url, m->client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL);
     if (rc == MQTTCLIENT_SUCCESS)
         rc = MQTTClient_setCallbacks(m->client, m, on_connection_lost, on_message_arrived,
                                      on_delivery_complete);
@@ -325,6 +332,11 @@ void mqttc_free(struct mqttc *m, int timeout_ms)
 {
     if (m == NULL)
         return;
+    if (m->native != NULL) {
+        mqttsub_free(m->native);
+        free(m);
+        return;
+    }
     pthread_mutex_lock(&m->state);
     m->stop = true;
     pthread_cond_broadcast(&m->cv);
@@ -347,6 +359,8 @@ void mqttc_free(struct mqttc *m, int timeout_ms)
  * timeout_ms (or once mqttc_free has begun). */
 int mqttc_wait_connected(struct mqttc *m, int timeout_ms)
 {
+    if (m->native != NULL)
+        return mqttsub_wait_connected(m->native, timeout_ms);
     struct timespec ts = clock_mono_deadline(timeout_ms);
     pthread_mutex_lock(&m->state);
     while (!m->connected && !m->stop)
@@ -360,6 +374,8 @@ int mqttc_wait_connected(struct mqttc *m, int timeout_ms)
 /* True while connected (and subscribed, for a subscriber). */
 bool mqttc_is_connected(struct mqttc *m)
 {
+    if (m->native != NULL)
+        return mqttsub_is_connected(m->native);
     pthread_mutex_lock(&m->state);
     bool c = m->connected;
     pthread_mutex_unlock(&m->state);
@@ -371,7 +387,7 @@ bool mqttc_is_connected(struct mqttc *m)
  * at once while disconnected, ERR_INVAL for a bad size or QoS, ERR_IO on another paho error. */
 int mqttc_publish(struct mqttc *m, const char *topic, const void *payload, size_t len, int qos)
 {
-    if (len > (size_t)INT32_MAX || qos < 0 || qos > 2)
+    if (m->native != NULL || len > (size_t)INT32_MAX || qos < 0 || qos > 2)
         return ERR_INVAL;
     if (!mqttc_is_connected(m))
         return ERR_CONN;
@@ -415,6 +431,8 @@ int mqttc_flush(struct mqttc *m, int timeout_ms)
      * MQTTClient_waitForCompletion, whose polling added up to ~100 ms per flush. Every
      * MQTTC_FLUSH_RECHECK_MS the list is pruned against paho's own, which catches a PUBACK handled
      * before mqttc_publish() recorded its token. */
+    if (m->native != NULL)
+        return ERR_INVAL;
     int64_t deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int rv = 0;
     pthread_mutex_lock(&m->api);

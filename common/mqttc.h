@@ -1,9 +1,11 @@
-/* MQTT client over paho MQTTClient (libpaho-mqtt3c) in asynchronous mode. Each mqttc owns one
- * MQTTClient handle and a supervisor thread that connects, reconnects with exponential backoff
- * (100 ms doubling to 5 s) after a lost connection or a broker restart, and re-subscribes.
- * Thread-safe: publish/flush take an internal mutex (paho's MQTTClient is not thread-safe).
- * Incoming messages are handed to on_message on paho's delivery thread; the callback must be quick
- * and must not call into this mqttc. */
+/* MQTT client of the daemon. Publishers (and subscribers on ssl:// URLs) use paho MQTTClient
+ * (libpaho-mqtt3c) in asynchronous mode: one handle and a supervisor thread that connects,
+ * reconnects with exponential backoff (100 ms doubling to 5 s) after a lost connection or a
+ * broker restart, and re-subscribes. Subscribers on tcp:// URLs use the native subscriber
+ * (mqttsub.h) with the same options and the same reconnect behaviour; a QoS 1 message is then
+ * acknowledged only after on_message returned 0. Thread-safe: publish/flush take an internal
+ * mutex (paho's MQTTClient is not thread-safe). Incoming messages are handed to on_message on
+ * the client's delivery thread; the callback must be quick and must not call into this mqttc. */
 #ifndef AETHERIS_MQTTC_H
 #define AETHERIS_MQTTC_H
 #include "fmacros.h"
@@ -13,20 +15,20 @@
 
 struct mqttc;
 
-/* Called for each message; return 0 when handled (paho frees it, and for QoS 1 it is then
- * removed from persistence), or < 0 to have paho deliver it again a moment later. */
+/* Called for each message (topic NUL-terminated; both borrowed for the call only); return 0
+ * when handled (a QoS 1 message is then acknowledged to the broker), or < 0 to have it
+ * delivered again a moment later (meanwhile nothing else is delivered and nothing is acked). */
 typedef int (*mqttc_message_fn)(void *ctx, const char *topic, const void *payload, size_t len);
 
 struct mqttc_options {
-    const char *url;         /* tcp://host:port */
-    const char *client_id;   /* must be stable across restarts for a persistent session */
-    const char *username;    /* NULL or "" = none */
-    const char *password;    /* NULL or "" = none */
-    const char *persist_dir; /* paho file persistence directory; NULL = in memory */
+    const char *url;       /* tcp://host:port */
+    const char *client_id; /* must be stable across restarts for a persistent session */
+    const char *username;  /* NULL or "" = none */
+    const char *password;  /* NULL or "" = none */
     bool clean_session;
     int keepalive_s;
     const char *subscribe_topic; /* NULL = publish-only client */
-    int subscribe_qos;
+    int subscribe_qos;           /* 0 or 1 (2 is asked as 1) */
     mqttc_message_fn on_message;
     /* NULL, or asked (on the supervisor thread, with ctx) before every connection attempt: false
      * postpones the attempt. A partition's session is connected only while this instance holds
@@ -35,13 +37,15 @@ struct mqttc_options {
     void *ctx;
 };
 
-/* Creates the client and starts its supervisor (which connects in the background). The strings
- * in opts are copied. NULL on a paho creation failure (logged). */
+/* Creates the client and starts its supervisor or reader (which connects in the background).
+ * The strings in opts are copied. NULL on a creation failure (logged). A subscriber on a
+ * tcp:// URL is native (mqttsub.h): mqttc_publish/mqttc_flush on it return ERR_INVAL. */
 struct mqttc *mqttc_new(const struct mqttc_options *opts);
 /* A publish-only client of this daemon: client id "<node_id>-<role>", clean session, the
  * configured broker, credentials and keep-alive. NULL as mqttc_new(). */
 struct mqttc *mqttc_new_publisher(const struct config *cfg, const char *role);
-/* Disconnects (waiting up to timeout_ms for in-flight QoS 1 to complete) and frees. NULL no-op. */
+/* Disconnects (waiting up to timeout_ms for in-flight QoS 1 publishes to complete) and frees.
+ * No callback runs after it returns. NULL no-op. */
 void mqttc_free(struct mqttc *m, int timeout_ms);
 /* Waits until connected (and subscribed, for a subscriber): 0 or ERR_TIMEOUT. */
 int mqttc_wait_connected(struct mqttc *m, int timeout_ms);

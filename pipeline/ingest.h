@@ -3,9 +3,9 @@
  * event and each rejected item to the journal (journal.h) with a sequence number, flushes the
  * journal with one write, and only then hands the events, in order, to the edge worker owning
  * their account (shard.h). Because the journal is written before the MQTT callback returns (and so
- * before paho forgets the message), a crash loses nothing acknowledged: start-up replays the
- * journal after the last snapshot. Snapshot markers are inserted here, under the same lock, so a
- * marker splits the event stream at one sequence number for every worker.
+ * before the subscriber acknowledges a QoS 1 message), a crash loses nothing acknowledged:
+ * start-up replays the journal after the last snapshot. Snapshot markers are inserted here, under
+ * the same lock, so a marker splits the event stream at one sequence number for every worker.
  * Thread-safe: all functions may be called from any thread. */
 #ifndef AETHERIS_INGEST_H
 #define AETHERIS_INGEST_H

@@ -1,6 +1,6 @@
 /* Pipeline wiring and life cycle (pipeline.h).
  *
- * Threads: paho's delivery thread (MQTT subscriber -> ingest), N edge workers (each owns one
+ * Threads: the MQTT subscriber's reader (mqttsub: socket -> ingest), N edge workers (each owns one
  * edge_shard: no locks on account state), the sink, the decider, and a snapshot timer. Queues:
  * one per worker (ingest -> worker, FIFO, so a marker splits every worker's stream at the same
  * sequence number) and one into the sink.
@@ -11,7 +11,6 @@
  * drain_timeout_ms), then close the queues in pipeline order so every stage drains into the next
  * before it exits. */
 #include "pipeline.h"
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -221,7 +220,8 @@ static int on_message(void *ctx, const char *topic, const void *payload, size_t 
     struct pipeline *p = ctx;
     (void)topic;
     metrics_inc(M_MQTT_MESSAGES);
-    /* While stopping, refuse: paho keeps the message and it is delivered after the restart. */
+    /* While stopping, refuse: the message is not acknowledged, so the broker keeps it for the
+     * persistent session and delivers it after the restart. */
     return ingest_payload(p->ingest, payload, len, "mqtt", NULL) == 0 ? 0 : -1;
 }
 
@@ -431,15 +431,13 @@ static int partition_acquire(void *ctx, uint32_t k)
     freeReplyObject(r);
     int64_t seq = ingest_marker(p->ingest);
     atomic_store(&p->valid_from[k], seq > 0 ? (uint64_t)seq : UINT64_MAX);
-    char topic[CONFIG_STR_MAX + 16], client_id[96], persist[CONFIG_STR_MAX + 32];
+    char topic[CONFIG_STR_MAX + 16], client_id[96];
     snprintf(topic, sizeof topic, "%s/%u/#", p->cfg->cluster_topic_prefix, k);
     snprintf(client_id, sizeof client_id, "%s-p%u", p->cfg->cluster_name, k);
-    snprintf(persist, sizeof persist, "%s/mqtt/p%u", p->cfg->data_dir, k);
     struct mqttc_options mo = {.url = p->cfg->mqtt_url,
                                .client_id = client_id,
                                .username = p->cfg->mqtt_username,
                                .password = p->cfg->mqtt_password,
-                               .persist_dir = persist,
                                .clean_session = false,
                                .keepalive_s = p->cfg->mqtt_keepalive_s,
                                .subscribe_topic = topic,
@@ -460,95 +458,6 @@ static int partition_acquire(void *ctx, uint32_t k)
     return 0;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* The whole file if it is at most cap bytes (caller frees), else NULL. */
-static char *read_small_file(const char *path, size_t cap, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *data = xmalloc(cap + 1);
-    *len = fread(data, 1, cap + 1, f);
-    fclose(f);
-    if (*len > cap) {
-        free(data);
-        return NULL;
-    }
-    return data;
-}
-
-/* paho's file persistence keeps a QoS 1 message it has acknowledged to the broker but not yet
- * handed to us as <persist dir>/<client dir>/q-<n>.msg: a native int payload length, the
- * payload, then QoS, flags, id and topic. A session let go with such a file would lose that
- * message for its next owner (which has its own files), so after disconnecting a partition
- * (and at start, for every partition directory) the files are ingested, oldest first, and
- * deleted: while the partition is still held they are scored here, in order, before its final
- * save; otherwise the router forwards them to the partition's topic. Returns the number
- * ingested. */
-static size_t drain_leftovers(struct pipeline *p, uint32_t k)
-{
-    char dir[CONFIG_STR_MAX + 32], sub[CONFIG_STR_MAX + 320], path[CONFIG_STR_MAX + 360];
-    snprintf(dir, sizeof dir, "%s/mqtt/p%u", p->cfg->data_dir, k);
-    DIR *top = opendir(dir);
-    if (top == NULL)
-        return 0;
-    size_t done = 0;
-    struct dirent *de;
-    while ((de = readdir(top)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name);
-        DIR *d = opendir(sub);
-        if (d == NULL)
-            continue;
-        uint32_t *seqs = NULL;
-        size_t n = 0, cap = 0;
-        struct dirent *fe;
-        unsigned seq;
-        char tail[8];
-        while ((fe = readdir(d)) != NULL) {
-            if (sscanf(fe->d_name, "q-%u%7s", &seq, tail) != 2 || strcmp(tail, ".msg") != 0)
-                continue;
-            if (n == cap)
-                seqs = xrealloc(seqs, (cap = cap ? cap * 2 : 16) * sizeof *seqs);
-            seqs[n++] = seq;
-        }
-        closedir(d);
-        if (n > 1)
-            qsort(seqs, n, sizeof *seqs, cmp_u32);
-        for (size_t i = 0; i < n; i++) {
-            snprintf(path, sizeof path, "%s/q-%u.msg", sub, seqs[i]);
-            size_t maxlen = (size_t)p->cfg->mqtt_max_payload + 4096, len = 0;
-            char *data = read_small_file(path, maxlen, &len);
-            int32_t plen = -1;
-            if (data != NULL && len >= 4)
-                memcpy(&plen, data, sizeof plen);
-            bool ok = plen >= 0 && (size_t)plen <= len - 4;
-            if (ok && ingest_payload(p->ingest, data + 4, (size_t)plen, "mqtt", NULL) == 0) {
-                metrics_inc(M_MQTT_MESSAGES);
-                unlink(path);
-                done++;
-            } else if (!ok) {
-                log_warn("cluster.leftover_bad", "%s is not a message paho kept; left alone", path);
-            }
-            free(data);
-        }
-        free(seqs);
-    }
-    closedir(top);
-    if (done > 0)
-        log_info("cluster.leftovers",
-                 "partition %u: %zu message(s) acknowledged but not yet "
-                 "handed over by paho were ingested from its persistence",
-                 k, done);
-    return done;
-}
-
 /* cluster hook: disconnect k's session (the broker keeps queueing for it) and, for a hand-over,
  * wait until a snapshot taken after the last of its events has saved it. */
 static void partition_release(void *ctx, uint32_t k, bool save)
@@ -556,7 +465,6 @@ static void partition_release(void *ctx, uint32_t k, bool save)
     struct pipeline *p = ctx;
     mqttc_free(p->parts[k].sub, 0); /* a subscriber has no publishes of its own to wait for */
     p->parts[k].sub = NULL;
-    drain_leftovers(p, k);
     if (!save)
         return;
     int64_t seq = ingest_marker(p->ingest);
@@ -681,15 +589,6 @@ static int cluster_start_parts(struct pipeline *p, char *err, size_t errlen)
     if (!wait_drained(p, clock_mono_ms() + p->cfg->drain_timeout_ms))
         log_warn("cluster.replay_slow", "replayed events still queued when joining the cluster");
     p->forwarder = mqttc_new_publisher(p->cfg, "forward");
-    if (p->forwarder != NULL && mqttc_wait_connected(p->forwarder, PART_SUBSCRIBE_WAIT_MS) == 0) {
-        /* what the last run's sessions had acknowledged but not handed over: forwarded */
-        size_t n = 0;
-        for (uint32_t k = 0; k < cluster_partitions(p->cluster); k++)
-            n += drain_leftovers(p, k);
-        if (n > 0 && mqttc_flush(p->forwarder, FORWARD_FLUSH_MS) != 0)
-            log_warn("cluster.leftovers_unconfirmed",
-                     "the broker did not confirm %zu forwarded leftover message(s)", n);
-    }
     if (p->forwarder == NULL || cluster_start(p->cluster) != 0) {
         snprintf(err, errlen, "cannot start the cluster member (see log)");
         return ERR_INTERNAL;
@@ -774,14 +673,10 @@ int pipeline_start(struct pipeline *p, char *err, size_t errlen)
             return rv;
         goto timer;
     }
-    char persist[CONFIG_STR_MAX + 16];
-    snprintf(persist, sizeof persist, "%s/mqtt", p->cfg->data_dir);
     struct mqttc_options mo = {.url = p->cfg->mqtt_url,
                                .client_id = p->cfg->node_id,
                                .username = p->cfg->mqtt_username,
                                .password = p->cfg->mqtt_password,
-                               /* QoS 0 has nothing to redeliver: no file per message */
-                               .persist_dir = p->cfg->mqtt_qos > 0 ? persist : NULL,
                                .clean_session = p->cfg->mqtt_clean_session,
                                .keepalive_s = p->cfg->mqtt_keepalive_s,
                                .subscribe_topic = p->cfg->mqtt_topic,
@@ -808,7 +703,7 @@ void pipeline_stop(struct pipeline *p)
         return;
     p->stopped = true;
     /* Cluster mode: hand every partition over first, while ingest still takes what their
-     * sessions deliver (a refused message would stay in this machine's paho persistence). */
+     * sessions deliver (a refused message would reach the next owner after the final save). */
     if (p->cluster != NULL)
         cluster_stop(p->cluster);
     /* Close ingest first, and if the queues do not drain in time (a dependency is down), abort the

@@ -102,7 +102,13 @@ int main(int argc, char **argv)
         log_warn("aetherisd.degraded", "starting degraded: %s (retrying in the background)", err);
     }
     pipeline = pipeline_new(&cfg, store, err, sizeof err);
-    if (pipeline == NULL || pipeline_start(pipeline, err, sizeof err) != 0)
+    if (pipeline == NULL)
+        goto out;
+    /* The webhook subscriptions are loaded into the pipeline's outbox before it starts: the
+     * journal replay and the messages the broker kept for the session (delivered the moment the
+     * subscriber connects) would otherwise be matched against no subscription. */
+    webhooks = webhooks_new(&cfg, store, pipeline_outbox(pipeline), err, sizeof err);
+    if (webhooks == NULL || pipeline_start(pipeline, err, sizeof err) != 0)
         goto out;
     redis =
         rpool_new(cfg.redis_url, cfg.redis_timeout_ms, cfg.api_redis_connections, err, sizeof err);
@@ -119,9 +125,6 @@ int main(int argc, char **argv)
         snprintf(err, sizeof err, "cannot start the event-stream thread");
         goto out;
     }
-    webhooks = webhooks_new(&cfg, store, pipeline_outbox(pipeline), err, sizeof err);
-    if (webhooks == NULL)
-        goto out;
     struct app app = {
         .cfg = &cfg,
         .store = store,
