@@ -46,6 +46,19 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid):
+    """User + system CPU seconds per thread id of the process so far."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[tid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
@@ -143,13 +156,22 @@ def bench_latency(stack, build, tmp, rates, seconds):
         d = stack.start_daemon(BASE_OPTS)
         argv = [os.path.join(build, "bench", "bench_latency"), f"tcp://127.0.0.1:{stack.mosq.port}",
                 str(rate), str(seconds), str(80_000_000 + i * 10_000_000), "200", "3000"]
+        cpu0, threads0 = cpu_s(d.proc.pid), thread_cpu_s(d.proc.pid)
         r = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True,
                                       timeout=seconds + 60).stdout)
+        cpu, threads1 = cpu_s(d.proc.pid) - cpu0, thread_cpu_s(d.proc.pid)
+        # the daemon's CPU over the run (the generator's send window and its 3 s drain), per
+        # offered event, and its busiest threads' shares of it
+        r["daemon_cpu_us_per_event"] = round(cpu * 1e6 / (rate * seconds), 2)
+        busy = sorted(((threads1[t] - threads0.get(t, 0), t) for t in threads1), reverse=True)
+        r["daemon_thread_cpu_s"] = [round(c, 2) for c, _ in busy[:6]]
         lat = d.get("/v1/metrics")[1]["latency_seconds"]
         for lane in ("immediate", "batch"):
             h = lat.get(f"event_to_decision_{lane}")  # absent from builds before the lanes split
             if h:
                 r[lane]["daemon_histogram_ms"] = {q: round(h[q] * 1000, 2) for q in ("p50", "p99")}
+        h = lat.get("agent_batch")  # the decider's time per batch, read to published
+        r["daemon_agent_batch_ms"] = {q: round(h[q] * 1000, 3) for q in ("p50", "p99")}
         r["batch_max_wait_ms"] = 300
         r["command"] = " ".join(["bench/bench_latency"] + argv[1:])
         out.append(r)

@@ -215,17 +215,16 @@ static void rows_cleanup(struct flush_rows *fr)
     free(fr->dl);
 }
 
-/* Writes the store rows, retrying until they are in. false when aborted. */
+/* Writes the store rows, one transaction for the whole flush, retrying until they are in.
+ * false when aborted. */
 static bool flush_store(struct sink *s, const struct flush_rows *fr)
 {
     int backoff = 50;
     bool logged = false;
     for (;;) {
-        int rv = store_put_transactions(s->store, fr->txn, fr->ntxn);
-        if (rv == 0 && fr->nexc > 0) /* most flushes have none: no empty transaction */
-            rv = store_put_exceptions(s->store, fr->exc, fr->nexc);
-        if (rv == 0 && fr->ndl > 0)
-            rv = store_put_deadletters(s->store, fr->dl, fr->ndl, s->cfg->deadletter_keep);
+        struct store_ingest in = {
+            fr->txn, fr->ntxn, fr->exc, fr->nexc, fr->dl, fr->ndl, s->cfg->deadletter_keep};
+        int rv = store_put_ingest(s->store, &in);
         atomic_store(&s->store_writing, rv == 0);
         if (rv == 0) {
             if (fr->noutbox > 0)
