@@ -15,6 +15,14 @@
  * the command is published and before XACK. A crash anywhere leaves the entry pending; whoever
  * processes it again finds the stored decision and republishes that same command.
  *
+ * Kill-switch locks follow the commands. What must precede a command is only its stored decision
+ * (exactly-once); the lock is a consequence of that decision, not of the command, so a batch
+ * publishes first and then sets its BLOCKs' locks in one pipeline, and the lock's round trip is
+ * off the event-to-command path (it used to sit between the store and the publish). An entry is
+ * acknowledged only when both went through: when either fails it stays pending, and whoever
+ * processes it again republishes the stored command and sets what is left of its lock (counted
+ * from the decision's timestamp, so a replay never extends a lock, nor revives an expired one).
+ *
  * Settling. A batch's entries are XACKed only after the broker has acknowledged (PUBACK) every
  * command published so far, but the decider does not wait for that before the next batch: a
  * batch's entries join the unsettled list, and settle() (mqttc_flush, then XACK of the list)
@@ -344,11 +352,10 @@ static int recv_locks(struct decider *d, size_t n, bool *locked)
     return rv;
 }
 
-/* Seconds left of the kill-switch lock of the command about to be published for it, 0 for
- * none: the whole lock_ttl_s for a BLOCK decided in this batch; for a stored BLOCK being
- * republished (a replay), what is left of the lock its decision set, counted from the decision's
- * timestamp, so that a lock whose setting failed is set after all and a replay never extends
- * one. */
+/* Seconds left of the kill-switch lock of the command just published for it, 0 for none: the whole
+ * lock_ttl_s for a BLOCK decided in this batch; for a stored BLOCK being republished (a replay),
+ * what is left of the lock its decision set, counted from the decision's timestamp, so that a lock
+ * whose setting failed is set after all and a replay never extends one. */
 static int64_t lock_seconds(const struct decider *d, const struct item *it, int64_t now_ms)
 {
     int64_t ttl_ms = (int64_t)d->cfg->lock_ttl_s * 1000;
@@ -364,14 +371,13 @@ static int64_t lock_seconds(const struct decider *d, const struct item *it, int6
     return left_ms > 0 ? (left_ms + 999) / 1000 : 0;
 }
 
-/* Writes a SET ... EX of the kill-switch lock of every BLOCK command about to be published
- * (lock_seconds), in one pipeline whose replies recv_lock_sets reads after the publish: the
- * locks reach Redis before the commands reach the broker, and their round trip overlaps the
- * publish instead of preceding it. *nsent receives the number of commands written (0: nothing
- * to read). 0, or ERR_CONN when Redis is down. */
-static int send_lock_sets(struct decider *d, struct item *const *cmd_items, size_t n, size_t *nsent)
+/* Sets the kill-switch lock of every BLOCK command just published (lock_seconds) with SET ... EX,
+ * in one pipeline; nnew of those locks belong to new decisions (counted in
+ * aetheris_account_locks_total once Redis has answered). 0, or ERR_CONN when Redis is down. */
+static int set_locks(struct decider *d, struct item *const *cmd_items, size_t n, size_t nnew)
 {
     struct rcmd *cmds = xcalloc(n, sizeof *cmds);
+    redisReply **rep = xcalloc(n, sizeof *rep);
     char(*keys)[256] = xcalloc(n, sizeof *keys);
     char(*vals)[24] = xcalloc(n, sizeof *vals);
     char(*ttls)[24] = xcalloc(n, sizeof *ttls);
@@ -391,29 +397,16 @@ static int send_lock_sets(struct decider *d, struct item *const *cmd_items, size
         rcmd_add(&cmds[k], ttls[k]);
         k++;
     }
-    int rv = k ? rconn_send(d->rc, k, cmds) : 0; /* hiredis has copied the commands out */
-    *nsent = rv == 0 ? k : 0;
-    free(cmds);
-    free(keys);
-    free(vals);
-    free(ttls);
-    set_redis(d, rv);
-    return rv;
-}
-
-/* Reads the n replies of send_lock_sets; nnew of those locks belong to new decisions (counted in
- * aetheris_account_locks_total once Redis has answered). 0 or ERR_CONN. */
-static int recv_lock_sets(struct decider *d, size_t n, size_t nnew)
-{
-    if (n == 0)
-        return 0;
-    redisReply **rep = xcalloc(n, sizeof *rep);
-    int rv = rconn_recv(d->rc, n, rep);
-    for (size_t i = 0; i < n && rv == 0; i++)
+    int rv = k ? rconn_pipeline(d->rc, k, cmds, rep) : 0;
+    for (size_t i = 0; i < k && rv == 0; i++)
         freeReplyObject(rep[i]);
     if (rv == 0)
         metrics_add(M_ACCOUNT_LOCKS, nnew);
+    free(cmds);
     free(rep);
+    free(keys);
+    free(vals);
+    free(ttls);
     set_redis(d, rv);
     return rv;
 }
@@ -623,10 +616,11 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
             goto out;
     }
 
-    /* The commands to publish: the stored one where one existed (replays, races), the new one
-     * otherwise; their BLOCK locks go to Redis first, and are read back after the publish. */
+    /* Publish: the stored command where one existed (replays, races), the new one otherwise;
+     * then the BLOCKs' kill-switch locks, whether or not every publish went through (the
+     * decisions are stored: their locks hold either way). */
     struct item **cmd_items = xcalloc(nitems, sizeof *cmd_items);
-    size_t ncmd = 0, nlocks = 0, nnew_locks = 0;
+    size_t ncmd = 0, nnew_locks = 0;
     for (size_t i = 0; i < nitems; i++)
         if (items[i].stored != NULL)
             cmd_items[ncmd++] = &items[i];
@@ -637,17 +631,13 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
         nnew_locks +=
             fresh[i].stored == NULL && fresh[i].inserted && fresh[i].action == ACTION_BLOCK;
     }
-    if (send_lock_sets(d, cmd_items, ncmd, &nlocks) != 0) {
-        free(cmd_items);
-        goto out;
-    }
     int rv = 0;
     size_t published = 0;
     for (size_t i = 0; i < ncmd && rv == 0; i++, published++)
         rv = cmd_items[i]->stored ? publish_command(d, cmd_items[i]->stored)
                                   : publish_text(d, cmd_items[i]->cmd_text);
+    int lock_rv = set_locks(d, cmd_items, ncmd, nnew_locks);
     free(cmd_items);
-    int lock_rv = recv_lock_sets(d, nlocks, nnew_locks);
     if (rv != 0 || lock_rv != 0) {
         log_warn("decide.publish_failed",
                  "%s of %zu commands failed (%s); entries stay pending and will be retried",
