@@ -59,6 +59,19 @@ def thread_cpu_s(pid):
     return out
 
 
+def ctx_switches(pid):
+    """Voluntary + involuntary context switches of all the process's threads so far."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                total += sum(int(m) for m in re.findall(r"^\w*voluntary_ctxt_switches:\s+(\d+)",
+                                                        f.read(), re.M))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return total
+
+
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
@@ -156,13 +169,15 @@ def bench_latency(stack, build, tmp, rates, seconds):
         d = stack.start_daemon(BASE_OPTS)
         argv = [os.path.join(build, "bench", "bench_latency"), f"tcp://127.0.0.1:{stack.mosq.port}",
                 str(rate), str(seconds), str(80_000_000 + i * 10_000_000), "200", "3000"]
-        cpu0, threads0 = cpu_s(d.proc.pid), thread_cpu_s(d.proc.pid)
+        cpu0, threads0, cs0 = cpu_s(d.proc.pid), thread_cpu_s(d.proc.pid), ctx_switches(d.proc.pid)
         r = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True,
                                       timeout=seconds + 60).stdout)
         cpu, threads1 = cpu_s(d.proc.pid) - cpu0, thread_cpu_s(d.proc.pid)
         # the daemon's CPU over the run (the generator's send window and its 3 s drain), per
         # offered event, and its busiest threads' shares of it
         r["daemon_cpu_us_per_event"] = round(cpu * 1e6 / (rate * seconds), 2)
+        r["daemon_context_switches_per_event"] = round(
+            (ctx_switches(d.proc.pid) - cs0) / (rate * seconds), 3)
         busy = sorted(((threads1[t] - threads0.get(t, 0), t) for t in threads1), reverse=True)
         r["daemon_thread_cpu_s"] = [round(c, 2) for c, _ in busy[:6]]
         lat = d.get("/v1/metrics")[1]["latency_seconds"]
