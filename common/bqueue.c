@@ -82,9 +82,7 @@ static int push(struct bqueue *q, void *item, bool lazy)
     int rv = ERR_CLOSED;
     bool wake = false;
     if (!q->closed) {
-        wake = put_locked(q, item);
-        if (lazy)
-            wake = q->idle_waiters > 0 || 2 * q->len >= q->cap;
+        wake = put_locked(q, item) && (!lazy || q->idle_waiters > 0 || 2 * q->len >= q->cap);
         rv = 0;
     }
     pthread_mutex_unlock(&q->mu);
