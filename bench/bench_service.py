@@ -46,6 +46,33 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid):
+    """User + system CPU seconds per (thread id, name) of the process so far."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                name, rest = f.read().split(" (", 1)[1].rsplit(")", 1)
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = rest.split()
+        out[(tid, name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def ctx_switches(pid):
+    """Voluntary + involuntary context switches of all the process's threads so far."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                total += sum(int(m) for m in re.findall(r"^\w*voluntary_ctxt_switches:\s+(\d+)",
+                                                        f.read(), re.M))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return total
+
+
 def pct(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
@@ -143,13 +170,31 @@ def bench_latency(stack, build, tmp, rates, seconds):
         d = stack.start_daemon(BASE_OPTS)
         argv = [os.path.join(build, "bench", "bench_latency"), f"tcp://127.0.0.1:{stack.mosq.port}",
                 str(rate), str(seconds), str(80_000_000 + i * 10_000_000), "200", "3000"]
+        cpu0, threads0, cs0 = cpu_s(d.proc.pid), thread_cpu_s(d.proc.pid), ctx_switches(d.proc.pid)
         r = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True,
                                       timeout=seconds + 60).stdout)
+        cpu, threads1 = cpu_s(d.proc.pid) - cpu0, thread_cpu_s(d.proc.pid)
+        # the daemon's CPU over the run (the generator's send window and its 3 s drain), per
+        # offered event, and its busiest threads' shares of it
+        r["daemon_cpu_us_per_event"] = round(cpu * 1e6 / (rate * seconds), 2)
+        r["daemon_context_switches_per_event"] = round(
+            (ctx_switches(d.proc.pid) - cs0) / (rate * seconds), 3)
+        busy = sorted(((threads1[t] - threads0.get(t, 0), t) for t in threads1), reverse=True)
+        r["daemon_thread_cpu_s"] = [round(c, 2) for c, _ in busy[:6]]
+        # the same without paho's thread (its receive path and our MQTT callback)
+        rest = sum(c for c, (_, name) in busy if name != "MQTTClient_run")
+        r["daemon_cpu_us_per_event_besides_paho"] = round(rest * 1e6 / (rate * seconds), 2)
         lat = d.get("/v1/metrics")[1]["latency_seconds"]
         for lane in ("immediate", "batch"):
             h = lat.get(f"event_to_decision_{lane}")  # absent from builds before the lanes split
             if h:
                 r[lane]["daemon_histogram_ms"] = {q: round(h[q] * 1000, 2) for q in ("p50", "p99")}
+        # the decider's time per batch (both lanes), read to published: the mean from the
+        # Prometheus sum and count (the buckets are too coarse for its quantiles)
+        prom = d.get("/metrics")[1].decode()
+        tot = {k: float(re.search(rf"^aetheris_agent_batch_seconds_{k} (\S+)$", prom, re.M)[1])
+               for k in ("sum", "count")}
+        r["daemon_agent_batch_mean_ms"] = round(tot["sum"] * 1000 / max(tot["count"], 1), 3)
         r["batch_max_wait_ms"] = 300
         r["command"] = " ".join(["bench/bench_latency"] + argv[1:])
         out.append(r)

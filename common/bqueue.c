@@ -7,7 +7,15 @@
  * run, find the mutex taken and sleep again on it, and the producer's unlock would have to wake
  * it a second time (two futex calls and context switches per hand-off instead of one). Signalling
  * after the unlock cannot lose a wake-up: a waiter was counted, and released the mutex inside
- * pthread_cond_wait, before the state it waits for could change. */
+ * pthread_cond_wait, before the state it waits for could change.
+ *
+ * Lazy pushes. A consumer that waits with a deadline while it gathers work (the sink lingering
+ * for more batches to share a store commit) gains nothing from being woken by each item that
+ * can wait: it would take the item and sleep again until the same deadline. bqueue_push_lazy
+ * therefore signals only a consumer that waits without a deadline (it would sleep forever), or
+ * when the queue is half full (the producer must not block on a full queue until a deadline);
+ * a timed waiter takes the lazily pushed items when its deadline passes or an ordinary push
+ * wakes it. */
 #include "bqueue.h"
 #include "clock.h"
 #include <pthread.h>
@@ -26,6 +34,7 @@ struct bqueue {
     size_t head; /* next pop */
     size_t len;
     unsigned pop_waiters;  /* consumers inside pthread_cond_wait on not_empty */
+    unsigned idle_waiters; /* ... of which waiting without a deadline */
     unsigned push_waiters; /* producers inside pthread_cond_wait on not_full */
     bool closed;
 };
@@ -60,7 +69,9 @@ static bool put_locked(struct bqueue *q, void *item)
     return q->pop_waiters > 0;
 }
 
-int bqueue_push(struct bqueue *q, void *item)
+/* Both pushes: blocks while full; wakes a waiting consumer, always or (lazy) only as the file
+ * comment says. */
+static int push(struct bqueue *q, void *item, bool lazy)
 {
     pthread_mutex_lock(&q->mu);
     while (q->len == q->cap && !q->closed) {
@@ -71,13 +82,23 @@ int bqueue_push(struct bqueue *q, void *item)
     int rv = ERR_CLOSED;
     bool wake = false;
     if (!q->closed) {
-        wake = put_locked(q, item);
+        wake = put_locked(q, item) && (!lazy || q->idle_waiters > 0 || 2 * q->len >= q->cap);
         rv = 0;
     }
     pthread_mutex_unlock(&q->mu);
     if (wake)
         pthread_cond_signal(&q->not_empty);
     return rv;
+}
+
+int bqueue_push(struct bqueue *q, void *item)
+{
+    return push(q, item, false);
+}
+
+int bqueue_push_lazy(struct bqueue *q, void *item)
+{
+    return push(q, item, true);
 }
 
 int bqueue_try_push(struct bqueue *q, void *item)
@@ -97,8 +118,10 @@ int bqueue_pop_many(struct bqueue *q, void **items, size_t max, int timeout_ms)
     pthread_mutex_lock(&q->mu);
     while (q->len == 0 && !q->closed && timeout_ms != 0) {
         q->pop_waiters++;
+        q->idle_waiters += timeout_ms < 0;
         int rc = timeout_ms < 0 ? pthread_cond_wait(&q->not_empty, &q->mu)
                                 : pthread_cond_timedwait(&q->not_empty, &q->mu, &deadline);
+        q->idle_waiters -= timeout_ms < 0;
         q->pop_waiters--;
         if (rc != 0)
             break;

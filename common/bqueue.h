@@ -15,6 +15,10 @@ struct bqueue *bqueue_new(size_t capacity);
 void bqueue_free(struct bqueue *q);
 /* Blocks while full; 0, or ERR_CLOSED if the queue is (or becomes) closed. */
 int bqueue_push(struct bqueue *q, void *item);
+/* bqueue_push for an item that can wait: a consumer waiting with a deadline is not woken for it
+ * (it takes it at its deadline or at the next ordinary push), one waiting without a deadline is,
+ * and so is any consumer once the queue is half full. For queues with one consumer. */
+int bqueue_push_lazy(struct bqueue *q, void *item);
 /* 0, ERR_FULL or ERR_CLOSED; never blocks. */
 int bqueue_try_push(struct bqueue *q, void *item);
 /* Pops up to `max` items into `items`, waiting up to timeout_ms (< 0: forever, 0: no wait) for

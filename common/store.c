@@ -87,15 +87,44 @@ static bool outbox_valid(const struct store_outbox *rows, size_t n)
     return true;
 }
 
+static bool txn_valid(const struct store_txn *rows, size_t n)
+{
+    if (n > 0 && rows == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].account == NULL || rows[i].json == NULL)
+            return false;
+    return true;
+}
+
+static bool exceptions_valid(const struct store_exception *rows, size_t n)
+{
+    if (n > 0 && rows == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].account == NULL || rows[i].priority == NULL || rows[i].json == NULL ||
+            !outbox_valid(rows[i].outbox, rows[i].noutbox))
+            return false;
+    return true;
+}
+
+static bool deadletters_valid(const struct store_deadletter *rows, size_t n)
+{
+    if (n > 0 && rows == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].source == NULL || rows[i].reason == NULL ||
+            (rows[i].payload == NULL && rows[i].payload_len > 0))
+            return false;
+    return true;
+}
+
 int store_put_transactions(struct store *s, const struct store_txn *rows, size_t n)
 {
     if (n == 0)
         return 0;
-    if (rows == NULL)
+    if (!txn_valid(rows, n))
         return ERR_INVAL;
-    for (size_t i = 0; i < n; i++)
-        if (rows[i].account == NULL || rows[i].json == NULL)
-            return ERR_INVAL;
     return s->ops->put_transactions(s, rows, n);
 }
 
@@ -103,13 +132,26 @@ int store_put_exceptions(struct store *s, const struct store_exception *rows, si
 {
     if (n == 0)
         return 0;
-    if (rows == NULL)
+    if (!exceptions_valid(rows, n))
         return ERR_INVAL;
-    for (size_t i = 0; i < n; i++)
-        if (rows[i].account == NULL || rows[i].priority == NULL || rows[i].json == NULL ||
-            !outbox_valid(rows[i].outbox, rows[i].noutbox))
-            return ERR_INVAL;
     return s->ops->put_exceptions(s, rows, n);
+}
+
+int store_put_ingest(struct store *s, const struct store_ingest *in)
+{
+    if (in->dl_keep < 0 || !txn_valid(in->txn, in->ntxn) || !exceptions_valid(in->exc, in->nexc) ||
+        !deadletters_valid(in->dl, in->ndl))
+        return ERR_INVAL;
+    if (in->ntxn + in->nexc + in->ndl == 0)
+        return 0;
+    if (s->ops->put_ingest)
+        return s->ops->put_ingest(s, in);
+    int rv = in->ntxn > 0 ? s->ops->put_transactions(s, in->txn, in->ntxn) : 0;
+    if (rv == 0 && in->nexc > 0)
+        rv = s->ops->put_exceptions(s, in->exc, in->nexc);
+    if (rv == 0 && in->ndl > 0)
+        rv = s->ops->put_deadletters(s, in->dl, in->ndl, in->dl_keep);
+    return rv;
 }
 
 static bool audit_valid(const struct store_audit *rows, size_t n)
@@ -155,12 +197,8 @@ int store_put_deadletters(struct store *s, const struct store_deadletter *rows, 
         return ERR_INVAL;
     if (n == 0)
         return 0;
-    if (rows == NULL)
+    if (!deadletters_valid(rows, n))
         return ERR_INVAL;
-    for (size_t i = 0; i < n; i++)
-        if (rows[i].source == NULL || rows[i].reason == NULL ||
-            (rows[i].payload == NULL && rows[i].payload_len > 0))
-            return ERR_INVAL;
     return s->ops->put_deadletters(s, rows, n, keep);
 }
 

@@ -141,6 +141,20 @@ int store_ping(struct store *s);
  * nothing twice, and a crash cannot separate a row from its deliveries. 0 or ERR_IO. */
 int store_put_transactions(struct store *s, const struct store_txn *rows, size_t n);
 int store_put_exceptions(struct store *s, const struct store_exception *rows, size_t n);
+struct store_ingest { /* what one flush of the ingest path writes */
+    const struct store_txn *txn;
+    size_t ntxn;
+    const struct store_exception *exc;
+    size_t nexc;
+    const struct store_deadletter *dl;
+    size_t ndl;
+    int dl_keep; /* the dead-letter table is trimmed to its newest dl_keep rows */
+};
+/* The transactions, exceptions (with their outbox rows) and dead letters of one sink flush in
+ * one write transaction (SQLite: one commit, all or none; MongoDB: the three bulk writes in
+ * turn, each idempotent, so retrying the whole call after a failure completes it). Any count may
+ * be 0. 0, ERR_INVAL or ERR_IO. */
+int store_put_ingest(struct store *s, const struct store_ingest *in);
 /* A batch's decisions and the tool audit rows of the calls that led to them (naudit may be 0)
  * in one write transaction: both or neither (MongoDB, without multi-document transactions: the
  * audit insert, then the decisions' bulk, so a failure can leave the audit rows alone). First

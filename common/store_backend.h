@@ -53,6 +53,8 @@ struct store_ops {
     /* Writers: n >= 1, rows valid (no NULL strings). Same contracts as store.h. */
     int (*put_transactions)(struct store *s, const struct store_txn *rows, size_t n);
     int (*put_exceptions)(struct store *s, const struct store_exception *rows, size_t n);
+    /* NULL: store_put_ingest calls the three writers above in turn. */
+    int (*put_ingest)(struct store *s, const struct store_ingest *in);
     int (*put_decisions)(struct store *s, const struct store_decision *rows, size_t n,
                          const struct store_audit *audit, size_t naudit, bool *inserted);
     int (*put_audit)(struct store *s, const struct store_audit *rows, size_t n);

@@ -771,6 +771,24 @@ static int sql_put_exceptions(struct store *s, const struct store_exception *row
                     NULL, AFTER_NONE, 0);
 }
 
+/* A sink flush: the transactions, the exceptions with their outbox rows, the dead letters and
+ * their trim, one transaction and one commit (a commit is most of a small flush's cost). */
+static int sql_put_ingest(struct store *s, const struct store_ingest *in)
+{
+    struct sql_store *ss = s->state;
+    int rc = writer_begin(ss);
+    if (rc == SQLITE_DONE && in->ntxn > 0)
+        rc = insert_rows(ss->writer, ST_PUT_TXN, bind_txn, NULL, in->txn, in->ntxn, NULL);
+    if (rc == SQLITE_DONE && in->nexc > 0)
+        rc = insert_rows(ss->writer, ST_PUT_EXC, bind_exception, exception_outbox, in->exc,
+                         in->nexc, NULL);
+    if (rc == SQLITE_DONE && in->ndl > 0)
+        rc = insert_rows(ss->writer, ST_PUT_DL, bind_deadletter, NULL, in->dl, in->ndl, NULL);
+    if (rc == SQLITE_DONE && in->ndl > 0)
+        rc = trim_table(ss->writer, ST_TRIM_DL, in->dl_keep);
+    return writer_end(ss, rc, "put ingest rows");
+}
+
 /* The tool audit, its expiry, then the decisions with their outbox rows: one transaction. */
 static int sql_put_decisions(struct store *s, const struct store_decision *rows, size_t n,
                              const struct store_audit *audit, size_t naudit, bool *inserted)
@@ -1426,6 +1444,7 @@ static const struct store_ops sqlite_ops = {
     .ping = sql_ping,
     .put_transactions = sql_put_transactions,
     .put_exceptions = sql_put_exceptions,
+    .put_ingest = sql_put_ingest,
     .put_decisions = sql_put_decisions,
     .put_audit = sql_put_audit,
     .put_deadletters = sql_put_deadletters,

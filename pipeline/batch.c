@@ -65,3 +65,11 @@ void evbatch_put(struct evbatch_pool *pool, struct evbatch *b)
     if (bqueue_try_push(pool->idle, b) != 0)
         free(b);
 }
+
+bool evbatch_has_exception(const struct evbatch *b)
+{
+    for (uint32_t i = 0; b->kind == EVBATCH_EVENTS && i < b->n; i++)
+        if (b->items[i].r.exception)
+            return true;
+    return false;
+}

@@ -6,6 +6,7 @@
 #ifndef AETHERIS_BATCH_H
 #define AETHERIS_BATCH_H
 #include "fmacros.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "buf.h"
@@ -57,5 +58,8 @@ void evbatch_pool_free(struct evbatch_pool *pool); /* frees idle batches; NULL n
 struct evbatch *evbatch_get(struct evbatch_pool *pool);
 /* Returns a batch (releasing what it owns). NULL is a no-op. */
 void evbatch_put(struct evbatch_pool *pool, struct evbatch *b);
+/* True for an EVENTS batch with at least one scored exception (its decision waits for the sink's
+ * flush of it). */
+bool evbatch_has_exception(const struct evbatch *b);
 
 #endif

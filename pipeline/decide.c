@@ -15,6 +15,14 @@
  * the command is published and before XACK. A crash anywhere leaves the entry pending; whoever
  * processes it again finds the stored decision and republishes that same command.
  *
+ * Kill-switch locks follow the commands. What must precede a command is only its stored decision
+ * (exactly-once); the lock is a consequence of that decision, not of the command, so a batch
+ * publishes first and then sets its BLOCKs' locks in one pipeline, and the lock's round trip is
+ * off the event-to-command path (it used to sit between the store and the publish). An entry is
+ * acknowledged only when both went through: when either fails it stays pending, and whoever
+ * processes it again republishes the stored command and sets what is left of its lock (counted
+ * from the decision's timestamp, so a replay never extends a lock, nor revives an expired one).
+ *
  * Settling. A batch's entries are XACKed only after the broker has acknowledged (PUBACK) every
  * command published so far, but the decider does not wait for that before the next batch: a
  * batch's entries join the unsettled list, and settle() (mqttc_flush, then XACK of the list)
@@ -344,37 +352,61 @@ static int recv_locks(struct decider *d, size_t n, bool *locked)
     return rv;
 }
 
-/* Sets the kill-switch lock for every newly inserted BLOCK decision. */
-static int set_locks(struct decider *d, struct item *items, size_t n)
+/* Seconds left of the kill-switch lock of the command just published for it, 0 for none: the whole
+ * lock_ttl_s for a BLOCK decided in this batch; for a stored BLOCK being republished (a replay),
+ * what is left of the lock its decision set, counted from the decision's timestamp, so that a lock
+ * whose setting failed is set after all and a replay never extends one. */
+static int64_t lock_seconds(const struct decider *d, const struct item *it, int64_t now_ms)
+{
+    int64_t ttl_ms = (int64_t)d->cfg->lock_ttl_s * 1000;
+    if (it->stored == NULL)
+        return it->inserted && it->action == ACTION_BLOCK ? d->cfg->lock_ttl_s : 0;
+    const char *action = json_string_value(json_object_get(it->stored, "action"));
+    json_t *ts = json_object_get(it->stored, "timestamp");
+    if (action == NULL || strcmp(action, "BLOCK") != 0 || !json_is_integer(ts))
+        return 0;
+    int64_t left_ms = json_integer_value(ts) + ttl_ms - now_ms;
+    if (left_ms > ttl_ms)
+        left_ms = ttl_ms; /* a decision stamped by a clock ahead of ours */
+    return left_ms > 0 ? (left_ms + 999) / 1000 : 0;
+}
+
+/* Sets the kill-switch lock of every BLOCK command just published (lock_seconds) with SET ... EX,
+ * in one pipeline; nnew of those locks belong to new decisions (counted in
+ * aetheris_account_locks_total once Redis has answered). 0, or ERR_CONN when Redis is down. */
+static int set_locks(struct decider *d, struct item *const *cmd_items, size_t n, size_t nnew)
 {
     struct rcmd *cmds = xcalloc(n, sizeof *cmds);
     redisReply **rep = xcalloc(n, sizeof *rep);
     char(*keys)[256] = xcalloc(n, sizeof *keys);
     char(*vals)[24] = xcalloc(n, sizeof *vals);
-    char ttl[16];
+    char(*ttls)[24] = xcalloc(n, sizeof *ttls);
+    int64_t now = clock_wall_ms();
     size_t k = 0;
-    snprintf(ttl, sizeof ttl, "%d", d->cfg->lock_ttl_s);
     for (size_t i = 0; i < n; i++) {
-        if (!items[i].inserted || items[i].action != ACTION_BLOCK)
+        int64_t secs = lock_seconds(d, cmd_items[i], now);
+        if (secs == 0)
             continue;
-        snprintf(keys[k], sizeof keys[k], "%s%s", d->keys.lock_prefix, items[i].account);
-        snprintf(vals[k], sizeof vals[k], "%llu", (unsigned long long)items[i].txid);
+        snprintf(keys[k], sizeof keys[k], "%s%s", d->keys.lock_prefix, cmd_items[i]->account);
+        snprintf(vals[k], sizeof vals[k], "%llu", (unsigned long long)cmd_items[i]->txid);
+        snprintf(ttls[k], sizeof ttls[k], "%lld", (long long)secs);
         rcmd_add(&cmds[k], "SET");
         rcmd_add(&cmds[k], keys[k]);
         rcmd_add(&cmds[k], vals[k]);
         rcmd_add(&cmds[k], "EX");
-        rcmd_add(&cmds[k], ttl);
+        rcmd_add(&cmds[k], ttls[k]);
         k++;
     }
     int rv = k ? rconn_pipeline(d->rc, k, cmds, rep) : 0;
     for (size_t i = 0; i < k && rv == 0; i++)
         freeReplyObject(rep[i]);
     if (rv == 0)
-        metrics_add(M_ACCOUNT_LOCKS, k);
+        metrics_add(M_ACCOUNT_LOCKS, nnew);
     free(cmds);
     free(rep);
     free(keys);
     free(vals);
+    free(ttls);
     set_redis(d, rv);
     return rv;
 }
@@ -583,30 +615,34 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
             store_get_decision(d->store, fresh[i].txid, &fresh[i].stored) != 0)
             goto out;
     }
-    if (set_locks(d, fresh, nfresh) != 0)
-        goto out;
 
-    /* Publish: the stored command where one existed (replays, races), the new one otherwise. */
-    int rv = 0;
-    size_t published = 0;
-    for (size_t i = 0; i < nitems && rv == 0; i++) {
-        if (items[i].stored == NULL)
-            continue;
-        rv = publish_command(d, items[i].stored);
-        published++;
-    }
-    for (size_t i = 0; i < nfresh && rv == 0; i++) {
+    /* Publish: the stored command where one existed (replays, races), the new one otherwise;
+     * then the BLOCKs' kill-switch locks, whether or not every publish went through (the
+     * decisions are stored: their locks hold either way). */
+    struct item **cmd_items = xcalloc(nitems, sizeof *cmd_items);
+    size_t ncmd = 0, nnew_locks = 0;
+    for (size_t i = 0; i < nitems; i++)
+        if (items[i].stored != NULL)
+            cmd_items[ncmd++] = &items[i];
+    for (size_t i = 0; i < nfresh; i++) {
         if (fresh[i].unstored)
             continue;
-        rv = fresh[i].stored ? publish_command(d, fresh[i].stored)
-                             : publish_text(d, fresh[i].cmd_text);
-        published++;
+        cmd_items[ncmd++] = &fresh[i];
+        nnew_locks +=
+            fresh[i].stored == NULL && fresh[i].inserted && fresh[i].action == ACTION_BLOCK;
     }
-    if (rv != 0) {
+    int rv = 0;
+    size_t published = 0;
+    for (size_t i = 0; i < ncmd && rv == 0; i++, published++)
+        rv = cmd_items[i]->stored ? publish_command(d, cmd_items[i]->stored)
+                                  : publish_text(d, cmd_items[i]->cmd_text);
+    int lock_rv = set_locks(d, cmd_items, ncmd, nnew_locks);
+    free(cmd_items);
+    if (rv != 0 || lock_rv != 0) {
         log_warn("decide.publish_failed",
-                 "publishing %zu commands failed (%s); entries stay "
-                 "pending and will be retried",
-                 published, err_str(rv));
+                 "%s of %zu commands failed (%s); entries stay pending and will be retried",
+                 rv != 0 ? "publishing" : "setting the kill-switch locks", published,
+                 err_str(rv != 0 ? rv : lock_rv));
         settle(d); /* the batches before this one: acknowledged by the broker or retried too */
         goto out;
     }

@@ -140,7 +140,9 @@ static void *worker_main(void *arg)
             else if (b->kind == EVBATCH_MARKER)
                 edge_shard_foreach(w->shard, encode_account, b);
             pthread_mutex_unlock(&w->shard_mu);
-            if (bqueue_push(p->sink_queue, b) != 0)
+            /* Events without an exception can wait for the sink's linger: no wake-up for them. */
+            bool lazy = b->kind == EVBATCH_EVENTS && !evbatch_has_exception(b);
+            if ((lazy ? bqueue_push_lazy : bqueue_push)(p->sink_queue, b) != 0)
                 evbatch_put(p->pool, b);
         }
     }

@@ -215,17 +215,16 @@ static void rows_cleanup(struct flush_rows *fr)
     free(fr->dl);
 }
 
-/* Writes the store rows, retrying until they are in. false when aborted. */
+/* Writes the store rows, one transaction for the whole flush, retrying until they are in.
+ * false when aborted. */
 static bool flush_store(struct sink *s, const struct flush_rows *fr)
 {
     int backoff = 50;
     bool logged = false;
     for (;;) {
-        int rv = store_put_transactions(s->store, fr->txn, fr->ntxn);
-        if (rv == 0 && fr->nexc > 0) /* most flushes have none: no empty transaction */
-            rv = store_put_exceptions(s->store, fr->exc, fr->nexc);
-        if (rv == 0 && fr->ndl > 0)
-            rv = store_put_deadletters(s->store, fr->dl, fr->ndl, s->cfg->deadletter_keep);
+        struct store_ingest in = {
+            fr->txn, fr->ntxn, fr->exc, fr->nexc, fr->dl, fr->ndl, s->cfg->deadletter_keep};
+        int rv = store_put_ingest(s->store, &in);
         atomic_store(&s->store_writing, rv == 0);
         if (rv == 0) {
             if (fr->noutbox > 0)
@@ -402,13 +401,15 @@ static void stage(struct sink *s, struct evbatch *b)
         s->first_staged_ns = clock_mono_ns();
     s->staged[s->nstaged++] = b;
     s->nstaged_events += b->kind == EVBATCH_EVENTS ? b->n : 1;
-    for (uint32_t i = 0; b->kind == EVBATCH_EVENTS && i < b->n && !s->staged_exception; i++)
-        s->staged_exception = b->items[i].r.exception;
+    s->staged_exception = s->staged_exception || evbatch_has_exception(b);
 }
 
 /* How long the next pop may wait (ms, bqueue_pop_many's timeout): forever with nothing staged;
  * not at all once an exception is staged (its decision waits for this flush); otherwise until
- * the oldest staged batch has lingered sink_linger_ms. */
+ * the oldest staged batch has lingered sink_linger_ms. The edge workers push batches without an
+ * exception lazily (bqueue_push_lazy), so those do not wake the sink during that wait: it takes
+ * them all at its end, one wake-up per linger instead of one per hand-off; a batch with an
+ * exception wakes it at once. */
 static int pop_timeout_ms(const struct sink *s)
 {
     if (s->nstaged == 0)

@@ -1,6 +1,7 @@
 """Start-up checks, degraded start, stream recovery (XAUTOCLAIM) and dead-lettering."""
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -84,3 +85,39 @@ def test_dead_consumer_entries_reclaimed_and_poison_dead_lettered(stack):
     assert pending == "0"
     status, body = d.get("/v1/deadletter")
     assert any(i["reason"] == "unparseable_exception" for i in body["items"])
+
+
+def test_replayed_block_sets_what_is_left_of_its_lock(stack):
+    """Invariant: every published BLOCK command has its kill-switch lock set for what is left of
+    the lock's lifetime, counted from the decision: a replayed BLOCK (its entry processed again
+    after its decision was stored, e.g. when setting the lock failed) sets a lock that is
+    missing, never for longer than the rest of lock_ttl_s, and not at all once that has passed;
+    only the first decision counts in aetheris_account_locks_total."""
+    r = stack.redis_cmd
+    d = stack.start_daemon({"lock_ttl_s": 3})
+    exc = {"transactionId": 777, "accountOrigin": "K1", "amount": 9000.0, "zScore": 20.0,
+           "mean": 100.0, "std": 10.0, "accountHistoryLength": 50, "suspicion": 1.0,
+           "priority": "immediate", "timestamp": int(time.time() * 1000), "detectedBy": "other"}
+    lock = "aetheris:account:lock:K1"
+
+    def counter(name):  # the uncached Prometheus page: no event invalidates the JSON's cache
+        text = d.get("/metrics")[1].decode()
+        return int(float(re.search(rf"^aetheris_{name}_total (\S+)$", text, re.M)[1]))
+
+    def replay():
+        before = counter("decisions_replayed")
+        r("XADD", "aetheris:stream:immediate", "*", "payload", json.dumps(exc), "suspicion", "1")
+        wait_until(lambda: counter("decisions_replayed") > before, 20, "the replay")
+
+    r("XADD", "aetheris:stream:immediate", "*", "payload", json.dumps(exc), "suspicion", "1")
+    wait_until(lambda: d.get("/v1/decisions/777")[0] == 200, 20, "the BLOCK decision")
+    assert d.get("/v1/decisions/777")[1]["action"] == "BLOCK"
+    assert r("GET", lock) == "777" and 0 < int(r("TTL", lock)) <= 3
+    r("DEL", lock)  # as if the SET had failed after the decision was stored
+    replay()
+    assert r("GET", lock) == "777", "the replayed BLOCK did not set its missing lock"
+    assert 0 < int(r("TTL", lock)) <= 3, r("TTL", lock)
+    assert counter("account_locks") == 1
+    wait_until(lambda: r("EXISTS", lock) == "0", 10, "the lock's expiry")
+    replay()  # the decision is older than lock_ttl_s: its lock has run its course
+    assert r("EXISTS", lock) == "0", "a replay extended a lock past its lifetime"

@@ -1,7 +1,9 @@
 /* Bounded queue: FIFO order across ring wrap-around, try_push on a full queue, pop timeouts
  * (measured on the monotonic clock), close semantics (drain then ERR_CLOSED, blocked pushers and
  * poppers woken), back-pressure, and a multi-producer multi-consumer run in which every item must
- * be seen exactly once and in per-producer order. alarm() bounds the whole run. */
+ * be seen exactly once and in per-producer order; lazy pushes leave a consumer with a deadline
+ * asleep until it or an ordinary push, wake one without a deadline, and wake any at half full.
+ * alarm() bounds the whole run. */
 #include "bqueue.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -273,11 +275,81 @@ static void test_backpressure_and_close(void)
     ok(1, "bqueue_free(NULL) is a no-op");
 }
 
+struct timed_pop {
+    struct bqueue *q;
+    int timeout_ms;
+    int rv;
+    double took_s; /* from the call to its return */
+};
+
+static void *timed_pop_main(void *p)
+{
+    struct timed_pop *t = p;
+    void *items[8];
+    double t0 = now_s();
+    t->rv = bqueue_pop_many(t->q, items, 8, t->timeout_ms);
+    t->took_s = now_s() - t0;
+    return NULL;
+}
+
+/* A consumer popping with timeout_ms on q, started 50 ms before the pushes that follow. */
+static void timed_pop_start(pthread_t *th, struct timed_pop *t, struct bqueue *q, int timeout_ms)
+{
+    *t = (struct timed_pop){.q = q, .timeout_ms = timeout_ms};
+    pthread_create(th, NULL, timed_pop_main, t);
+    sleep_ms(50);
+}
+
+static void test_lazy_push(void)
+{
+    struct bqueue *q = bqueue_new(8);
+    pthread_t th;
+    struct timed_pop t;
+    timed_pop_start(&th, &t, q, 400);
+    is_int(bqueue_push_lazy(q, encode(0, 1)), 0, "lazy push");
+    pthread_join(th, NULL);
+    ok(t.rv == 1 && t.took_s >= 0.38,
+       "a consumer waiting with a deadline is not woken by a lazy push: it takes the item at its "
+       "deadline (%d after %.3f s)",
+       t.rv, t.took_s);
+
+    timed_pop_start(&th, &t, q, 5000);
+    bqueue_push_lazy(q, encode(0, 2));
+    sleep_ms(50);
+    bqueue_push(q, encode(0, 3));
+    pthread_join(th, NULL);
+    ok(t.rv == 2 && t.took_s < 2.5,
+       "an ordinary push wakes it early, and it takes the lazy item too (%d after %.3f s)", t.rv,
+       t.took_s);
+
+    timed_pop_start(&th, &t, q, -1);
+    bqueue_push_lazy(q, encode(0, 4));
+    pthread_join(th, NULL);
+    ok(t.rv == 1 && t.took_s < 2.5,
+       "a consumer waiting without a deadline is woken by a lazy push (%d after %.3f s)", t.rv,
+       t.took_s);
+
+    timed_pop_start(&th, &t, q, 5000);
+    for (unsigned i = 0; i < 4; i++)
+        bqueue_push_lazy(q, encode(0, 5 + i));
+    pthread_join(th, NULL);
+    ok(t.rv >= 1 && t.took_s < 2.5,
+       "lazy pushes wake a timed waiter once the queue is half full (%d after %.3f s)", t.rv,
+       t.took_s);
+    void *rest[8];
+    int left = bqueue_pop_many(q, rest, 8, 0);
+    is_int(t.rv + (left > 0 ? left : 0), 4, "and nothing is lost");
+    bqueue_close(q);
+    is_int(bqueue_push_lazy(q, encode(0, 9)), ERR_CLOSED, "a closed queue refuses lazy pushes");
+    bqueue_free(q);
+}
+
 int main(void)
 {
     alarm(60); /* a deadlock fails the test instead of hanging ctest */
     test_basic();
     test_backpressure_and_close();
+    test_lazy_push();
     test_mpmc();
     return done_testing();
 }

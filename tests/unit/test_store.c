@@ -1053,6 +1053,48 @@ static void t_list_text(struct store *s)
     buf_cleanup(&b);
 }
 
+static void t_ingest_flush(struct store *s)
+{
+    struct store_txn t[3] = {{11, "F", 10, 100, "{\"n\":11}"},
+                             {12, "F", 30, 200, "{\"n\":12}"},
+                             {13, "G", 99, 300, "{\"n\":13}"}};
+    struct store_outbox ob = {"wh_f", "msg_anomaly_12", "anomaly.detected", "{\"n\":12}", 250};
+    struct store_exception e = {12, "F", "immediate", 0.95, 5.5, 250, "{\"e\":12}", &ob, 1};
+    struct store_deadletter dl[3] = {{"mqtt", "bad_json", 1, "a", 1},
+                                     {"mqtt", "bad_json", 2, "b", 1},
+                                     {"http", "missing_field", 3, "c", 1}};
+    struct store_ingest in = {t, 3, &e, 1, dl, 3, 2};
+    is_int(store_put_ingest(s, &in), 0, "a flush: transactions, an exception, dead letters");
+    ok(store_count(s, "transactions") == 3 && store_count(s, "exceptions") == 1 &&
+           store_count(s, "webhook_outbox") == 1,
+       "every row is in, the exception's delivery with it");
+    is_int(store_count(s, "dead_letters"), 2, "dead letters trimmed to dl_keep");
+    struct store_history h;
+    is_int(store_account_history(s, "F", NULL, 100, &h), 0, "history");
+    ok(h.count == 2 && h.mean == 20 && h.max == 30, "the flush's transactions are the history");
+    json_t *got = NULL;
+    is_int(store_get_exception(s, 12, &got), 0, "the exception reads back");
+    json_decref(got);
+    struct store_ingest again = {t, 3, &e, 1, NULL, 0, 2};
+    is_int(store_put_ingest(s, &again), 0, "the same flush again (a retry)");
+    ok(store_count(s, "transactions") == 3 && store_count(s, "exceptions") == 1 &&
+           store_count(s, "webhook_outbox") == 1,
+       "a retried flush duplicates nothing and enqueues no delivery twice");
+    struct store_txn t4 = {14, "F", 50, 400, "{\"n\":14}"};
+    struct store_exception bad = {14, "F", NULL, 0.95, 5.5, 400, "{}", NULL, 0};
+    struct store_ingest invalid = {&t4, 1, &bad, 1, NULL, 0, 2};
+    is_int(store_put_ingest(s, &invalid), ERR_INVAL, "an invalid exception refuses the flush");
+    is_int(store_count(s, "transactions"), 3, "and nothing of it is written");
+    struct store_ingest neg = {&t4, 1, NULL, 0, NULL, 0, -1};
+    is_int(store_put_ingest(s, &neg), ERR_INVAL, "negative dl_keep refused");
+    struct store_ingest empty = {NULL, 0, NULL, 0, NULL, 0, 0};
+    is_int(store_put_ingest(s, &empty), 0, "an empty flush writes nothing and succeeds");
+    struct store_ingest only_txn = {&t4, 1, NULL, 0, NULL, 0, 2};
+    is_int(store_put_ingest(s, &only_txn), 0, "a flush of transactions only");
+    ok(store_count(s, "transactions") == 4 && store_count(s, "dead_letters") == 2,
+       "its row is in; the dead letters are left as they were");
+}
+
 static const struct contract_test contract[] = {
     {"ping and name", t_ping_and_name},
     {"empty and invalid arguments", t_empty_and_invalid},
@@ -1076,6 +1118,7 @@ static const struct contract_test contract[] = {
     {"webhooks: deliveries enqueued with their row, once", t_outbox_with_rows},
     {"webhooks: claim, lease, finish, retry, release", t_outbox_claim_finish},
     {"webhooks: attempt records trimmed", t_deliveries_trim},
+    {"a sink flush in one put", t_ingest_flush},
 };
 
 /* ------------------------------------------------------------------------------------------ */
