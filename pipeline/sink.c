@@ -260,10 +260,9 @@ static bool flush_streams(struct sink *s, const struct flush_rows *fr)
 }
 
 /* Publishes the exceptions on the exceptions topic (QoS 1) without waiting for the broker's
- * acknowledgements. Waiting here would deadlock: paho delivers every client's acknowledgements on
- * one thread, the same one that runs the subscriber's callback, which blocks on a full ingest
- * queue when this sink is slow. The Redis stream is the durable path to the agents; the topic is a
- * notification, so while the broker is unreachable it is skipped and counted, never retried. */
+ * acknowledgements: a wait would put a broker round trip into every flush, and nothing depends
+ * on it. The Redis stream is the durable path to the agents; the topic is a notification, so
+ * while the broker is unreachable it is skipped and counted, never retried. */
 static void publish_exceptions(struct sink *s, const struct flush_rows *fr)
 {
     size_t failed = 0;

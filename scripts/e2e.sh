@@ -14,10 +14,7 @@ for bin in server/aetherisd tools/aetheris-replay; do
   fi
 done
 # ASan: report leaks at exit too; UBSan: abort on the first report (the harness greps the log).
-# allocator_may_return_null: after a SIGKILL, paho's file persistence can hold a torn record whose
-# length asks calloc for ~16 EiB while restoring; glibc returns NULL there and paho copes, and the
-# test of exactly that restart must exercise the same path instead of ASan aborting inside paho.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # timeout runs pytest in a process group of its own and signals the whole group when the bound
 # passes, so the servers the harness started (redis-server, mosquitto, aetherisd) go with it;

@@ -332,7 +332,7 @@ static inline void srv_cleanup(struct test_server *s)
     s->dir[0] = '\0';
 }
 
-/* Creates a fresh temporary directory (for client-side state such as paho persistence) in
+/* Creates a fresh temporary directory (for a test's own files, e.g. a key file) in
  * out; true on success. Remove it with srv_rmtree(out, 0). */
 static inline bool srv_tempdir(const char *tag, char *out, size_t outlen)
 {
