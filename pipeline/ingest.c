@@ -45,6 +45,9 @@
 #include "xmalloc.h"
 
 #define INGEST_MAX_DEADLETTERS 64 /* per payload; a 1000-item array of junk keeps the first 64 */
+/* Full batches waiting for the journal write: 2,048 events, about what one 256 KiB read of small
+ * messages holds, so a read costs one write; more are handed off at once (after a write). */
+#define INGEST_READY_MAX 64
 
 struct ingest {
     const struct config *cfg;
@@ -57,6 +60,8 @@ struct ingest {
     uint64_t next_seq;
     atomic_bool closed;       /* read without the lock: closing must not wait for a blocked push */
     struct evbatch **pending; /* per worker: the batch being filled */
+    struct evbatch *ready[INGEST_READY_MAX]; /* full batches in fill order, not handed off yet */
+    size_t nready;
     struct evbatch *dead[INGEST_MAX_DEADLETTERS];
     size_t ndead;
     size_t npending;         /* pending batches not yet handed off (and dead letters) */
@@ -171,6 +176,8 @@ void ingest_free(struct ingest *ing)
     pthread_cond_destroy(&ing->flush_cv);
     for (uint32_t w = 0; w < ing->nworkers; w++)
         evbatch_put(ing->pool, ing->pending[w]);
+    for (size_t i = 0; i < ing->nready; i++)
+        evbatch_put(ing->pool, ing->ready[i]);
     for (size_t i = 0; i < ing->ndead; i++)
         evbatch_put(ing->pool, ing->dead[i]);
     journal_close(ing->journal);
@@ -191,13 +198,18 @@ static int flush_journal(struct ingest *ing)
     return rv;
 }
 
-/* Writes the journal, then hands every filled batch to its worker (dead letters go to worker 0,
- * in order with markers). Called with the lock held. */
+/* Writes the journal, then hands every batch to its worker, the full ones first (in fill order,
+ * so each worker gets its events in order; dead letters go to worker 0, in order with markers).
+ * Called with the lock held. */
 static void push_pending(struct ingest *ing)
 {
     (void)flush_journal(ing); /* a failure was logged; the events are processed either way */
     ing->npending = 0;
     ing->last_push_ns = clock_mono_ns();
+    for (size_t i = 0; i < ing->nready; i++)
+        if (bqueue_push(ing->queues[ing->ready[i]->worker], ing->ready[i]) != 0)
+            evbatch_put(ing->pool, ing->ready[i]);
+    ing->nready = 0;
     for (uint32_t w = 0; w < ing->nworkers; w++) {
         if (ing->pending[w] == NULL)
             continue;
@@ -211,18 +223,23 @@ static void push_pending(struct ingest *ing)
     ing->ndead = 0;
 }
 
-/* Adds an accepted event to its worker's pending batch. */
+/* Adds an accepted event to its worker's pending batch; a full batch joins the ready ones. */
 static void route_event(struct ingest *ing, const struct event *ev)
 {
     uint32_t w = shard_of(ev->account, ing->nworkers);
     struct evbatch *b = ing->pending[w];
     if (b == NULL) {
         b = evbatch_get(ing->pool);
+        b->worker = w;
         ing->pending[w] = b;
         ing->npending++;
     }
     b->items[b->n++].ev = *ev;
-    if (b->n == EVBATCH_MAX)
+    if (b->n < EVBATCH_MAX)
+        return;
+    ing->ready[ing->nready++] = b;
+    ing->pending[w] = NULL;
+    if (ing->nready == INGEST_READY_MAX)
         push_pending(ing);
 }
 
@@ -348,18 +365,17 @@ static void parse_locked(struct ingest *ing, struct parse_ctx *ctx, const char *
     if (len > (size_t)ing->cfg->mqtt_max_payload)
         on_invalid(ctx, EVI_TOO_LARGE, "payload exceeds mqtt_max_payload", data, len);
     else
-        event_parse_payload(data, len, (size_t)ing->cfg->mqtt_max_batch, on_valid, on_invalid,
-                            ctx);
+        event_parse_payload(data, len, (size_t)ing->cfg->mqtt_max_batch, on_valid, on_invalid, ctx);
 }
 
-/* Writes the journal, then hands off if the last hand-off is old enough, or leaves that to the
- * flusher (*wake_flusher: signal it after the unlock, its first step is to take the lock).
- * Called with the lock held. A failed write is counted in journal_fails. */
+/* Writes the journal, then hands off if a batch is full or the last hand-off is old enough, or
+ * leaves that to the flusher (*wake_flusher: signal it after the unlock, its first step is to
+ * take the lock). Called with the lock held. A failed write is counted in journal_fails. */
 static void flush_locked(struct ingest *ing, bool *wake_flusher)
 {
     (void)flush_journal(ing);
     *wake_flusher = false;
-    if (ing->handoff_ns == 0 ||
+    if (ing->handoff_ns == 0 || ing->nready > 0 ||
         (ing->npending > 0 && clock_mono_ns() - ing->last_push_ns >= ing->handoff_ns))
         push_pending(ing);
     else

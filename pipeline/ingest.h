@@ -5,9 +5,9 @@
  * of ingest_payload, or by ingest_flush once per MQTT read), and only after that are the events
  * handed, in order, to the edge worker owning their account (shard.h). Because the MQTT
  * subscriber flushes before it acknowledges a QoS 1 message (mqttc.h on_batch_end), a crash
- * loses nothing acknowledged: start-up replays the journal after the last snapshot. Snapshot markers are inserted here, under
- * the same lock, so a marker splits the event stream at one sequence number for every worker.
- * Thread-safe: all functions may be called from any thread. */
+ * loses nothing acknowledged: start-up replays the journal after the last snapshot. Snapshot
+ * markers are inserted here, under the same lock, so a marker splits the event stream at one
+ * sequence number for every worker. Thread-safe: all functions may be called from any thread. */
 #ifndef AETHERIS_INGEST_H
 #define AETHERIS_INGEST_H
 #include "fmacros.h"

@@ -62,7 +62,7 @@ struct worker {
 struct partition_sub { /* one partition's MQTT session while this instance consumes it */
     struct pipeline *p;
     uint32_t k;
-    struct mqttc *sub; /* only touched by the cluster's threads, one at a time */
+    struct mqttc *sub;           /* only touched by the cluster's threads, one at a time */
     uint64_t journal_fails_seen; /* ingest_flush's, for sub's reader thread */
 };
 
@@ -82,8 +82,8 @@ struct pipeline {
     struct feed *feed;        /* anomalies and decisions for GET /v1/stream */
     struct outbox *outbox;    /* webhook subscriptions new anomalies and decisions are matched to */
     struct mqttc *subscriber; /* single-instance mode: mqtt_topic */
-    uint64_t journal_fails_seen; /* ingest_flush's, for the subscriber's reader thread */
-    struct cluster *cluster;  /* cluster mode (cluster_partitions > 0), else NULL */
+    uint64_t journal_fails_seen;  /* ingest_flush's, for the subscriber's reader thread */
+    struct cluster *cluster;      /* cluster mode (cluster_partitions > 0), else NULL */
     struct partition_sub *parts;  /* cluster mode: per partition */
     _Atomic uint64_t *valid_from; /* per partition: first marker holding its restored state */
     struct mqttc *forwarder;      /* publishes events of partitions consumed elsewhere */
