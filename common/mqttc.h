@@ -3,9 +3,10 @@
  * reconnects with exponential backoff (100 ms doubling to 5 s) after a lost connection or a
  * broker restart, and re-subscribes. Subscribers on tcp:// URLs use the native subscriber
  * (mqttsub.h) with the same options and the same reconnect behaviour; a QoS 1 message is then
- * acknowledged only after on_message returned 0. Thread-safe: publish/flush take an internal
- * mutex (paho's MQTTClient is not thread-safe). Incoming messages are handed to on_message on
- * the client's delivery thread; the callback must be quick and must not call into this mqttc. */
+ * acknowledged only after on_message and on_batch_end returned 0. Thread-safe: publish/flush take
+ * an internal mutex (paho's MQTTClient is not thread-safe). Incoming messages are handed to
+ * on_message on the client's delivery thread; the callback must be quick and must not call into
+ * this mqttc. */
 #ifndef AETHERIS_MQTTC_H
 #define AETHERIS_MQTTC_H
 #include "fmacros.h"
