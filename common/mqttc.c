@@ -60,6 +60,7 @@ struct mqttc {
     int keepalive_s;
     int qos;
     mqttc_message_fn on_message;
+    mqttc_batch_fn on_batch_end;
     bool (*may_connect)(void *ctx);
     void *ctx;
     pthread_mutex_t api;   /* every MQTTClient_* call from our threads */
@@ -145,13 +146,16 @@ static void on_connection_lost(void *context, char *cause)
  * packet arrives for this client (another message, a PUBACK, or at the latest the keepalive
  * PINGRESP), one delivery per packet: a refusal therefore delays redelivery by up to keepalive_s
  * and leaves the queue one message behind until quieter traffic catches up. (paho acknowledged a
- * QoS 1 message before this callback; only the native subscriber acks after it.) */
+ * QoS 1 message before this callback; only the native subscriber acks after it.) on_batch_end
+ * runs after every taken message; its failure, too, has paho offer the message again. */
 static int on_message_arrived(void *context, char *topic, int topic_len, MQTTClient_message *msg)
 {
     struct mqttc *m = context;
     (void)topic_len; /* topics are NUL-terminated: MQTT forbids NUL inside a topic name */
     if (m->on_message != NULL &&
         m->on_message(m->ctx, topic, msg->payload, (size_t)msg->payloadlen) != 0)
+        return 0;
+    if (m->on_batch_end != NULL && m->on_batch_end(m->ctx) != 0)
         return 0;
     MQTTClient_freeMessage(&msg);
     MQTTClient_free(topic);
@@ -282,6 +286,7 @@ struct mqttc *mqttc_new(const struct mqttc_options *o)
     m->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : MQTTC_DEFAULT_KEEPALIVE_S;
     m->qos = o->subscribe_qos;
     m->on_message = o->on_message;
+    m->on_batch_end = o->on_batch_end;
     m->may_connect = o->may_connect;
     m->ctx = o->ctx;
     pthread_mutex_init(&m->api, NULL);

@@ -3,9 +3,10 @@
  * reconnects with exponential backoff (100 ms doubling to 5 s) after a lost connection or a
  * broker restart, and re-subscribes. Subscribers on tcp:// URLs use the native subscriber
  * (mqttsub.h) with the same options and the same reconnect behaviour; a QoS 1 message is then
- * acknowledged only after on_message returned 0. Thread-safe: publish/flush take an internal
- * mutex (paho's MQTTClient is not thread-safe). Incoming messages are handed to on_message on
- * the client's delivery thread; the callback must be quick and must not call into this mqttc. */
+ * acknowledged only after on_message and on_batch_end returned 0. Thread-safe: publish/flush take
+ * an internal mutex (paho's MQTTClient is not thread-safe). Incoming messages are handed to
+ * on_message on the client's delivery thread; the callback must be quick and must not call into
+ * this mqttc. */
 #ifndef AETHERIS_MQTTC_H
 #define AETHERIS_MQTTC_H
 #include "fmacros.h"
@@ -19,6 +20,12 @@ struct mqttc;
  * when handled (a QoS 1 message is then acknowledged to the broker), or < 0 to have it
  * delivered again a moment later (meanwhile nothing else is delivered and nothing is acked). */
 typedef int (*mqttc_message_fn)(void *ctx, const char *topic, const void *payload, size_t len);
+/* Called after the messages on_message took from one socket read (native subscriber) or after
+ * each taken message (paho), before their QoS 1 PUBACKs go out: return 0 when they are durable
+ * (acknowledged then), or < 0 to have none of them acknowledged; the native subscriber then
+ * drops the connection (when any was QoS 1) and reconnects with backoff, so a persistent session
+ * gets them again. */
+typedef int (*mqttc_batch_fn)(void *ctx);
 
 struct mqttc_options {
     const char *url;       /* tcp://host:port */
@@ -30,6 +37,7 @@ struct mqttc_options {
     const char *subscribe_topic; /* NULL = publish-only client */
     int subscribe_qos;           /* 0 or 1 (2 is asked as 1) */
     mqttc_message_fn on_message;
+    mqttc_batch_fn on_batch_end; /* NULL = taken messages are acknowledged at once */
     /* NULL, or asked (on the supervisor thread, with ctx) before every connection attempt: false
      * postpones the attempt. A partition's session is connected only while this instance holds
      * its lease, so a lost lease never turns into a reconnect that takes the session back. */

@@ -6,21 +6,27 @@
  * load (docs/benchmarks.md, "Ingest: native subscriber"). Here one reader thread per subscriber
  * owns its socket and does, per read:
  *   recv(up to the free buffer, MQTTSUB_BUF_INITIAL at first) -> parse every complete packet in
- *   place -> on_message(topic, payload) pointing into the buffer -> one write with the PUBACKs
- *   of the QoS 1 messages on_message took.
+ *   place -> on_message(topic, payload) pointing into the buffer -> on_batch_end once -> one
+ *   write with the PUBACKs of the QoS 1 messages on_message took.
  * The topic is made NUL-terminated in place by moving it two bytes back over its length prefix
  * (already read). A partial packet at the end of the buffer is moved to its front; a packet
  * larger than the buffer grows it (up to MQTT's own limit, MQTTWIRE_MAX_PACKET), and the buffer
  * shrinks back once that packet is consumed. The socket is read with MSG_DONTWAIT and poll()ed
  * only when it is empty, so a busy subscriber makes one syscall per chunk.
  *
- * Acknowledgement after the callback. paho acknowledged a QoS 1 message before handing it over
+ * Acknowledgement after the callbacks. paho acknowledged a QoS 1 message before handing it over
  * and kept it in a file until the callback took it. Here the PUBACK goes out only after
- * on_message returned 0, i.e. after ingest wrote the event to its journal: a message that was
- * not yet taken is still the broker's (a persistent session redelivers it after a reconnect or a
- * restart; the events are deduplicated downstream by id), and nothing is kept on our disk. A
- * callback that returns < 0 gets the same message again (5 ms, doubling to 200 ms) while the
- * reader reads nothing else: that is back-pressure on the broker, and PINGREQs keep going out.
+ * on_message returned 0 and then on_batch_end returned 0, i.e. after ingest wrote the read's
+ * events to its journal with one write: a message that was not yet taken is still the broker's
+ * (a persistent session redelivers it after a reconnect or a restart; the events are
+ * deduplicated downstream by id), and nothing is kept on our disk. A callback that returns < 0
+ * gets the same message again (5 ms, doubling to 200 ms) while the reader reads nothing else:
+ * that is back-pressure on the broker, and PINGREQs keep going out; the messages taken before it
+ * in the same read are completed (on_batch_end, PUBACKs) before the first retry waits. When
+ * on_batch_end fails, the read's PUBACKs are dropped and, if there were any, the connection is
+ * too (a 3.1.1 broker resends unacknowledged messages only on a new connection, and stops
+ * sending once its in-flight window is full of them), with backoff: a persistent session gets
+ * them again, and ingest drops the copies of events it had already taken.
  *
  * Liveness. A PINGREQ is sent when nothing was sent for keepalive_s; a connection on which
  * nothing at all arrived for 1.5 x keepalive_s is dead (a black-holing proxy or a dead broker
@@ -75,6 +81,7 @@ struct mqttsub {
     int keepalive_s;
     uint8_t qos; /* requested: 0 or 1 */
     mqttc_message_fn on_message;
+    mqttc_batch_fn on_batch_end;
     bool (*may_connect)(void *ctx);
     void *ctx;
     int wake[2];      /* pipe: mqttsub_free wakes the reader out of poll() */
@@ -91,6 +98,7 @@ struct mqttsub {
     size_t cap, rd, wr;
     uint8_t *acks; /* PUBACKs of the current read, written at once after it */
     size_t nacks, capacks;
+    bool taken; /* on_message took a message since the last on_batch_end */
     int64_t last_send_ms, last_recv_ms;
     bool logged_down; /* a failed attempt was logged; the next are not, until connected */
 };
@@ -181,8 +189,25 @@ static int send_ping_if_due(struct mqttsub *s, int64_t now)
     return send_all(s, ping, sizeof ping);
 }
 
-static int flush_acks(struct mqttsub *s)
+/* Ends a batch of taken messages: on_batch_end, then one write with their PUBACKs. 0; ERR_IO
+ * when the write failed; ERR_CONN (logged) when on_batch_end refused and PUBACKs were due, so
+ * the session ends without them and backs off (a failing disk must not make us reconnect in a
+ * tight loop). */
+static int end_batch(struct mqttsub *s)
 {
+    bool taken = s->taken;
+    s->taken = false;
+    if (taken && s->on_batch_end != NULL && s->on_batch_end(s->ctx) != 0) {
+        size_t dropped = s->nacks / MQTTWIRE_PUBACK_LEN;
+        s->nacks = 0;
+        if (dropped == 0)
+            return 0;
+        log_warn("mqtt.batch_refused",
+                 "%s: %zu QoS 1 messages could not be made durable; not acknowledging them, "
+                 "reconnecting to %s to get them again",
+                 s->client_id, dropped, s->url);
+        return ERR_CONN;
+    }
     if (s->nacks == 0)
         return 0;
     int rv = send_all(s, s->acks, s->nacks);
@@ -254,11 +279,15 @@ static int handle_publish(struct mqttsub *s, const struct mqttwire_packet *pk)
            s->on_message(s->ctx, topic, pk->payload, pk->payload_len) != 0) {
         if (atomic_load(&s->stop))
             return ERR_CLOSED;
+        int rv = end_batch(s); /* what this read took so far does not wait for the retries */
+        if (rv != 0)
+            return rv;
         if (send_ping_if_due(s, clock_mono_ms()) != 0)
             return ERR_IO;
         sleep_unless_stopped(s, delay);
         delay = delay * 2 > MQTTSUB_RETRY_MAX_MS ? MQTTSUB_RETRY_MAX_MS : delay * 2;
     }
+    s->taken = true;
     if (pk->qos == 1) {
         if (s->nacks + MQTTWIRE_PUBACK_LEN > s->capacks) {
             s->capacks = s->capacks ? s->capacks * 2 : 1024;
@@ -366,7 +395,7 @@ static int process_buffer(struct mqttsub *s)
             break;
         s->rd += (size_t)n;
     }
-    int arv = flush_acks(s); /* what was taken before an error is acknowledged too */
+    int arv = end_batch(s); /* what was taken before an error is acknowledged too */
     if (rv != 0 || arv != 0)
         return rv != 0 ? rv : arv;
     if (s->rd == s->wr) {
@@ -462,6 +491,7 @@ static int run_session(struct mqttsub *s)
     s->state = SESSION_CONNACK;
     s->rd = s->wr = 0;
     s->nacks = 0;
+    s->taken = false;
     s->last_recv_ms = clock_mono_ms();
     int rv = send_connect(s);
     bool maybe_more = false; /* the last read filled the buffer: read again before polling */
@@ -561,6 +591,7 @@ struct mqttsub *mqttsub_new(const struct mqttc_options *o)
                          : MQTTSUB_DEFAULT_KEEPALIVE_S;
     s->qos = o->subscribe_qos > 0 ? 1 : 0; /* QoS 2 is never requested */
     s->on_message = o->on_message;
+    s->on_batch_end = o->on_batch_end;
     s->may_connect = o->may_connect;
     s->ctx = o->ctx;
     s->fd = -1;

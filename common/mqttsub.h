@@ -1,10 +1,11 @@
 /* Native MQTT 3.1.1 subscriber over plain TCP: the ingest path's receive side without paho. One
  * reader thread per subscriber owns the socket, connects (and reconnects with backoff), reads
  * large chunks, parses every complete packet in place and calls on_message with topic and
- * payload pointing into its buffer. A QoS 1 message is acknowledged only after on_message
- * returned 0, the PUBACKs of one read coalesced into one write. mqttc uses it for subscribers
- * on tcp:// URLs (mqttc.h states the options' meaning). Thread-safe: wait_connected and
- * is_connected from any thread; on_message runs on the reader thread and must not call in. */
+ * payload pointing into its buffer, then on_batch_end once per read. A QoS 1 message is
+ * acknowledged only after on_message and then on_batch_end returned 0, the PUBACKs of one read
+ * coalesced into one write. mqttc uses it for subscribers on tcp:// URLs (mqttc.h states the
+ * options' meaning). Thread-safe: wait_connected and is_connected from any thread; the callbacks
+ * run on the reader thread and must not call in. */
 #ifndef AETHERIS_MQTTSUB_H
 #define AETHERIS_MQTTSUB_H
 #include "fmacros.h"

@@ -40,7 +40,7 @@ struct deadletter_item {
 struct evbatch {
     enum evbatch_kind kind;
     uint32_t n;          /* EVENTS: items used */
-    uint32_t worker;     /* MARKER: the worker that encoded `snap` */
+    uint32_t worker;     /* MARKER: the worker that encoded `snap`; EVENTS: its worker (ingest) */
     uint64_t marker_seq; /* MARKER: journal sequence the snapshot is consistent with */
     uint64_t *ids;       /* MARKER for worker 0: the recent-id memory (owned, may be NULL) */
     size_t nids;

@@ -1,12 +1,13 @@
-/* The ingest router: every payload, from MQTT or HTTP, goes through ingest_payload(), which under
- * one lock validates it (event.h), drops duplicate transactionIds (dedupe.h), writes each accepted
- * event and each rejected item to the journal (journal.h) with a sequence number, flushes the
- * journal with one write, and only then hands the events, in order, to the edge worker owning
- * their account (shard.h). Because the journal is written before the MQTT callback returns (and so
- * before the subscriber acknowledges a QoS 1 message), a crash loses nothing acknowledged:
- * start-up replays the journal after the last snapshot. Snapshot markers are inserted here, under
- * the same lock, so a marker splits the event stream at one sequence number for every worker.
- * Thread-safe: all functions may be called from any thread. */
+/* The ingest router: every payload, from MQTT or HTTP, goes through ingest_payload() or
+ * ingest_payload_batched(), which under one lock validate it (event.h), drop duplicate
+ * transactionIds (dedupe.h) and append each accepted event and each rejected item to the journal
+ * (journal.h) with a sequence number. The journal is written with one write per flush (at the end
+ * of ingest_payload, or by ingest_flush once per MQTT read), and only after that are the events
+ * handed, in order, to the edge worker owning their account (shard.h). Because the MQTT
+ * subscriber flushes before it acknowledges a QoS 1 message (mqttc.h on_batch_end), a crash
+ * loses nothing acknowledged: start-up replays the journal after the last snapshot. Snapshot
+ * markers are inserted here, under the same lock, so a marker splits the event stream at one
+ * sequence number for every worker. Thread-safe: all functions may be called from any thread. */
 #ifndef AETHERIS_INGEST_H
 #define AETHERIS_INGEST_H
 #include "fmacros.h"
@@ -34,6 +35,18 @@ int64_t ingest_recover(struct ingest *ing, uint64_t from_seq, char *err, size_t 
  * 0, or ERR_CLOSED after ingest_close(). */
 int ingest_payload(struct ingest *ing, const char *data, size_t len, const char *source,
                    struct submit_counts *counts);
+/* As ingest_payload without counts, but the journal records stay in memory and no hand-off
+ * happens until the next ingest_flush (by this thread or any other). For a caller that flushes
+ * once per batch of payloads and acknowledges them after that flush. 0, or ERR_CLOSED. */
+int ingest_payload_batched(struct ingest *ing, const char *data, size_t len, const char *source);
+/* Writes every journal record appended so far with one write(2), then hands off like the end of
+ * ingest_payload. *fails_seen is the caller's own count of journal write failures (start at 0):
+ * returns ERR_IO when a write failed since the caller's previous ingest_flush (this one, or one
+ * made by another thread or a hand-off meanwhile, which may have held the caller's records; the
+ * journal logs it), else 0, and updates *fails_seen. After ERR_IO some of the caller's records
+ * may be missing from the file, though their events are processed either way: a caller that
+ * acknowledges input must not acknowledge it. Works after ingest_close. */
+int ingest_flush(struct ingest *ing, uint64_t *fails_seen);
 /* Inserts a snapshot marker into every worker queue and starts a new journal segment; returns the
  * marker's sequence number (> 0) or a negative enum err. */
 int64_t ingest_marker(struct ingest *ing);

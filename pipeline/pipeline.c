@@ -62,7 +62,8 @@ struct worker {
 struct partition_sub { /* one partition's MQTT session while this instance consumes it */
     struct pipeline *p;
     uint32_t k;
-    struct mqttc *sub; /* only touched by the cluster's threads, one at a time */
+    struct mqttc *sub;           /* only touched by the cluster's threads, one at a time */
+    uint64_t journal_fails_seen; /* ingest_flush's, for sub's reader thread */
 };
 
 struct pipeline {
@@ -81,7 +82,8 @@ struct pipeline {
     struct feed *feed;        /* anomalies and decisions for GET /v1/stream */
     struct outbox *outbox;    /* webhook subscriptions new anomalies and decisions are matched to */
     struct mqttc *subscriber; /* single-instance mode: mqtt_topic */
-    struct cluster *cluster;  /* cluster mode (cluster_partitions > 0), else NULL */
+    uint64_t journal_fails_seen;  /* ingest_flush's, for the subscriber's reader thread */
+    struct cluster *cluster;      /* cluster mode (cluster_partitions > 0), else NULL */
     struct partition_sub *parts;  /* cluster mode: per partition */
     _Atomic uint64_t *valid_from; /* per partition: first marker holding its restored state */
     struct mqttc *forwarder;      /* publishes events of partitions consumed elsewhere */
@@ -217,6 +219,8 @@ static int restore_snapshot(struct pipeline *p, uint64_t *seq, char *err, size_t
 /* ------------------------------------------------------------------------------------------ */
 /* MQTT subscriber and snapshot timer                                                           */
 
+/* The journal records of a read's messages are written once, by on_batch_end, before the read's
+ * PUBACKs (ingest.h ingest_payload_batched). */
 static int on_message(void *ctx, const char *topic, const void *payload, size_t len)
 {
     struct pipeline *p = ctx;
@@ -224,7 +228,15 @@ static int on_message(void *ctx, const char *topic, const void *payload, size_t 
     metrics_inc(M_MQTT_MESSAGES);
     /* While stopping, refuse: the message is not acknowledged, so the broker keeps it for the
      * persistent session and delivers it after the restart. */
-    return ingest_payload(p->ingest, payload, len, "mqtt", NULL) == 0 ? 0 : -1;
+    return ingest_payload_batched(p->ingest, payload, len, "mqtt") == 0 ? 0 : -1;
+}
+
+/* A failed journal write leaves the read unacknowledged: the subscriber reconnects and a
+ * persistent session delivers those messages again. */
+static int on_batch_end(void *ctx)
+{
+    struct pipeline *p = ctx;
+    return ingest_flush(p->ingest, &p->journal_fails_seen) == 0 ? 0 : -1;
 }
 
 /* Waits until every pipeline queue is empty, or the monotonic deadline passes. */
@@ -330,6 +342,12 @@ static int on_partition_message(void *ctx, const char *topic, const void *payloa
 {
     struct partition_sub *ps = ctx;
     return on_message(ps->p, topic, payload, len);
+}
+
+static int on_partition_batch_end(void *ctx)
+{
+    struct partition_sub *ps = ctx;
+    return ingest_flush(ps->p->ingest, &ps->journal_fails_seen) == 0 ? 0 : -1;
 }
 
 /* A partition's session connects while its lease is being taken or is held and fresh. */
@@ -445,6 +463,7 @@ static int partition_acquire(void *ctx, uint32_t k)
                                .subscribe_topic = topic,
                                .subscribe_qos = 1,
                                .on_message = on_partition_message,
+                               .on_batch_end = on_partition_batch_end,
                                .may_connect = partition_may_connect,
                                .ctx = &p->parts[k]};
     p->parts[k].sub = mqttc_new(&mo);
@@ -684,6 +703,7 @@ int pipeline_start(struct pipeline *p, char *err, size_t errlen)
                                .subscribe_topic = p->cfg->mqtt_topic,
                                .subscribe_qos = p->cfg->mqtt_qos,
                                .on_message = on_message,
+                               .on_batch_end = on_batch_end,
                                .ctx = p};
     p->subscriber = mqttc_new(&mo);
     if (p->subscriber == NULL) {

@@ -3,7 +3,9 @@
  * - Against a fake broker in this process (a thread on a free loopback port that plays a
  *   script): a packet dribbled over three reads and a header split across two, a QoS 1 message
  *   refused by the callback three times and acknowledged only after it is taken, the PUBACKs
- *   of a batch in one write, a refused CONNACK and a refused SUBACK (retried with backoff, never
+ *   of a batch in one write after one on_batch_end call (and none before it returned), a failing
+ *   on_batch_end (no PUBACK, the connection dropped, the message taken again on the next one and
+ *   acknowledged there), a refused CONNACK and a refused SUBACK (retried with backoff, never
  *   connected), malformed input (bad remaining length, unknown type, QoS 2, a truncated packet:
  *   each drops the connection, the next one works), a peer that goes silent (PINGREQ after the
  *   keepalive, dropped after 1.5 x keepalive, reconnected at once).
@@ -121,7 +123,8 @@ enum fake_mode {
     FAKE_REFUSE_CONNACK, /* CONNACK 5 (not authorized) */
     FAKE_REFUSE_SUBACK,  /* SUBACK 0x80 */
     FAKE_GARBAGE,        /* connection n (1..4) gets malformed input n; later ones a message */
-    FAKE_SILENT          /* CONNACK, SUBACK, then reads and never answers */
+    FAKE_SILENT,         /* CONNACK, SUBACK, then reads and never answers */
+    FAKE_REDELIVER       /* a QoS 1 message on every connection until it is acknowledged */
 };
 
 struct fake {
@@ -136,7 +139,8 @@ struct fake {
     int disconnects; /* DISCONNECTs received */
     uint16_t acks[64];
     int nacks;
-    int ack_reads; /* reads that delivered PUBACK bytes */
+    int ack_reads;     /* reads that delivered PUBACK bytes */
+    int conn_acks[64]; /* REDELIVER: PUBACKs counted when connection n+1 ended */
 };
 
 static int fake_conns(struct fake *f)
@@ -335,7 +339,20 @@ static void fake_serve(struct fake *f, int fd, int conn)
         return;
     uint8_t suback[] = {0x90, 3, body[0], body[1], f->mode == FAKE_REFUSE_SUBACK ? 0x80 : 1};
     write_all(fd, suback, sizeof suback);
-    if (f->mode == FAKE_SCRIPT)
+    if (f->mode == FAKE_REDELIVER) {
+        uint8_t a[64];
+        size_t na = publish_bytes(a, "t/again", "again", 1, 5);
+        if (conn > 1)
+            a[0] |= 0x08; /* DUP: a redelivery */
+        write_all(fd, a, na);
+        fake_read(f, fd, 1, 3000);
+        pthread_mutex_lock(&f->mu);
+        if (conn <= 64)
+            f->conn_acks[conn - 1] = f->nacks;
+        pthread_mutex_unlock(&f->mu);
+        if (fake_nacks(f) > 0)
+            fake_read(f, fd, 0, 60000);
+    } else if (f->mode == FAKE_SCRIPT)
         script(f, fd);
     else if (f->mode == FAKE_GARBAGE)
         garbage(f, fd, conn);
@@ -400,6 +417,12 @@ struct rx {
     int refuse_hold;         /* t/hold: refuse this many times */
     int acked_while_refused; /* refusals that found the message already acknowledged */
     bool hold;               /* refuse everything while set */
+    int fail_batches;        /* on_batch_end: fail this many times */
+    int batches;             /* on_batch_end calls */
+    int q1_taken;            /* QoS 1 messages taken (script: all but t/split and p1) */
+    int q1_ended;            /* ... of which a batch ended (on_batch_end returned 0) */
+    int acked_before_end;    /* on_batch_end calls that found their batch already acknowledged */
+    int batch_of[MAXMSG];    /* per taken message: on_batch_end calls before it */
     size_t big_len;
     bool big_ok;
     char payload[MAXMSG][32];
@@ -432,10 +455,34 @@ static int on_message(void *ctx, const char *topic, const void *payload, size_t 
         size_t n = len < sizeof rx->payload[0] - 1 ? len : sizeof rx->payload[0] - 1;
         memcpy(rx->payload[rx->count], payload, n);
         rx->payload[rx->count][n] = '\0';
+        rx->batch_of[rx->count] = rx->batches;
     }
+    rx->q1_taken += strcmp(topic, "t/split") != 0 && (len != 2 || memcmp(payload, "p1", 2) != 0);
     rx->count++;
     pthread_mutex_unlock(&rx->mu);
     return 0;
+}
+
+/* With a fake broker: waits 20 ms, long enough for PUBACKs written before this call to be read
+ * by the fake, and counts a batch whose PUBACKs came before it. */
+static int on_batch_end(void *ctx)
+{
+    struct rx *rx = ctx;
+    if (rx->fake != NULL)
+        clock_sleep_ms(20);
+    pthread_mutex_lock(&rx->mu);
+    rx->batches++;
+    if (rx->fake != NULL && fake_nacks(rx->fake) > rx->q1_ended)
+        rx->acked_before_end++;
+    int rv = 0;
+    if (rx->fail_batches > 0) {
+        rx->fail_batches--;
+        rv = -1;
+    } else {
+        rx->q1_ended = rx->q1_taken;
+    }
+    pthread_mutex_unlock(&rx->mu);
+    return rv;
 }
 
 static void rx_init(struct rx *rx)
@@ -473,6 +520,7 @@ static struct mqttsub *sub_new(int port, const char *id, const char *topic, bool
                               .subscribe_topic = topic,
                               .subscribe_qos = 1,
                               .on_message = on_message,
+                              .on_batch_end = on_batch_end,
                               .ctx = rx};
     return mqttsub_new(&o);
 }
@@ -507,6 +555,10 @@ static void test_script(void)
     is_int(rx.calls, 17, "on_message calls: 14 taken + 3 refused");
     is_int(rx.acked_while_refused, 0, "no PUBACK while the callback refused the message");
     is_str(rx.payload[13], "b9", "the batch in order");
+    ok(rx.batch_of[4] == rx.batch_of[13] && rx.batch_of[3] < rx.batch_of[4],
+       "the ten of one read: one on_batch_end after them (%d, %d)", rx.batch_of[4],
+       rx.batch_of[13]);
+    is_int(rx.acked_before_end, 0, "no PUBACK before on_batch_end returned");
     pthread_mutex_unlock(&rx.mu);
     int64_t deadline = clock_mono_ms() + WAIT_MS;
     while (fake_nacks(&f) < 12 && clock_mono_ms() < deadline)
@@ -525,6 +577,36 @@ static void test_script(void)
         pthread_mutex_unlock(&f.mu);
     }
     is_int(disconnects, 1, "DISCONNECT sent on mqttsub_free");
+    fake_stop(&f);
+}
+
+static void test_batch_refused(void)
+{
+    static struct fake f;
+    static struct rx rx;
+    fake_start(&f, FAKE_REDELIVER);
+    rx_init(&rx);
+    rx.fake = &f;
+    rx.fail_batches = 1;
+    struct mqttsub *s = sub_new(f.port, "t-batchfail", "t/#", false, 10, &rx);
+    is_int(rx_wait(&rx, 2, WAIT_MS), 2, "on_batch_end failed: the message is taken again");
+    int64_t deadline = clock_mono_ms() + WAIT_MS;
+    while (fake_nacks(&f) < 1 && clock_mono_ms() < deadline)
+        clock_sleep_ms(5);
+    pthread_mutex_lock(&f.mu);
+    is_int(f.conn_acks[0], 0, "no PUBACK on the connection whose batch failed");
+    ok(f.conns == 2 && f.nacks == 1 && f.acks[0] == 5,
+       "the connection was dropped; acknowledged once, on the next one (%d conns, %d acks)",
+       f.conns, f.nacks);
+    int64_t gap = f.conn_ms[1] - f.conn_ms[0];
+    pthread_mutex_unlock(&f.mu);
+    ok(gap >= 100, "reconnected after a backoff, not at once (%lld ms)", (long long)gap);
+    pthread_mutex_lock(&rx.mu);
+    ok(strcmp(rx.payload[0], "again") == 0 && strcmp(rx.payload[1], "again") == 0,
+       "the same message both times");
+    is_int(rx.batches, 2, "on_batch_end: failed once, then succeeded");
+    pthread_mutex_unlock(&rx.mu);
+    mqttsub_free(s);
     fake_stop(&f);
 }
 
@@ -701,6 +783,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     test_parse();
     test_script();
+    test_batch_refused();
     test_refusals();
     test_garbage();
     test_silent_peer();
