@@ -94,7 +94,7 @@ static const struct option_def options[] = {
         "recent stream events kept so a reconnecting client resumes by Last-Event-ID"),
 
     STR(mqtt_url, "mqtt", "tcp://127.0.0.1:1883", NULL,
-        "broker URL (MQTT_BROKER + MQTT_PORT also accepted)"),
+        "broker URL, tcp://host:port (MQTT_BROKER + MQTT_PORT also accepted)"),
     STR(mqtt_username, "mqtt", "", NULL, "broker user name"),
     {"mqtt_password", "mqtt", OPT_SECRET, F(mqtt_password), "", 0, 0, NULL, NULL, NULL,
      "broker password"},
@@ -585,8 +585,13 @@ static int validate(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "auditor_review_ratio: must not exceed auditor_block_ratio");
     else if (cfg->strategist_review_loss > cfg->strategist_block_loss)
         snprintf(err, errlen, "strategist_review_loss: must not exceed strategist_block_loss");
-    else if (strncmp(cfg->mqtt_url, "tcp://", 6) != 0 && strncmp(cfg->mqtt_url, "ssl://", 6) != 0)
-        snprintf(err, errlen, "mqtt_url: '%s' must start with tcp:// or ssl://", cfg->mqtt_url);
+    else if (strncmp(cfg->mqtt_url, "ssl://", 6) == 0)
+        snprintf(err, errlen,
+                 "mqtt_url: '%s': this build has no MQTT over TLS; use tcp:// to a "
+                 "TLS-terminating proxy (docs/operations.md)",
+                 cfg->mqtt_url);
+    else if (strncmp(cfg->mqtt_url, "tcp://", 6) != 0)
+        snprintf(err, errlen, "mqtt_url: '%s' must start with tcp://", cfg->mqtt_url);
     else if (strncmp(cfg->redis_url, "redis://", 8) != 0)
         snprintf(err, errlen, "redis_url: must start with redis://");
     else if (config_retry_schedule(cfg->webhook_retry_schedule, NULL, err, errlen) < 0 ||

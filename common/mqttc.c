@@ -1,23 +1,19 @@
-/* MQTT client (mqttc.h) over paho's MQTTClient in asynchronous mode (callbacks set), or, for a
- * subscriber on a tcp:// URL, a thin wrapper over the native subscriber (mqttsub.c, which says
- * why). paho keeps the publishers (commands, exceptions, forwarding: its per-message costs do not
- * matter at their rates) and ssl:// subscribers: the daemon links libpaho-mqtt3c, paho's build
- * without TLS, so an ssl:// URL fails at creation with paho's "bad protocol" code either way, and
- * implementing TLS natively waits for a deployment that needs it (docs/operations.md). paho's
- * subscribers run without file persistence: the native subscriber needs none, and paho's could
- * only serve ssl://.
+/* MQTT client (mqttc.h): a subscriber is a thin wrapper over the native subscriber (mqttsub.c,
+ * which says why); a publisher is paho's MQTTClient in asynchronous mode (callbacks set), with
+ * its persistence in memory. paho keeps the publishers (commands, exceptions, forwarding: its
+ * per-message costs do not matter at their rates). Neither speaks TLS (the daemon links
+ * libpaho-mqtt3c, paho's build without it), so config.c accepts tcp:// URLs only
+ * (docs/operations.md: a TLS-terminating proxy).
  *
  * paho's MQTTClient is not thread-safe and forbids calling its API from its callbacks, so:
- *  - every MQTTClient_* call made by our threads (connect, subscribe, publish, waitForCompletion,
+ *  - every MQTTClient_* call made by our threads (connect, publish, waitForCompletion,
  *    disconnect) runs under one mutex, `api`;
  *  - the callbacks never call paho: connectionLost only clears `connected`, sets `lost` and wakes
  *    the supervisor; deliveryComplete only drops the token from the pending list; messageArrived
- *    hands the message to on_message and frees it (or keeps it for redelivery);
- *  - a supervisor thread owns (re)connection: connect, subscribe, mark connected, then sleep on a
- *    condition variable until the connection is lost or mqttc_free() asks it to stop. Failed
- *    attempts back off from 100 ms doubling to 5 s. An optional may_connect callback can hold
- *    attempts back (polled every 100 ms): a cluster partition's session is only ever connected
- *    by the instance holding the partition's lease.
+ *    (a publisher subscribes to nothing) only frees what it is given;
+ *  - a supervisor thread owns (re)connection: connect, mark connected, then sleep on a condition
+ *    variable until the connection is lost or mqttc_free() asks it to stop. Failed attempts back
+ *    off from 100 ms doubling to 5 s.
  *
  * Lock order: api -> state, and paho's internal lock -> state (deliveryComplete runs with it
  * held). Nobody calls paho or takes `api` while holding `state`, so there is no cycle.
@@ -53,20 +49,15 @@
 #define MQTTC_PENDING_INITIAL 64     /* one flush batch of typical size; grows by doubling */
 
 struct mqttc {
-    struct mqttsub *native; /* a tcp:// subscriber: everything below is unused */
+    struct mqttsub *native; /* a subscriber: everything below is unused */
     MQTTClient client;
-    char *url, *client_id, *username, *password, *topic;
+    char *url, *client_id, *username, *password;
     bool clean_session;
     int keepalive_s;
-    int qos;
-    mqttc_message_fn on_message;
-    mqttc_batch_fn on_batch_end;
-    bool (*may_connect)(void *ctx);
-    void *ctx;
     pthread_mutex_t api;   /* every MQTTClient_* call from our threads */
     pthread_mutex_t state; /* everything below */
     pthread_cond_t cv;     /* CLOCK_MONOTONIC; signalled on connected/lost/stop */
-    bool connected;        /* connected and subscribed */
+    bool connected;        /* connected to the broker */
     bool lost;             /* connectionLost fired since the last attempt began */
     uint64_t losses; /* connectionLost count: a flush spanning one cannot vouch for delivery */
     bool stop;
@@ -141,22 +132,12 @@ static void on_connection_lost(void *context, char *cause)
                  cause ? ": " : "", cause ? cause : "");
 }
 
-/* paho: runs on paho's delivery thread. Returning 1 means handled (we free the message); 0 makes
- * paho keep it at the head of its queue. paho 1.3 retries the head of the queue only when the next
- * packet arrives for this client (another message, a PUBACK, or at the latest the keepalive
- * PINGRESP), one delivery per packet: a refusal therefore delays redelivery by up to keepalive_s
- * and leaves the queue one message behind until quieter traffic catches up. (paho acknowledged a
- * QoS 1 message before this callback; only the native subscriber acks after it.) on_batch_end
- * runs after every taken message; its failure, too, has paho offer the message again. */
+/* paho: runs on paho's delivery thread. A publisher subscribes to nothing, so nothing should
+ * arrive; whatever does is freed and reported handled (1). */
 static int on_message_arrived(void *context, char *topic, int topic_len, MQTTClient_message *msg)
 {
-    struct mqttc *m = context;
-    (void)topic_len; /* topics are NUL-terminated: MQTT forbids NUL inside a topic name */
-    if (m->on_message != NULL &&
-        m->on_message(m->ctx, topic, msg->payload, (size_t)msg->payloadlen) != 0)
-        return 0;
-    if (m->on_batch_end != NULL && m->on_batch_end(m->ctx) != 0)
-        return 0;
+    (void)context;
+    (void)topic_len;
     MQTTClient_freeMessage(&msg);
     MQTTClient_free(topic);
     return 1;
@@ -175,7 +156,7 @@ static void on_delivery_complete(void *context, MQTTClient_deliveryToken token)
 
 /* ---------------------------------------------------------------- supervisor */
 
-/* One connection attempt plus the subscription: the paho return code (MQTTCLIENT_SUCCESS = 0). */
+/* One connection attempt: the paho return code (MQTTCLIENT_SUCCESS = 0). */
 static int try_connect(struct mqttc *m)
 {
     MQTTClient_connectOptions opts = MQTTClient_connectOptions_initializer;
@@ -191,11 +172,6 @@ static int try_connect(struct mqttc *m)
     opts.retryInterval = 0; /* MQTT 3.1.1: resend unacknowledged publishes only on reconnect */
     pthread_mutex_lock(&m->api);
     int rc = MQTTClient_connect(m->client, &opts);
-    if (rc == MQTTCLIENT_SUCCESS && m->topic) {
-        rc = MQTTClient_subscribe(m->client, m->topic, m->qos);
-        if (rc != MQTTCLIENT_SUCCESS)
-            MQTTClient_disconnect(m->client, 0);
-    }
     pthread_mutex_unlock(&m->api);
     return rc;
 }
@@ -211,17 +187,6 @@ static void *supervisor_main(void *arg)
             pthread_cond_wait(&m->cv, &m->state);
             continue;
         }
-        if (m->may_connect != NULL) {
-            pthread_mutex_unlock(&m->state);
-            bool may = m->may_connect(m->ctx);
-            pthread_mutex_lock(&m->state);
-            if (!may) {
-                struct timespec wait = clock_mono_deadline(MQTTC_BACKOFF_MIN_MS);
-                while (!m->stop && pthread_cond_timedwait(&m->cv, &m->state, &wait) == 0)
-                    ;
-                continue;
-            }
-        }
         m->lost = false;
         pthread_mutex_unlock(&m->state);
         int rc = try_connect(m);
@@ -234,8 +199,7 @@ static void *supervisor_main(void *arg)
             backoff = MQTTC_BACKOFF_MIN_MS;
             logged_down = false;
             pthread_cond_broadcast(&m->cv);
-            log_info("mqtt.connected", "%s connected to %s%s%s", m->client_id, m->url,
-                     m->topic ? ", subscribed to " : "", m->topic ? m->topic : "");
+            log_info("mqtt.connected", "%s connected to %s", m->client_id, m->url);
             continue;
         }
         if (!logged_down)
@@ -259,17 +223,17 @@ static void free_strings(struct mqttc *m)
     free(m->client_id);
     free(m->username);
     free(m->password);
-    free(m->topic);
 }
 
-/* A subscriber on a tcp:// URL gets the native subscriber. Anything else gets a paho handle
- * (persistence in memory), its callbacks and the supervisor, which connects in the background.
- * Strings in opts are copied. Returns NULL (one log line) if the subscriber, paho or the thread
- * cannot be created. The caller owns the result (mqttc_free). */
+/* A subscriber (subscribe_topic set) gets the native subscriber, which takes tcp:// URLs only. A
+ * publisher gets a paho handle (persistence in memory), its callbacks and the supervisor, which
+ * connects in the background. Strings in opts are copied. Returns NULL (one log line) for a
+ * subscriber URL that is not tcp://host[:port], or if paho or a thread cannot be created. The
+ * caller owns the result (mqttc_free). */
 struct mqttc *mqttc_new(const struct mqttc_options *o)
 {
     struct mqttc *m = xcalloc(1, sizeof *m);
-    if (o->subscribe_topic != NULL && strncmp(o->url, "tcp://", 6) == 0) {
+    if (o->subscribe_topic != NULL) {
         m->native = mqttsub_new(o);
         if (m->native == NULL) {
             free(m);
@@ -281,14 +245,8 @@ struct mqttc *mqttc_new(const struct mqttc_options *o)
     m->client_id = xstrdup(o->client_id);
     m->username = dup_or_null(o->username);
     m->password = dup_or_null(o->password);
-    m->topic = dup_or_null(o->subscribe_topic);
     m->clean_session = o->clean_session;
     m->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : MQTTC_DEFAULT_KEEPALIVE_S;
-    m->qos = o->subscribe_qos;
-    m->on_message = o->on_message;
-    m->on_batch_end = o->on_batch_end;
-    m->may_connect = o->may_connect;
-    m->ctx = o->ctx;
     pthread_mutex_init(&m->api, NULL);
     pthread_mutex_init(&m->state, NULL);
     clock_cond_init(&m->cv);

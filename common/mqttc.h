@@ -1,9 +1,9 @@
-/* MQTT client of the daemon. Publishers (and subscribers on ssl:// URLs) use paho MQTTClient
- * (libpaho-mqtt3c) in asynchronous mode: one handle and a supervisor thread that connects,
- * reconnects with exponential backoff (100 ms doubling to 5 s) after a lost connection or a
- * broker restart, and re-subscribes. Subscribers on tcp:// URLs use the native subscriber
- * (mqttsub.h) with the same options and the same reconnect behaviour; a QoS 1 message is then
- * acknowledged only after on_message and on_batch_end returned 0. Thread-safe: publish/flush take
+/* MQTT client of the daemon, tcp:// only (no TLS: docs/operations.md). Publishers use paho
+ * MQTTClient (libpaho-mqtt3c) in asynchronous mode: one handle and a supervisor thread that
+ * connects and reconnects with exponential backoff (100 ms doubling to 5 s) after a lost
+ * connection or a broker restart. Subscribers use the native subscriber (mqttsub.h), which
+ * reconnects the same way and re-subscribes; a QoS 1 message is acknowledged only after
+ * on_message and on_batch_end returned 0. Thread-safe: publish/flush take
  * an internal mutex (paho's MQTTClient is not thread-safe). Incoming messages are handed to
  * on_message on the client's delivery thread; the callback must be quick and must not call into
  * this mqttc. */
@@ -20,11 +20,10 @@ struct mqttc;
  * when handled (a QoS 1 message is then acknowledged to the broker), or < 0 to have it
  * delivered again a moment later (meanwhile nothing else is delivered and nothing is acked). */
 typedef int (*mqttc_message_fn)(void *ctx, const char *topic, const void *payload, size_t len);
-/* Called after the messages on_message took from one socket read (native subscriber) or after
- * each taken message (paho), before their QoS 1 PUBACKs go out: return 0 when they are durable
- * (acknowledged then), or < 0 to have none of them acknowledged; the native subscriber then
- * drops the connection (when any was QoS 1) and reconnects with backoff, so a persistent session
- * gets them again. */
+/* Called after the messages on_message took from one socket read, before their QoS 1 PUBACKs
+ * go out: return 0 when they are durable (acknowledged then), or < 0 to have none of them
+ * acknowledged; the subscriber then drops the connection (when any was QoS 1) and reconnects
+ * with backoff, so a persistent session gets them again. */
 typedef int (*mqttc_batch_fn)(void *ctx);
 
 struct mqttc_options {
@@ -46,8 +45,9 @@ struct mqttc_options {
 };
 
 /* Creates the client and starts its supervisor or reader (which connects in the background).
- * The strings in opts are copied. NULL on a creation failure (logged). A subscriber on a
- * tcp:// URL is native (mqttsub.h): mqttc_publish/mqttc_flush on it return ERR_INVAL. */
+ * The strings in opts are copied. NULL on a creation failure (logged), e.g. a URL that is not
+ * tcp://. A subscriber is native (mqttsub.h): mqttc_publish/mqttc_flush on it return
+ * ERR_INVAL. */
 struct mqttc *mqttc_new(const struct mqttc_options *opts);
 /* A publish-only client of this daemon: client id "<node_id>-<role>", clean session, the
  * configured broker, credentials and keep-alive. NULL as mqttc_new(). */

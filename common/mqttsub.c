@@ -36,8 +36,9 @@
  * error (a malformed packet, which a broker would redeliver) does not reset the backoff, so a
  * poisoned message cannot make us reconnect in a tight loop.
  *
- * Not here: TLS (ssl:// subscribers stay on paho, mqttc.c says why) and QoS 2 (never requested:
- * the subscription asks for at most QoS 1, and a QoS 2 PUBLISH is a protocol error). */
+ * Not here: TLS (the daemon has none: config.c refuses ssl://, docs/operations.md) and QoS 2
+ * (never requested: the subscription asks for at most QoS 1, and a QoS 2 PUBLISH is a protocol
+ * error). */
 #include "mqttsub.h"
 #include <errno.h>
 #include <fcntl.h>

@@ -191,9 +191,17 @@ static void test_argv_forms(void)
     env("MQTT_PORT", "2883");
     is_int(load(&c, err, 1), CONFIG_OK, "MQTT_PORT alone");
     ok(strcmp(c.mqtt_url, "tcp://127.0.0.1:2883") == 0, "default host: %s", c.mqtt_url);
-    env("AETHERIS_MQTT_URL", "ssl://b.example:8883");
+    env("AETHERIS_MQTT_URL", "tcp://b.example:1884");
     is_int(load(&c, err, 1), CONFIG_OK, "AETHERIS_MQTT_URL set too");
-    ok(strcmp(c.mqtt_url, "ssl://b.example:8883") == 0, "AETHERIS_MQTT_URL wins: %s", c.mqtt_url);
+    ok(strcmp(c.mqtt_url, "tcp://b.example:1884") == 0, "AETHERIS_MQTT_URL wins: %s", c.mqtt_url);
+    nfake = 0;
+    env("AETHERIS_MQTT_URL", "ssl://b.example:8883");
+    ok(load(&c, err, 1) == CONFIG_ERROR && strstr(err, "no MQTT over TLS"),
+       "ssl:// refused with the reason: %s", err);
+    nfake = 0;
+    env("AETHERIS_MQTT_URL", "mqtt://b.example:1883");
+    ok(load(&c, err, 1) == CONFIG_ERROR && strstr(err, "must start with tcp://"),
+       "another scheme refused: %s", err);
     nfake = 0;
     env("MQTT_PORT", "18x3");
     ok(load(&c, err, 1) == CONFIG_ERROR && strstr(err, "MQTT_PORT"), "bad MQTT_PORT: %s", err);

@@ -256,8 +256,7 @@ int main(void)
     ok(clock_mono_ms() - t0 < 8000, "mqttc_free is bounded");
     mqttc_free(NULL, 0);
 
-    /* ---- ssl:// stays on paho, whose TLS-less build (libpaho-mqtt3c) refuses it at creation:
-     * the daemon then fails to start with a line naming the URL (docs/operations.md) */
+    /* ---- a subscriber takes tcp:// only (config.c refuses ssl:// before this is reached) */
     char ssl_url[64];
     snprintf(ssl_url, sizeof ssl_url, "ssl://127.0.0.1:%d", broker.port);
     struct mqttc_options so = {.url = ssl_url,
@@ -267,7 +266,7 @@ int main(void)
                                .subscribe_qos = 1,
                                .on_message = on_message,
                                .ctx = &live};
-    ok(mqttc_new(&so) == NULL, "an ssl:// subscriber is refused at creation (no TLS here)");
+    ok(mqttc_new(&so) == NULL, "an ssl:// subscriber is refused at creation (no TLS)");
     so.url = "tcp://";
     ok(mqttc_new(&so) == NULL, "a tcp:// URL without a host is refused at creation");
     srv_cleanup(&broker);
