@@ -355,7 +355,7 @@ int main(int argc, char **argv)
                 ;
             now = clock_mono_ns();
         }
-        if (now - due > max_lag_ns) /* the first event sent at a wake-up is the latest */
+        if (now - due > max_lag_ns) /* the first event sent at a wake-up is the furthest behind */
             max_lag_ns = now - due;
         if (!raw) {
             make_event(k, accounts, &ev);
