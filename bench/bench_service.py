@@ -7,7 +7,9 @@ ports under a temporary directory; every wait bounded). Prints one JSON object p
               p50/p99 over --samples events
   latency     event-to-decision per lane at fixed offered loads, open loop (bench/bench_latency:
               a fixed schedule, latency from each event's scheduled send time to its command
-              arriving on MQTT, so a slow daemon can neither slow the load nor hide the wait)
+              arriving on MQTT, so a slow daemon can neither slow the load nor hide the wait);
+              --latency-publisher paho sends with paho (Nagle on) instead of its own TCP_NODELAY
+              socket, to compare with figures from before 2026-12-07
   rest        wrk on cached GET /v1/metrics, GET /v1/decisions?limit=50 and GET /v1/health, idle
               and under ingest, against the same load on bench/static_http (a minimal epoll server serving
               a fixed body of the same size) as the machine's HTTP ceiling
@@ -159,7 +161,7 @@ def bench_freshness(stack, samples):
     return result
 
 
-def bench_latency(stack, build, tmp, rates, seconds):
+def bench_latency(stack, build, tmp, rates, seconds, publisher):
     """Per offered rate: a fresh daemon (rule agents, default lane windows) and bench/bench_latency
     (open loop, fixed schedule, latency from each event's *scheduled* send time to its command
     arriving on MQTT, per lane); the daemon's own per-lane histograms (edge arrival to XACK, whole
@@ -169,7 +171,8 @@ def bench_latency(stack, build, tmp, rates, seconds):
         stack.redis_cmd("FLUSHALL")
         d = stack.start_daemon(BASE_OPTS)
         argv = [os.path.join(build, "bench", "bench_latency"), f"tcp://127.0.0.1:{stack.mosq.port}",
-                str(rate), str(seconds), str(80_000_000 + i * 10_000_000), "200", "3000"]
+                str(rate), str(seconds), str(80_000_000 + i * 10_000_000), "200", "3000",
+                publisher]
         cpu0, threads0, cs0 = cpu_s(d.proc.pid), thread_cpu_s(d.proc.pid), ctx_switches(d.proc.pid)
         r = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True,
                                       timeout=seconds + 60).stdout)
@@ -344,6 +347,9 @@ def main():
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--rates", default="1000,5000,20000")
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--latency-publisher", choices=("raw", "paho"), default="raw",
+                    help="bench_latency's event publisher: its own TCP_NODELAY socket (raw) or "
+                         "paho, whose socket runs Nagle's algorithm (docs/benchmarks.md)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra daemon option for every benchmark (repeatable), e.g. "
                          "--set ingest_handoff_us=0 to compare a setting in the same sitting")
@@ -370,7 +376,8 @@ def main():
                 print(json.dumps(bench_freshness(stack, args.samples)), flush=True)
             if "latency" in only:
                 for r in bench_latency(stack, args.build, tmp,
-                                       [int(x) for x in args.rates.split(",")], args.seconds):
+                                       [int(x) for x in args.rates.split(",")], args.seconds,
+                                       args.latency_publisher):
                     print(json.dumps(r), flush=True)
             if "rest" in only:
                 for r in bench_rest(stack, args.build, tmp):
