@@ -67,11 +67,6 @@ struct mqttc {
     size_t npending, cappending;
 };
 
-static char *dup_or_null(const char *s)
-{
-    return s && s[0] ? xstrdup(s) : NULL;
-}
-
 /* Removes one occurrence of token from the pending list. Caller holds m->state. */
 static void pending_remove(struct mqttc *m, MQTTClient_deliveryToken token)
 {
@@ -243,8 +238,8 @@ struct mqttc *mqttc_new(const struct mqttc_options *o)
     }
     m->url = xstrdup(o->url);
     m->client_id = xstrdup(o->client_id);
-    m->username = dup_or_null(o->username);
-    m->password = dup_or_null(o->password);
+    m->username = xstrdup_nonempty(o->username);
+    m->password = xstrdup_nonempty(o->password);
     m->clean_session = o->clean_session;
     m->keepalive_s = o->keepalive_s > 0 ? o->keepalive_s : MQTTC_DEFAULT_KEEPALIVE_S;
     pthread_mutex_init(&m->api, NULL);

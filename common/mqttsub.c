@@ -133,11 +133,6 @@ static int parse_url(struct mqttsub *s, const char *url)
     return 0;
 }
 
-static char *dup_or_null(const char *v)
-{
-    return v && v[0] ? xstrdup(v) : NULL;
-}
-
 /* Sleeps up to ms, returning early when stop is set. */
 static void sleep_unless_stopped(struct mqttsub *s, int64_t ms)
 {
@@ -583,8 +578,8 @@ struct mqttsub *mqttsub_new(const struct mqttc_options *o)
     struct mqttsub *s = xcalloc(1, sizeof *s);
     s->url = xstrdup(o->url);
     s->client_id = xstrdup(o->client_id);
-    s->username = dup_or_null(o->username);
-    s->password = dup_or_null(o->password);
+    s->username = xstrdup_nonempty(o->username);
+    s->password = xstrdup_nonempty(o->password);
     s->topic = xstrdup(o->subscribe_topic ? o->subscribe_topic : "");
     s->clean_session = o->clean_session;
     s->keepalive_s = o->keepalive_s > 0 && o->keepalive_s <= UINT16_MAX

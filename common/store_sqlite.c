@@ -782,10 +782,11 @@ static int sql_put_ingest(struct store *s, const struct store_ingest *in)
     if (rc == SQLITE_DONE && in->nexc > 0)
         rc = insert_rows(ss->writer, ST_PUT_EXC, bind_exception, exception_outbox, in->exc,
                          in->nexc, NULL);
-    if (rc == SQLITE_DONE && in->ndl > 0)
+    if (rc == SQLITE_DONE && in->ndl > 0) {
         rc = insert_rows(ss->writer, ST_PUT_DL, bind_deadletter, NULL, in->dl, in->ndl, NULL);
-    if (rc == SQLITE_DONE && in->ndl > 0)
-        rc = trim_table(ss->writer, ST_TRIM_DL, in->dl_keep);
+        if (rc == SQLITE_DONE)
+            rc = trim_table(ss->writer, ST_TRIM_DL, in->dl_keep);
+    }
     return writer_end(ss, rc, "put ingest rows");
 }
 

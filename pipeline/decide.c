@@ -372,9 +372,9 @@ static int64_t lock_seconds(const struct decider *d, const struct item *it, int6
 }
 
 /* Sets the kill-switch lock of every BLOCK command just published (lock_seconds) with SET ... EX,
- * in one pipeline; nnew of those locks belong to new decisions (counted in
- * aetheris_account_locks_total once Redis has answered). 0, or ERR_CONN when Redis is down. */
-static int set_locks(struct decider *d, struct item *const *cmd_items, size_t n, size_t nnew)
+ * in one pipeline; the locks of new decisions (no stored one) are counted in
+ * aetheris_account_locks_total once Redis has answered. 0, or ERR_CONN when Redis is down. */
+static int set_locks(struct decider *d, struct item *const *cmd_items, size_t n)
 {
     struct rcmd *cmds = xcalloc(n, sizeof *cmds);
     redisReply **rep = xcalloc(n, sizeof *rep);
@@ -382,11 +382,12 @@ static int set_locks(struct decider *d, struct item *const *cmd_items, size_t n,
     char(*vals)[24] = xcalloc(n, sizeof *vals);
     char(*ttls)[24] = xcalloc(n, sizeof *ttls);
     int64_t now = clock_wall_ms();
-    size_t k = 0;
+    size_t k = 0, nnew = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t secs = lock_seconds(d, cmd_items[i], now);
         if (secs == 0)
             continue;
+        nnew += cmd_items[i]->stored == NULL;
         snprintf(keys[k], sizeof keys[k], "%s%s", d->keys.lock_prefix, cmd_items[i]->account);
         snprintf(vals[k], sizeof vals[k], "%llu", (unsigned long long)cmd_items[i]->txid);
         snprintf(ttls[k], sizeof ttls[k], "%lld", (long long)secs);
@@ -620,7 +621,7 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
      * then the BLOCKs' kill-switch locks, whether or not every publish went through (the
      * decisions are stored: their locks hold either way). */
     struct item **cmd_items = xcalloc(nitems, sizeof *cmd_items);
-    size_t ncmd = 0, nnew_locks = 0;
+    size_t ncmd = 0;
     for (size_t i = 0; i < nitems; i++)
         if (items[i].stored != NULL)
             cmd_items[ncmd++] = &items[i];
@@ -628,15 +629,13 @@ static int decide_batch(struct decider *d, enum lane lane, struct stream_entry *
         if (fresh[i].unstored)
             continue;
         cmd_items[ncmd++] = &fresh[i];
-        nnew_locks +=
-            fresh[i].stored == NULL && fresh[i].inserted && fresh[i].action == ACTION_BLOCK;
     }
     int rv = 0;
     size_t published = 0;
     for (size_t i = 0; i < ncmd && rv == 0; i++, published++)
         rv = cmd_items[i]->stored ? publish_command(d, cmd_items[i]->stored)
                                   : publish_text(d, cmd_items[i]->cmd_text);
-    int lock_rv = set_locks(d, cmd_items, ncmd, nnew_locks);
+    int lock_rv = set_locks(d, cmd_items, ncmd);
     free(cmd_items);
     if (rv != 0 || lock_rv != 0) {
         log_warn("decide.publish_failed",

@@ -10,7 +10,7 @@
  * first for every message of a socket read and the second once after the read, before it writes
  * the read's PUBACKs (mqttc.h on_batch_end): one write per ~2,000 small messages instead of one
  * per message (the write was 11.6% of the daemon's samples at full QoS 0 load). ingest_payload
- * (HTTP, paho's subscribers) does both under one lock. Several threads may append between two
+ * (HTTP) does both under one lock. Several threads may append between two
  * flushes; whichever flushes first writes everybody's records, which is all a caller needs: its
  * records are in the file when its own ingest_flush returns. The lock is still taken per message:
  * holding it across a read would stall the REST path and the other subscribers for the read's
@@ -373,13 +373,14 @@ static void parse_locked(struct ingest *ing, struct parse_ctx *ctx, const char *
  * take the lock). Called with the lock held. A failed write is counted in journal_fails. */
 static void flush_locked(struct ingest *ing, bool *wake_flusher)
 {
-    (void)flush_journal(ing);
     *wake_flusher = false;
     if (ing->handoff_ns == 0 || ing->nready > 0 ||
-        (ing->npending > 0 && clock_mono_ns() - ing->last_push_ns >= ing->handoff_ns))
-        push_pending(ing);
-    else
+        (ing->npending > 0 && clock_mono_ns() - ing->last_push_ns >= ing->handoff_ns)) {
+        push_pending(ing); /* writes the journal first */
+    } else {
+        (void)flush_journal(ing);
         *wake_flusher = ing->npending > 0 && ing->flusher_idle;
+    }
 }
 
 int ingest_payload(struct ingest *ing, const char *data, size_t len, const char *source,
