@@ -25,12 +25,17 @@ int64_t clock_mono_ms(void)
     return ts_ns(CLOCK_MONOTONIC) / 1000000LL;
 }
 
-void clock_sleep_ms(int64_t ms)
+void clock_sleep_us(int64_t us)
 {
-    struct timespec req = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    struct timespec req = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000L};
     struct timespec rem;
     while (nanosleep(&req, &rem) != 0 && errno == EINTR)
         req = rem;
+}
+
+void clock_sleep_ms(int64_t ms)
+{
+    clock_sleep_us(ms * 1000);
 }
 
 struct timespec clock_mono_deadline(int64_t ms)

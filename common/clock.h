@@ -11,8 +11,9 @@
 int64_t clock_wall_ms(void); /* CLOCK_REALTIME in milliseconds */
 int64_t clock_mono_ns(void); /* CLOCK_MONOTONIC in nanoseconds */
 int64_t clock_mono_ms(void); /* CLOCK_MONOTONIC in milliseconds */
-/* Sleeps for ms milliseconds (restarts on EINTR). */
+/* Sleeps for ms milliseconds, or us microseconds (restarts on EINTR). */
 void clock_sleep_ms(int64_t ms);
+void clock_sleep_us(int64_t us);
 /* The absolute CLOCK_MONOTONIC time ms (negative = 0) from now, for pthread_cond_timedwait on a
  * condition variable made by clock_cond_init(). */
 struct timespec clock_mono_deadline(int64_t ms);

@@ -38,6 +38,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mqttsub.h"
+#include "thread.h"
 #include "xmalloc.h"
 
 #define MQTTC_BACKOFF_MIN_MS 100     /* a broker restart is noticed quickly */
@@ -174,6 +175,7 @@ static int try_connect(struct mqttc *m)
 static void *supervisor_main(void *arg)
 {
     struct mqttc *m = arg;
+    thread_name("mqtt-pub");
     int backoff = MQTTC_BACKOFF_MIN_MS;
     bool logged_down = false;
     pthread_mutex_lock(&m->state);

@@ -50,6 +50,7 @@
 #include "clock.h"
 #include "err.h"
 #include "fsutil.h"
+#include "histstage.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -57,7 +58,7 @@
 #define SQL_BUSY_TIMEOUT_MS 5000   /* wait for a lock this long before failing the call */
 #define AUDIT_GC_INTERVAL_MS 60000 /* expired tool-audit rows are deleted at most once a minute */
 #define MS_PER_DAY 86400000LL
-#define SCHEMA_VERSION 3 /* PRAGMA user_version of the tables below */
+#define SCHEMA_VERSION 4 /* PRAGMA user_version of the tables below */
 #define STRINGIFY_(x) #x
 #define STRINGIFY(x) STRINGIFY_(x)
 #define ERRMSG_MAX 256
@@ -78,6 +79,9 @@ enum stmt_id {
     ST_COMMIT,
     ST_ROLLBACK,
     ST_PUT_TXN,
+    ST_PUT_STAGED,
+    ST_PUT_HISTORY,
+    ST_DELETE_STAGED,
     ST_PUT_EXC,
     ST_PUT_DEC,
     ST_PUT_AUDIT,
@@ -120,6 +124,11 @@ static const char *const fixed_sql[ST_FIXED] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_PUT_TXN] = "INSERT OR IGNORE INTO transactions (txid, account, amount, ingested_ms, doc)"
                    " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_PUT_STAGED] = "INSERT INTO txn_staged (bucket, account, ingested_ms, txid, amount)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_PUT_HISTORY] = "INSERT OR IGNORE INTO txn_history (bucket, account, ingested_ms, txid,"
+                       " amount) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_DELETE_STAGED] = "DELETE FROM txn_staged WHERE id <= ?1",
     [ST_PUT_EXC] = "INSERT OR IGNORE INTO exceptions (txid, account, priority, suspicion, z,"
                    " detected_ms, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_PUT_DEC] = "INSERT OR IGNORE INTO decisions (txid, account, action, decided_ms, doc)"
@@ -134,9 +143,9 @@ static const char *const fixed_sql[ST_FIXED] = {
     [ST_PING] = "SELECT 1",
     [ST_GET_DEC] = "SELECT doc FROM decisions WHERE txid = ?1",
     [ST_GET_EXC] = "SELECT doc FROM exceptions WHERE txid = ?1",
-    [ST_HISTORY] = "SELECT COUNT(amount), COALESCE(AVG(amount), 0), COALESCE(MAX(amount), 0)"
-                   " FROM (SELECT amount FROM transactions WHERE account = ?1 AND txid IS NOT ?3"
-                   " ORDER BY ingested_ms DESC, txid DESC LIMIT ?2)",
+    [ST_HISTORY] = "SELECT amount, ingested_ms, txid FROM txn_history WHERE bucket = ?1"
+                   " AND account = ?2 AND txid IS NOT ?3 ORDER BY ingested_ms DESC, txid DESC"
+                   " LIMIT ?4",
     [ST_LIST_DL] = "SELECT id, source, reason, ts_ms, payload FROM dead_letters"
                    " ORDER BY id DESC LIMIT ?2",
     [ST_LIST_DL_AFTER] = "SELECT id, source, reason, ts_ms, payload FROM dead_letters"
@@ -185,19 +194,25 @@ static const char *const table_sql_name[STORE_TABLE_COUNT] = {
     [STORE_TABLE_WEBHOOK_DELIVERIES] = "webhook_deliveries",
 };
 
-/* Schema version 3 (version 1 lacked the three webhook tables; opening a version-1 file adds
+/* Schema version 4 (version 1 lacked the three webhook tables; opening a version-1 file adds
  * them). Indexes on (x, time) end in the rowid (= txid), so they also serve the
- * (time desc, txid desc) order. Version 3 replaced transactions_account(account, ingested_ms)
- * by transactions_recent, which also holds txid and amount: the Auditor's history lookup (the
- * newest 100 amounts of an account, on every decision) reads the index alone instead of one
- * table page per row, each row on a page of its own (docs/benchmarks.md, "Decision path").
- * Opening an older file builds the new index once, in the schema transaction. */
+ * (time desc, txid desc) order.
+ * The Auditor's history (the newest 100 amounts of an account, on every decision) is
+ * txn_history, keyed by (bucket, account, ingested_ms, txid) with the amount, so a lookup reads
+ * one key range; bucket is histstage_bucket(account). New rows reach it in sorted bulk: each
+ * transaction is also appended to txn_staged, kept in memory (histstage.h), and merged one range
+ * of buckets per write; the lookup reads both. Versions 2 and 3 had an account index on
+ * transactions instead, which cost every new row a random leaf page (docs/benchmarks.md,
+ * "Account history in sorted bulk"); opening such a file copies the history over and drops the
+ * index, once, in the schema transaction. */
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS transactions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
     " amount REAL, ingested_ms INTEGER NOT NULL, doc TEXT NOT NULL);"
-    "DROP INDEX IF EXISTS transactions_account;"
-    "CREATE INDEX IF NOT EXISTS transactions_recent ON transactions(account, ingested_ms, txid,"
-    " amount);"
+    "CREATE TABLE IF NOT EXISTS txn_history (bucket INTEGER NOT NULL, account TEXT NOT NULL,"
+    " ingested_ms INTEGER NOT NULL, txid INTEGER NOT NULL, amount REAL,"
+    " PRIMARY KEY (bucket, account, ingested_ms, txid)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS txn_staged (id INTEGER PRIMARY KEY, bucket INTEGER NOT NULL,"
+    " account TEXT NOT NULL, ingested_ms INTEGER NOT NULL, txid INTEGER NOT NULL, amount REAL);"
     "CREATE TABLE IF NOT EXISTS exceptions (txid INTEGER PRIMARY KEY, account TEXT NOT NULL,"
     " priority TEXT NOT NULL, suspicion REAL, z REAL, detected_ms INTEGER NOT NULL,"
     " doc TEXT NOT NULL);"
@@ -238,7 +253,8 @@ struct sql_store {
     int audit_ttl_days;
     pthread_mutex_t wmu; /* guards writer and last_gc_ms */
     struct conn *writer;
-    int64_t last_gc_ms;  /* monotonic time of the last tool-audit expiry; 0 = never */
+    int64_t last_gc_ms;     /* monotonic time of the last tool-audit expiry; 0 = never */
+    struct histstage *hist; /* txn_staged's rows, not yet all merged into txn_history */
     pthread_mutex_t rmu; /* guards everything below */
     pthread_cond_t rcv;  /* signalled when a reader comes back or a slot frees */
     struct conn *idle[SQL_READERS];
@@ -435,6 +451,7 @@ static void state_free(struct sql_store *ss)
     for (int i = 0; i < ss->nall; i++)
         conn_close(ss->all[i]);
     conn_close(ss->writer);
+    histstage_free(ss->hist);
     pthread_cond_destroy(&ss->rcv);
     pthread_mutex_destroy(&ss->rmu);
     pthread_mutex_destroy(&ss->wmu);
@@ -478,6 +495,36 @@ static int writer_settings(sqlite3 *db, int cache_mib, char **msg)
     return sqlite3_exec(db, sql, NULL, NULL, msg);
 }
 
+/* SQL function aetheris_bucket(account): histstage_bucket, for the migration below. */
+static void sql_bucket_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const unsigned char *account = sqlite3_value_text(argv[0]);
+    sqlite3_result_int64(ctx, account ? histstage_bucket((const char *)account) : 0);
+}
+
+/* Version 4's history table from an older file's transactions (empty for a new file), and the
+ * old account index dropped. Inside the schema transaction. */
+static int migrate_history(sqlite3 *db, const char *path, char **msg)
+{
+    int rc = sqlite3_create_function(db, "aetheris_bucket", 1,
+                                     SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_bucket_fn,
+                                     NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db,
+                          "INSERT OR IGNORE INTO txn_history (bucket, account, ingested_ms, txid,"
+                          " amount) SELECT aetheris_bucket(account), account, ingested_ms, txid,"
+                          " amount FROM transactions ORDER BY 1, 2, 3, 4;"
+                          "DROP INDEX IF EXISTS transactions_recent;"
+                          "DROP INDEX IF EXISTS transactions_account;",
+                          NULL, NULL, msg);
+    int64_t copied = rc == SQLITE_OK ? query_int(db, "SELECT COUNT(*) FROM txn_history") : 0;
+    if (copied > 0)
+        log_info("store.migrated", "%s: %lld transactions copied into the account history table",
+                 path, (long long)copied);
+    return rc;
+}
+
 /* WAL, pragmas, and the schema at SCHEMA_VERSION, in one transaction. A file from a newer
  * release (higher user_version) is refused rather than misread. */
 static int schema_setup(sqlite3 *db, const char *path, int cache_mib, char *err, size_t errlen)
@@ -502,6 +549,7 @@ static int schema_setup(sqlite3 *db, const char *path, int cache_mib, char *err,
         goto out_rollback;
     }
     if (sqlite3_exec(db, schema_sql, NULL, NULL, &msg) != SQLITE_OK ||
+        (version < 4 && migrate_history(db, path, &msg) != SQLITE_OK) ||
         sqlite3_exec(db, "PRAGMA user_version = " STRINGIFY(SCHEMA_VERSION) "; COMMIT", NULL, NULL,
                      &msg) != SQLITE_OK)
         goto out;
@@ -513,6 +561,37 @@ out_rollback:
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return ERR_IO;
+}
+
+/* The staged history rows back into memory (those of a daemon that stopped before merging them;
+ * some may be merged already, which the lookup and the merge both tolerate). */
+static int load_staged(struct sql_store *ss, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    ss->hist = histstage_new();
+    int rc = sqlite3_prepare_v2(ss->writer->db,
+                                "SELECT id, account, ingested_ms, txid, amount FROM txn_staged"
+                                " ORDER BY id",
+                                -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct histstage_row r = {
+            .account = (const char *)sqlite3_column_text(st, 1),
+            .ingested_ms = sqlite3_column_int64(st, 2),
+            .key = sqlite3_column_int64(st, 3),
+            .has_amount = sqlite3_column_type(st, 4) != SQLITE_NULL,
+            .amount = sqlite3_column_double(st, 4),
+        };
+        if (r.account)
+            histstage_add(ss->hist, &r, sqlite3_column_int64(st, 0));
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "cannot read the staged account history of %s: %s", ss->path,
+                 sqlite3_errmsg(ss->writer->db));
+        return ERR_IO;
+    }
+    return 0;
 }
 
 static const struct store_ops sqlite_ops;
@@ -539,6 +618,8 @@ int store__sqlite_open(struct store *s, const struct config *cfg, char *err, siz
     ss->writer = conn_open(path, false, err, errlen);
     rv = ss->writer ? schema_setup(ss->writer->db, path, cfg->sqlite_cache_mib, err, errlen)
                     : ERR_IO;
+    if (rv == 0)
+        rv = load_staged(ss, err, errlen);
     if (rv != 0) {
         state_free(ss);
         return rv;
@@ -595,19 +676,25 @@ static int writer_begin(struct sql_store *ss)
     return exec_stmt(ss->writer, ST_BEGIN);
 }
 
-/* Commits when rc is SQLITE_DONE, else rolls back and logs op once; releases the writer.
+/* Commits when rc is SQLITE_DONE, else rolls back and logs op once; the writer stays held.
  * 0 or ERR_IO. */
-static int writer_end(struct sql_store *ss, int rc, const char *op)
+static int writer_commit(struct sql_store *ss, int rc, const char *op)
 {
     struct conn *c = ss->writer;
-    int rv = 0;
     if (rc == SQLITE_DONE)
         rc = exec_stmt(c, ST_COMMIT);
-    if (rc != SQLITE_DONE) {
-        rv = fail(c, op);
-        if (!sqlite3_get_autocommit(c->db))
-            exec_stmt(c, ST_ROLLBACK);
-    }
+    if (rc == SQLITE_DONE)
+        return 0;
+    int rv = fail(c, op);
+    if (!sqlite3_get_autocommit(c->db))
+        exec_stmt(c, ST_ROLLBACK);
+    return rv;
+}
+
+/* writer_commit, then releases the writer. */
+static int writer_end(struct sql_store *ss, int rc, const char *op)
+{
+    int rv = writer_commit(ss, rc, op);
     pthread_mutex_unlock(&ss->wmu);
     return rv;
 }
@@ -759,10 +846,114 @@ static const struct store_outbox *decision_outbox(const void *rows, size_t i, si
     return r->outbox;
 }
 
+/* A write of transactions: the staged ids of its new rows, and the history range it merges. */
+struct txn_write {
+    int64_t *staged_id; /* per row: its txn_staged id, 0 when the row was there already */
+    struct histstage_plan plan;
+};
+
+static void bind_history(sqlite3_stmt *st, const struct histstage_row *r)
+{
+    sqlite3_bind_int64(st, 1, r->bucket);
+    sqlite3_bind_text(st, 2, r->account, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, r->ingested_ms);
+    sqlite3_bind_int64(st, 4, r->key);
+    if (r->has_amount)
+        sqlite3_bind_double(st, 5, r->amount);
+    else
+        sqlite3_bind_null(st, 5);
+}
+
+/* Runs a one-parameter statement of the writer. SQLITE_DONE on success. */
+static int exec_int(struct conn *c, enum stmt_id id, int64_t v)
+{
+    sqlite3_stmt *st = stmt_get(c, id);
+    if (st == NULL)
+        return SQLITE_ERROR;
+    sqlite3_bind_int64(st, 1, v);
+    int rc = step(c, st);
+    stmt_done(st);
+    return rc;
+}
+
+/* Inserts the transactions, appends each new one to txn_staged, then merges the next range of
+ * staged history (histstage.h) into txn_history, deleting what a finished cycle merged. Writer
+ * locked, transaction open; txns_written completes it. SQLITE_DONE on success. */
+static int write_txns(struct sql_store *ss, const struct store_txn *rows, size_t n,
+                      struct txn_write *w)
+{
+    struct conn *c = ss->writer;
+    sqlite3_stmt *ins = stmt_get(c, ST_PUT_TXN), *stg = stmt_get(c, ST_PUT_STAGED);
+    int rc = ins && stg ? SQLITE_DONE : SQLITE_ERROR;
+    w->staged_id = xcalloc(n ? n : 1, sizeof *w->staged_id);
+    for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
+        bind_txn(ins, rows, i);
+        rc = step(c, ins);
+        bool fresh = rc == SQLITE_DONE && sqlite3_changes(c->db) > 0;
+        stmt_done(ins);
+        if (!fresh)
+            continue;
+        bind_history(stg, &(struct histstage_row){.account = rows[i].account,
+                                                  .bucket = histstage_bucket(rows[i].account),
+                                                  .ingested_ms = rows[i].ingested_ms,
+                                                  .key = key_of(rows[i].txid),
+                                                  .has_amount = true,
+                                                  .amount = rows[i].amount});
+        rc = step(c, stg);
+        w->staged_id[i] = sqlite3_last_insert_rowid(c->db);
+        stmt_done(stg);
+    }
+    if (rc != SQLITE_DONE)
+        return rc;
+    struct histstage_row *merge;
+    histstage_plan(ss->hist, &w->plan);
+    size_t nmerge = histstage_collect(ss->hist, &w->plan, &merge);
+    sqlite3_stmt *st = stmt_get(c, ST_PUT_HISTORY);
+    rc = st ? SQLITE_DONE : SQLITE_ERROR;
+    for (size_t i = 0; i < nmerge && rc == SQLITE_DONE; i++) {
+        bind_history(st, &merge[i]);
+        rc = step(c, st);
+        stmt_done(st);
+    }
+    free(merge);
+    if (rc == SQLITE_DONE && w->plan.delete_upto_id > 0)
+        rc = exec_int(c, ST_DELETE_STAGED, w->plan.delete_upto_id);
+    return rc;
+}
+
+/* After write_txns' transaction ended (committed or not), writer still locked: when committed,
+ * the merged range leaves memory and the new rows join it. */
+static void txns_written(struct sql_store *ss, const struct store_txn *rows, size_t n,
+                         struct txn_write *w, bool committed)
+{
+    if (w->staged_id == NULL)
+        return;
+    if (committed) {
+        histstage_done(ss->hist, &w->plan);
+        for (size_t i = 0; i < n; i++)
+            if (w->staged_id[i] > 0)
+                histstage_add(ss->hist,
+                              &(struct histstage_row){.account = rows[i].account,
+                                                      .ingested_ms = rows[i].ingested_ms,
+                                                      .key = key_of(rows[i].txid),
+                                                      .has_amount = true,
+                                                      .amount = rows[i].amount},
+                              w->staged_id[i]);
+    }
+    free(w->staged_id);
+}
+
 static int sql_put_transactions(struct store *s, const struct store_txn *rows, size_t n)
 {
-    return put_rows(s, "put transactions", ST_PUT_TXN, bind_txn, NULL, rows, n, NULL, AFTER_NONE,
-                    0);
+    struct sql_store *ss = s->state;
+    struct txn_write w = {0};
+    int rc = writer_begin(ss);
+    if (rc == SQLITE_DONE)
+        rc = write_txns(ss, rows, n, &w);
+    int rv = writer_commit(ss, rc, "put transactions");
+    txns_written(ss, rows, n, &w, rv == 0);
+    pthread_mutex_unlock(&ss->wmu);
+    return rv;
 }
 
 static int sql_put_exceptions(struct store *s, const struct store_exception *rows, size_t n)
@@ -776,9 +967,10 @@ static int sql_put_exceptions(struct store *s, const struct store_exception *row
 static int sql_put_ingest(struct store *s, const struct store_ingest *in)
 {
     struct sql_store *ss = s->state;
+    struct txn_write w = {0};
     int rc = writer_begin(ss);
     if (rc == SQLITE_DONE && in->ntxn > 0)
-        rc = insert_rows(ss->writer, ST_PUT_TXN, bind_txn, NULL, in->txn, in->ntxn, NULL);
+        rc = write_txns(ss, in->txn, in->ntxn, &w);
     if (rc == SQLITE_DONE && in->nexc > 0)
         rc = insert_rows(ss->writer, ST_PUT_EXC, bind_exception, exception_outbox, in->exc,
                          in->nexc, NULL);
@@ -787,7 +979,10 @@ static int sql_put_ingest(struct store *s, const struct store_ingest *in)
         if (rc == SQLITE_DONE)
             rc = trim_table(ss->writer, ST_TRIM_DL, in->dl_keep);
     }
-    return writer_end(ss, rc, "put ingest rows");
+    int rv = writer_commit(ss, rc, "put ingest rows");
+    txns_written(ss, in->txn, in->ntxn, &w, rv == 0);
+    pthread_mutex_unlock(&ss->wmu);
+    return rv;
 }
 
 /* The tool audit, its expiry, then the decisions with their outbox rows: one transaction. */
@@ -1071,33 +1266,76 @@ out:
     return rv;
 }
 
+/* Newest first: ingested_ms, then key, descending. */
+static bool newer(int64_t ms_a, int64_t key_a, int64_t ms_b, int64_t key_b)
+{
+    return ms_a != ms_b ? ms_a > ms_b : key_a > key_b;
+}
+
+/* The newest max_rows history rows of an account other than the excluded one: the staged rows in
+ * memory merged with txn_history's, a row in both (merged, not yet dropped) taken once. Memory
+ * is read first: a staged row dropped after that read was merged in a commit that precedes the
+ * table read's snapshot. The aggregates skip NULL amounts, as SQL's COUNT/AVG/MAX would. */
 static int sql_account_history(struct store *s, const char *account, const uint64_t *exclude_txid,
                                int max_rows, struct store_history *out)
 {
     struct sql_store *ss = s->state;
+    int64_t exclude = exclude_txid ? key_of(*exclude_txid) : 0;
+    struct histstage_row *staged;
+    size_t nstaged = histstage_find(ss->hist, account, exclude_txid != NULL, exclude,
+                                    (size_t)max_rows, &staged);
     struct conn *c = reader_take(ss);
-    if (c == NULL)
+    if (c == NULL) {
+        free(staged);
         return ERR_CONN;
-    int rv = 0;
+    }
     sqlite3_stmt *st = stmt_get(c, ST_HISTORY);
-    if (st == NULL) {
-        rv = fail(c, "account history");
-        goto out;
+    int rc = SQLITE_ERROR;
+    if (st != NULL) {
+        sqlite3_bind_int64(st, 1, histstage_bucket(account));
+        sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
+        if (exclude_txid) /* unbound ?3 is NULL, and "txid IS NOT NULL" holds for every row */
+            sqlite3_bind_int64(st, 3, exclude);
+        sqlite3_bind_int(st, 4, max_rows);
+        rc = step(c, st);
     }
-    sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, max_rows);
-    if (exclude_txid) /* unbound ?3 is NULL, and "txid IS NOT NULL" holds for every row */
-        sqlite3_bind_int64(st, 3, key_of(*exclude_txid));
-    if (step(c, st) == SQLITE_ROW) {
-        out->count = sqlite3_column_int64(st, 0);
-        out->mean = sqlite3_column_double(st, 1);
-        out->max = sqlite3_column_double(st, 2);
-    } else {
-        rv = fail(c, "account history");
+    int64_t count = 0;
+    double sum = 0, max = 0;
+    size_t next = 0;
+    for (int taken = 0; taken < max_rows && (rc == SQLITE_ROW || next < nstaged); taken++) {
+        struct histstage_row row;
+        bool from_table = rc == SQLITE_ROW;
+        if (from_table) {
+            row = (struct histstage_row){.ingested_ms = sqlite3_column_int64(st, 1),
+                                         .key = sqlite3_column_int64(st, 2),
+                                         .has_amount = sqlite3_column_type(st, 0) != SQLITE_NULL,
+                                         .amount = sqlite3_column_double(st, 0)};
+            if (next < nstaged && newer(staged[next].ingested_ms, staged[next].key,
+                                        row.ingested_ms, row.key)) {
+                row = staged[next++];
+                from_table = false;
+            } else if (next < nstaged && staged[next].key == row.key) {
+                next++; /* the same row, merged and still staged */
+            }
+        } else {
+            row = staged[next++];
+        }
+        if (from_table)
+            rc = step(c, st);
+        if (row.has_amount) {
+            max = count == 0 || row.amount > max ? row.amount : max;
+            sum += row.amount;
+            count++;
+        }
     }
-out:
+    int rv = 0;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        rv = fail(c, "account history");
+    else
+        *out = (struct store_history){.count = count, .mean = count ? sum / count : 0, .max = max};
     stmt_done(st);
     reader_give(ss, c);
+    free(staged);
     return rv;
 }
 

@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "rpool.h"
 #include "shard.h"
+#include "thread.h"
 #include "xmalloc.h"
 
 #define CLUSTER_KEY_MAX 320   /* prefix (128) + cluster name (64) + node id (64) + the rest */
@@ -377,6 +378,7 @@ static void nap(struct cluster *c, atomic_bool *flag, int64_t every)
 static void *keeper_main(void *arg)
 {
     struct cluster *c = arg;
+    thread_name("cluster-keeper");
     pthread_mutex_lock(&c->mu);
     while (!atomic_load(&c->keeper_stop)) {
         pthread_mutex_unlock(&c->mu);
@@ -406,6 +408,7 @@ static void *keeper_main(void *arg)
 static void *cluster_main(void *arg)
 {
     struct cluster *c = arg;
+    thread_name("cluster");
     uint64_t seen = 0;
     const char **names = xcalloc(CLUSTER_MEMBERS_MAX, sizeof *names);
     char(*copy)[CLUSTER_NODE_MAX] = xcalloc(CLUSTER_MEMBERS_MAX, sizeof *copy);

@@ -65,6 +65,7 @@
 #include "mqttc.h"
 #include "outbox.h"
 #include "rconn.h"
+#include "thread.h"
 #include "vote.h"
 #include "xmalloc.h"
 
@@ -806,6 +807,7 @@ static int block_time(struct decider *d, int64_t now)
 static void *decider_main(void *arg)
 {
     struct decider *d = arg;
+    thread_name("decider");
     static const enum lane both[LANE__COUNT] = {LANE_IMMEDIATE, LANE_BATCH};
     int backoff = 50;
     while (!atomic_load(&d->stop) && buffer_ensure_groups(d->rc, &d->keys) != 0) {

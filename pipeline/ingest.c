@@ -42,6 +42,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "shard.h"
+#include "thread.h"
 #include "xmalloc.h"
 
 #define INGEST_MAX_DEADLETTERS 64 /* per payload; a 1000-item array of junk keeps the first 64 */
@@ -104,6 +105,7 @@ static struct timespec mono_timespec(int64_t ns)
 static void *flusher_main(void *arg)
 {
     struct ingest *ing = arg;
+    thread_name("ingest-flush");
     bool lingered = false; /* the last check found nothing pending and waited out the interval */
     pthread_mutex_lock(&ing->mu);
     while (!ing->flusher_stop) {

@@ -37,6 +37,7 @@
 #include "shard.h"
 #include "sink.h"
 #include "snapshot.h"
+#include "thread.h"
 #include "xmalloc.h"
 
 #define WORKER_POP_MAX 16           /* batches a worker takes per wake-up */
@@ -130,6 +131,9 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct pipeline *p = w->p;
     void *items[WORKER_POP_MAX];
+    char name[16];
+    snprintf(name, sizeof name, "worker-%u", (unsigned)w->index);
+    thread_name(name);
     for (;;) {
         int n = bqueue_pop_many(w->in, items, WORKER_POP_MAX, -1);
         if (n < 0)
@@ -269,6 +273,7 @@ static bool wait_snapshot(struct pipeline *p, uint64_t seq, int64_t timeout_ms)
 static void *timer_main(void *arg)
 {
     struct pipeline *p = arg;
+    thread_name("timer");
     uint64_t outstanding = 0;
     int64_t issued_ms = 0;
     int64_t interval = p->cfg->snapshot_interval_ms;

@@ -23,6 +23,7 @@
 #include "outbox.h"
 #include "rconn.h"
 #include "snapshot.h"
+#include "thread.h"
 #include "xmalloc.h"
 
 #define SINK_STAGE_MAX 512     /* batches staged per flush (hand-offs are often a few events) */
@@ -429,6 +430,7 @@ static int pop_timeout_ms(const struct sink *s)
 static void *sink_main(void *arg)
 {
     struct sink *s = arg;
+    thread_name("sink");
     void *items[SINK_STAGE_MAX];
     for (;;) {
         int n = bqueue_pop_many(s->in, items, SINK_STAGE_MAX - s->nstaged, pop_timeout_ms(s));

@@ -44,6 +44,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "thread.h"
 #include "xmalloc.h"
 
 #define CACHE_POOL_WAIT_MS 100 /* a busy pool means skip the cache, not wait for it */
@@ -142,6 +143,7 @@ static void maybe_bump(struct api_cache *c)
 static void *invalidator_main(void *arg)
 {
     struct api_cache *c = arg;
+    thread_name("cache-inval");
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
         /* Look every CACHE_POLL_MS; bump at once when a period has passed since the last bump

@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "pipeline.h"
 #include "stream.h"
+#include "thread.h"
 #include "xmalloc.h"
 
 #define STREAM_RETRY_MS 3000
@@ -80,6 +81,7 @@ static void on_publish(void *ctx)
 static void *ticker_main(void *arg)
 {
     struct stream_hub *hub = arg;
+    thread_name("stream-ticker");
     pthread_mutex_lock(&hub->mu);
     while (!hub->stopping) {
         struct timespec until = clock_mono_deadline(STREAM_TICK_MS);

@@ -10,6 +10,7 @@
  * handle, settle finished attempts, refresh the outbox-depth gauge once a second, and sleep in
  * curl_multi_poll until a socket is ready, the next row is due, or the pipeline's waker calls
  * curl_multi_wakeup. Due times are wall-clock milliseconds because they outlive the process. */
+#include "thread.h"
 #include "webhooks.h"
 #include <inttypes.h>
 #include <pthread.h>
@@ -689,6 +690,7 @@ static void drain(struct webhooks *w)
 static void *dispatcher_run(void *arg)
 {
     struct webhooks *w = arg;
+    thread_name("webhooks");
     int64_t next_claim = 0, next_gauge = 0;
     while (!atomic_load(&w->stop)) {
         int64_t now = clock_wall_ms();
