@@ -29,7 +29,7 @@
 
 struct histstage;
 
-struct histstage_row { /* one history row */
+struct histstage_row {   /* one history row */
     const char *account; /* collect: points into the staged entry; find: NULL */
     uint32_t bucket;
     int64_t ingested_ms;
@@ -38,7 +38,7 @@ struct histstage_row { /* one history row */
     double amount;
 };
 
-struct histstage_plan { /* what one write merges */
+struct histstage_plan {     /* what one write merges */
     uint32_t first, n;      /* buckets [first, first + n) */
     bool ends_cycle;        /* the range reaches the last bucket */
     int64_t delete_upto_id; /* when ends_cycle: staged ids <= this are merged (0 = none) */

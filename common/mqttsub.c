@@ -18,8 +18,9 @@
  * one wake-up (poll, context switch, recv, a hand-off downstream) per ~6 events, most of the
  * reader's time. After a read of MQTTSUB_COALESCE_BYTES or more the reader sleeps
  * MQTTSUB_COALESCE_US first, so the next read takes what arrived meanwhile (~20 events at that
- * rate, 250 us measured better than 100 us). A quiet stream (smaller reads: one event at 5,000 events/s) is never delayed; a busy one
- * is delayed at most that long (docs/benchmarks.md, "Read coalescing").
+ * rate, 250 us measured better than 100 us). A quiet stream (smaller reads: one event at 5,000
+ * events/s) is never delayed; a busy one is delayed at most that long (docs/benchmarks.md, "Read
+ * coalescing").
  *
  * Acknowledgement after the callbacks. paho acknowledged a QoS 1 message before handing it over
  * and kept it in a file until the callback took it. Here the PUBACK goes out only after

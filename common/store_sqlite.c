@@ -255,8 +255,8 @@ struct sql_store {
     struct conn *writer;
     int64_t last_gc_ms;     /* monotonic time of the last tool-audit expiry; 0 = never */
     struct histstage *hist; /* txn_staged's rows, not yet all merged into txn_history */
-    pthread_mutex_t rmu; /* guards everything below */
-    pthread_cond_t rcv;  /* signalled when a reader comes back or a slot frees */
+    pthread_mutex_t rmu;    /* guards everything below */
+    pthread_cond_t rcv;     /* signalled when a reader comes back or a slot frees */
     struct conn *idle[SQL_READERS];
     int nidle;
     struct conn *all[SQL_READERS]; /* every open reader, for close */
@@ -507,9 +507,8 @@ static void sql_bucket_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
  * old account index dropped. Inside the schema transaction. */
 static int migrate_history(sqlite3 *db, const char *path, char **msg)
 {
-    int rc = sqlite3_create_function(db, "aetheris_bucket", 1,
-                                     SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_bucket_fn,
-                                     NULL, NULL);
+    int rc = sqlite3_create_function(db, "aetheris_bucket", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                     NULL, sql_bucket_fn, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db,
                           "INSERT OR IGNORE INTO txn_history (bucket, account, ingested_ms, txid,"
@@ -1282,8 +1281,8 @@ static int sql_account_history(struct store *s, const char *account, const uint6
     struct sql_store *ss = s->state;
     int64_t exclude = exclude_txid ? key_of(*exclude_txid) : 0;
     struct histstage_row *staged;
-    size_t nstaged = histstage_find(ss->hist, account, exclude_txid != NULL, exclude,
-                                    (size_t)max_rows, &staged);
+    size_t nstaged =
+        histstage_find(ss->hist, account, exclude_txid != NULL, exclude, (size_t)max_rows, &staged);
     struct conn *c = reader_take(ss);
     if (c == NULL) {
         free(staged);
@@ -1310,8 +1309,8 @@ static int sql_account_history(struct store *s, const char *account, const uint6
                                          .key = sqlite3_column_int64(st, 2),
                                          .has_amount = sqlite3_column_type(st, 0) != SQLITE_NULL,
                                          .amount = sqlite3_column_double(st, 0)};
-            if (next < nstaged && newer(staged[next].ingested_ms, staged[next].key,
-                                        row.ingested_ms, row.key)) {
+            if (next < nstaged &&
+                newer(staged[next].ingested_ms, staged[next].key, row.ingested_ms, row.key)) {
                 row = staged[next++];
                 from_table = false;
             } else if (next < nstaged && staged[next].key == row.key) {

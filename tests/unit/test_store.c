@@ -1120,8 +1120,8 @@ static struct store_history ref_history(const struct ref_row *rows, size_t n, in
         const struct ref_row *best = NULL;
         for (size_t i = 0; i < n; i++) {
             const struct ref_row *r = &rows[i];
-            if (r->account != a || (exclude && r->txid == *exclude) ||
-                r->ms > last_ms || (r->ms == last_ms && r->txid >= last_txid))
+            if (r->account != a || (exclude && r->txid == *exclude) || r->ms > last_ms ||
+                (r->ms == last_ms && r->txid >= last_txid))
                 continue;
             if (best == NULL || r->ms > best->ms || (r->ms == best->ms && r->txid > best->txid))
                 best = r;
@@ -1141,8 +1141,7 @@ static struct store_history ref_history(const struct ref_row *rows, size_t n, in
 static bool same_history(struct store_history a, struct store_history b)
 {
     double tol = 1e-9 * (b.mean > 0 ? b.mean : 1);
-    return a.count == b.count && a.max == b.max && a.mean - b.mean <= tol &&
-           b.mean - a.mean <= tol;
+    return a.count == b.count && a.max == b.max && a.mean - b.mean <= tol && b.mean - a.mean <= tol;
 }
 
 /* Many writes over a few accounts, ids not in time order, several rows per millisecond, writes
@@ -1189,9 +1188,9 @@ static void t_history_reference(struct store *s)
                 if (rv != 0 || !same_history(got, want)) {
                     if (bad++ < 5)
                         printf("# write %d, %s, max %d: got %" PRId64 "/%g/%g, want %" PRId64
-                             "/%g/%g\n",
-                             w, account, max[m], got.count, got.mean, got.max, want.count,
-                             want.mean, want.max);
+                               "/%g/%g\n",
+                               w, account, max[m], got.count, got.mean, got.max, want.count,
+                               want.mean, want.max);
                 }
             }
         }
