@@ -3,7 +3,8 @@
 QoS 1 and batched payloads (10 and 100 events per message), against the ceiling of the same load
 delivered to a bare paho subscriber (bench/bare_sub) in the same run. Prints one JSON object per
 case: the case, the MQTT connections used, events, seconds, events/s, lost events, and the ratio
-to the ceiling.
+to the ceiling; with the daemon's CPU per event, context switches per event and busiest threads
+(by name), and the bare subscriber's CPU per event (bench/procstat.py).
 
 The load is aetheris-replay (fixed-rate-free, as fast as the broker takes it) over a synthetic CSV
 of unique transactions spread over many accounts, one replay process per connection, each on its
@@ -31,6 +32,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from procstat import busiest_threads, cpu_s, ctx_switches, thread_cpu_s  # noqa: E402
 
 
 def make_csv(path, first_id, n, accounts):
@@ -64,14 +66,17 @@ def ceiling(build, url, files, qos, batch, events, partitions):
                             "aetheris/transactions/#", str(qos), str(messages), "3000"],
                            stdout=subprocess.PIPE, text=True)
     assert json.loads(sub.stdout.readline())["ready"]
+    cpu0 = cpu_s(sub.pid)
     t0 = time.monotonic_ns()
     wait_all(replay_procs(build, url, files, qos, batch, partitions), 600)
     out = json.loads(sub.stdout.readline())
+    cpu = cpu_s(sub.pid) - cpu0
     sub.wait(timeout=30)
     secs = (out["last_ns"] - t0) / 1e9
     return {"events": out["messages"] * batch, "seconds": round(secs, 3),
             "events_per_s": round(out["messages"] * batch / secs), "lost": events -
-            out["messages"] * batch}
+            out["messages"] * batch,
+            "subscriber_cpu_us_per_event": round(cpu * 1e6 / max(out["messages"] * batch, 1), 2)}
 
 
 def counters(d):
@@ -97,6 +102,8 @@ def through_daemon(stack, build, files, qos, batch, events, extra, partitions, c
         wait_until(lambda: len(d.get("/v1/cluster")[1].get("owned_here", [])) == partitions, 60,
                    "every partition owned", interval=0.1)
     url = f"tcp://127.0.0.1:{stack.mosq.port}"
+    pid = d.proc.pid
+    cpu0, threads0, cs0 = cpu_s(pid), thread_cpu_s(pid), ctx_switches(pid)
     t0 = time.monotonic()
     procs = replay_procs(build, url, files, qos, batch, partitions)
     last = [0, time.monotonic()]
@@ -110,12 +117,17 @@ def through_daemon(stack, build, files, qos, batch, events, extra, partitions, c
     wait_until(done, 600, "every event ingested", interval=0.02)
     secs = last[1] - t0
     wait_all(procs, 60)
+    # the daemon's CPU from the first publish to the end of ingest plus the few checks after it
+    cpu, threads1, cs = cpu_s(pid) - cpu0, thread_cpu_s(pid), ctx_switches(pid) - cs0
     c = counters(d)
     d.stop()
     stack.daemon = None
     return {"events": c["ingested"], "seconds": round(secs, 3),
             "events_per_s": round(c["ingested"] / secs), "lost": events - c["ingested"],
-            "duplicates": c["duplicates"]}
+            "duplicates": c["duplicates"],
+            "cpu_us_per_event": round(cpu * 1e6 / max(c["ingested"], 1), 2),
+            "context_switches_per_event": round(cs / max(c["ingested"], 1), 3),
+            "thread_cpu_s": busiest_threads(threads0, threads1)}
 
 
 def main():

@@ -31,48 +31,10 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from procstat import busiest_threads, cpu_s, ctx_switches, rss_kb, thread_cpu_s  # noqa: E402
 
 BASE_OPTS = {"snapshot_interval_ms": 5000, "reclaim_idle_ms": 30000, "log_level": "warn",
              "mqtt_clean_session": "true"}
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
-
-
-def cpu_s(pid):
-    """User + system CPU seconds the process has used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def thread_cpu_s(pid):
-    """User + system CPU seconds per (thread id, name) of the process so far."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                name, rest = f.read().split(" (", 1)[1].rsplit(")", 1)
-        except OSError:  # the thread ended meanwhile
-            continue
-        fields = rest.split()
-        out[(tid, name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
-
-
-def ctx_switches(pid):
-    """Voluntary + involuntary context switches of all the process's threads so far."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/status") as f:
-                total += sum(int(m) for m in re.findall(r"^\w*voluntary_ctxt_switches:\s+(\d+)",
-                                                        f.read(), re.M))
-        except OSError:  # the thread ended meanwhile
-            continue
-    return total
 
 
 def pct(values, p):
@@ -182,11 +144,7 @@ def bench_latency(stack, build, tmp, rates, seconds, publisher):
         r["daemon_cpu_us_per_event"] = round(cpu * 1e6 / (rate * seconds), 2)
         r["daemon_context_switches_per_event"] = round(
             (ctx_switches(d.proc.pid) - cs0) / (rate * seconds), 3)
-        busy = sorted(((threads1[t] - threads0.get(t, 0), t) for t in threads1), reverse=True)
-        r["daemon_thread_cpu_s"] = [round(c, 2) for c, _ in busy[:6]]
-        # the same without paho's thread (its receive path and our MQTT callback)
-        rest = sum(c for c, (_, name) in busy if name != "MQTTClient_run")
-        r["daemon_cpu_us_per_event_besides_paho"] = round(rest * 1e6 / (rate * seconds), 2)
+        r["daemon_thread_cpu_s"] = busiest_threads(threads0, threads1)
         lat = d.get("/v1/metrics")[1]["latency_seconds"]
         for lane in ("immediate", "batch"):
             h = lat.get(f"event_to_decision_{lane}")  # absent from builds before the lanes split
