@@ -26,8 +26,8 @@
 #include "thread.h"
 #include "xmalloc.h"
 
-#define SINK_STAGE_MAX 512     /* batches staged per flush (hand-offs are often a few events) */
-#define SINK_FLUSH_EVENTS 2048 /* a flush closes at this many events: one store transaction */
+#define SINK_STAGE_MAX 2048    /* batches staged per flush (hand-offs are often a few events) */
+#define SINK_FLUSH_EVENTS 8192 /* a flush closes at this many events: one store transaction */
 #define SINK_MAX_ASSEMBLIES 4  /* snapshot markers in flight at once */
 #define SINK_BACKOFF_MAX_MS 1000
 #define SINK_CONNECT_WAIT_MS 2000 /* a just-started publisher gets this long to connect */
