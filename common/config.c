@@ -123,6 +123,8 @@ static const struct option_def options[] = {
     STR(sqlite_path, "store", "var/aetheris.db", NULL, "SQLite database file"),
     INT(sqlite_cache_mib, "store", "32", 1, 4096, NULL,
         "page cache of the SQLite write connection (MiB), filled as pages are used"),
+    INT(sqlite_history_staged, "store", "131072", 0, 16777216, NULL,
+        "account-history rows staged in memory (~64 bytes each) before they are merged in bulk"),
     {"mongodb_uri", "store", OPT_URL_SECRET, F(mongodb_uri), "", 0, 0, NULL, "MONGODB_URI", NULL,
      "MongoDB URI (mongodb://...); empty = the SQLite file at sqlite_path"},
     STR(mongodb_database, "store", "aetheris", "MONGODB_DATABASE", "MongoDB database"),

@@ -68,6 +68,7 @@ struct config {
     /* store */
     char sqlite_path[CONFIG_STR_MAX];
     int sqlite_cache_mib;             /* page cache of the SQLite write connection */
+    int sqlite_history_staged;        /* account-history rows staged before merging (histstage) */
     char mongodb_uri[CONFIG_STR_MAX]; /* secret; empty = SQLite */
     char mongodb_database[128];
     char mongodb_transactions_collection[128];

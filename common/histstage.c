@@ -19,6 +19,7 @@ struct histstage {
     pthread_mutex_t mu; /* guards heads and count */
     struct entry **heads;
     size_t count;
+    size_t target;       /* rows to keep staged */
     uint32_t cursor;     /* the next bucket to merge (writer only, like the two below) */
     int64_t last_id;     /* the last staged id added */
     int64_t cycle_bound; /* the current cycle's delete bound */
@@ -32,9 +33,10 @@ uint32_t histstage_bucket(const char *account)
     return (h ^ (h >> 16)) & (HISTSTAGE_BUCKETS - 1);
 }
 
-struct histstage *histstage_new(void)
+struct histstage *histstage_new(size_t target)
 {
     struct histstage *hs = xcalloc(1, sizeof *hs);
+    hs->target = target;
     pthread_mutex_init(&hs->mu, NULL);
     hs->heads = xcalloc(HISTSTAGE_BUCKETS, sizeof *hs->heads);
     return hs;
@@ -86,12 +88,22 @@ size_t histstage_count(struct histstage *hs)
     return n;
 }
 
-void histstage_plan(struct histstage *hs, struct histstage_plan *plan)
+void histstage_plan(struct histstage *hs, size_t adding, struct histstage_plan *plan)
 {
-    uint32_t n = histstage_count(hs) > HISTSTAGE_BACKLOG ? 4 * HISTSTAGE_CHUNK : HISTSTAGE_CHUNK;
+    size_t count = histstage_count(hs) + adding;
+    uint64_t n = HISTSTAGE_BUCKETS; /* target 0: everything */
+    if (hs->target > 0) {
+        n = count < hs->target
+                ? 0
+                : ((uint64_t)adding * HISTSTAGE_BUCKETS + hs->target - 1) / hs->target;
+        if (count >= 2 * hs->target)
+            n *= 2;
+    }
+    if (n > HISTSTAGE_BUCKETS)
+        n = HISTSTAGE_BUCKETS;
     plan->first = hs->cursor;
-    plan->n = n < HISTSTAGE_BUCKETS - hs->cursor ? n : HISTSTAGE_BUCKETS - hs->cursor;
-    plan->ends_cycle = plan->first + plan->n == HISTSTAGE_BUCKETS;
+    plan->n = (uint32_t)(n < HISTSTAGE_BUCKETS - hs->cursor ? n : HISTSTAGE_BUCKETS - hs->cursor);
+    plan->ends_cycle = plan->n > 0 && plan->first + plan->n == HISTSTAGE_BUCKETS;
     plan->cycle_bound = plan->first == 0 ? hs->last_id : hs->cycle_bound;
     plan->delete_upto_id = plan->ends_cycle ? plan->cycle_bound : 0;
 }

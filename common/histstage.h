@@ -6,10 +6,13 @@
  * than rows per commit, every row costs a 4 KiB page written to the WAL and checkpointed back,
  * most of the ingest path's cost (docs/benchmarks.md, "Account history in sorted bulk"). Staged
  * rows are instead merged one slice of the key space at a time: the history table's key starts
- * with a bucket (a fixed hash of the account, histstage_bucket), and each write merges every
- * staged row of the next HISTSTAGE_CHUNK buckets, a contiguous key range whose leaves take many
- * rows each. A full pass over the buckets is a cycle; rows staged before a cycle began are all
- * merged when it ends.
+ * with a bucket (a fixed hash of the account, histstage_bucket), and a write merges every staged
+ * row of the next few buckets, a contiguous key range. How many rows a leaf of the history table
+ * takes per merge is the number of rows staged over the number of leaves, whatever the range, so
+ * the staging is kept near a target (sqlite_history_staged rows): below it a write only stages;
+ * at it, a write merges a share of the buckets equal to its rows' share of the target, so as
+ * many rows leave as arrive. A full pass over the buckets is a cycle; rows staged before a cycle
+ * began are all merged when it ends.
  *
  * Threads: the backend's writer (one thread at a time, under its write lock) adds, collects and
  * drops; any thread may look up. One mutex guards the lists; collected rows stay valid until the
@@ -22,10 +25,6 @@
 #include <stdint.h>
 
 #define HISTSTAGE_BUCKETS 65536u /* part of the stored schema: never change */
-#define HISTSTAGE_CHUNK 1024u    /* buckets merged per write: a cycle is 64 writes */
-/* Above this many staged rows a write merges four chunks, so a cycle of big writes (the seed
- * tool's) does not grow the staging without bound. */
-#define HISTSTAGE_BACKLOG 262144u
 
 struct histstage;
 
@@ -49,8 +48,9 @@ struct histstage_plan {     /* what one write merges */
  * history table's key, so it must never change. */
 uint32_t histstage_bucket(const char *account);
 
-/* A new, empty staging; free with histstage_free. */
-struct histstage *histstage_new(void);
+/* A new, empty staging that keeps about target rows (0: every write merges all it can, which is
+ * what an index would cost); free with histstage_free. */
+struct histstage *histstage_new(size_t target);
 void histstage_free(struct histstage *hs);
 
 /* Adds one staged row (the account is copied); staged_id is its id in the staging table. Ids
@@ -61,8 +61,10 @@ void histstage_add(struct histstage *hs, const struct histstage_row *row, int64_
 /* Rows staged now. */
 size_t histstage_count(struct histstage *hs);
 
-/* The range the next write merges and, when it ends a cycle, the staged ids it may delete. */
-void histstage_plan(struct histstage *hs, struct histstage_plan *plan);
+/* The range the next write merges, given that it stages `adding` new rows (none while the
+ * staging is below its target; a share of the buckets equal to adding / target at it, twice that
+ * from twice the target on) and, when it ends a cycle, the staged ids it may delete. */
+void histstage_plan(struct histstage *hs, size_t adding, struct histstage_plan *plan);
 
 /* The staged rows of the plan's buckets, ordered as the history table's key (bucket, account,
  * ingested_ms, key), into *rows (free() it; NULL when there are none). Returns their number.

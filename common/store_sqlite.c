@@ -564,10 +564,10 @@ out_rollback:
 
 /* The staged history rows back into memory (those of a daemon that stopped before merging them;
  * some may be merged already, which the lookup and the merge both tolerate). */
-static int load_staged(struct sql_store *ss, char *err, size_t errlen)
+static int load_staged(struct sql_store *ss, size_t target, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
-    ss->hist = histstage_new();
+    ss->hist = histstage_new(target);
     int rc = sqlite3_prepare_v2(ss->writer->db,
                                 "SELECT id, account, ingested_ms, txid, amount FROM txn_staged"
                                 " ORDER BY id",
@@ -618,7 +618,7 @@ int store__sqlite_open(struct store *s, const struct config *cfg, char *err, siz
     rv = ss->writer ? schema_setup(ss->writer->db, path, cfg->sqlite_cache_mib, err, errlen)
                     : ERR_IO;
     if (rv == 0)
-        rv = load_staged(ss, err, errlen);
+        rv = load_staged(ss, (size_t)cfg->sqlite_history_staged, err, errlen);
     if (rv != 0) {
         state_free(ss);
         return rv;
@@ -875,8 +875,9 @@ static int exec_int(struct conn *c, enum stmt_id id, int64_t v)
     return rc;
 }
 
-/* Inserts the transactions, appends each new one to txn_staged, then merges the next range of
- * staged history (histstage.h) into txn_history, deleting what a finished cycle merged. Writer
+/* Inserts the transactions, appends each new one to txn_staged, then merges the range of staged
+ * history the plan picks (histstage.h) into txn_history, deleting what a finished cycle merged.
+ * Writer
  * locked, transaction open; txns_written completes it. SQLITE_DONE on success. */
 static int write_txns(struct sql_store *ss, const struct store_txn *rows, size_t n,
                       struct txn_write *w)
@@ -884,6 +885,7 @@ static int write_txns(struct sql_store *ss, const struct store_txn *rows, size_t
     struct conn *c = ss->writer;
     sqlite3_stmt *ins = stmt_get(c, ST_PUT_TXN), *stg = stmt_get(c, ST_PUT_STAGED);
     int rc = ins && stg ? SQLITE_DONE : SQLITE_ERROR;
+    size_t fresh_rows = 0;
     w->staged_id = xcalloc(n ? n : 1, sizeof *w->staged_id);
     for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
         bind_txn(ins, rows, i);
@@ -900,12 +902,13 @@ static int write_txns(struct sql_store *ss, const struct store_txn *rows, size_t
                                                   .amount = rows[i].amount});
         rc = step(c, stg);
         w->staged_id[i] = sqlite3_last_insert_rowid(c->db);
+        fresh_rows++;
         stmt_done(stg);
     }
     if (rc != SQLITE_DONE)
         return rc;
     struct histstage_row *merge;
-    histstage_plan(ss->hist, &w->plan);
+    histstage_plan(ss->hist, fresh_rows, &w->plan);
     size_t nmerge = histstage_collect(ss->hist, &w->plan, &merge);
     sqlite3_stmt *st = stmt_get(c, ST_PUT_HISTORY);
     rc = st ? SQLITE_DONE : SQLITE_ERROR;
