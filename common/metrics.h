@@ -193,6 +193,9 @@
       "Webhook subscriptions currently disabled")                                                  \
     X(EDGE_ACCOUNTS, "aetheris_edge_accounts", "", "edge_accounts",                                \
       "Accounts whose rolling window the edge holds")                                              \
+    X(LAST_INGEST_MS, "aetheris_last_event_ingested_timestamp_ms", "",                             \
+      "last_event_ingested_timestamp_ms",                                                          \
+      "Wall-clock time (ms since the epoch) the newest accepted event was ingested; 0 = none yet") \
     X(PIPELINE_QUEUED, "aetheris_pipeline_queued_batches", "", "pipeline_queued_batches",          \
       "Batches (up to 32 events) waiting between pipeline stages")                                 \
     X(UP_MQTT, "aetheris_dependency_up", "dependency=\"mqtt\"", "up_mqtt", UP_HELP)                \

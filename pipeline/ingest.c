@@ -325,6 +325,7 @@ static void on_valid(void *vctx, const struct event *parsed)
         journal_append(ing->journal, ing->next_seq, INGEST_REC_EVENT, rec, (size_t)n);
     ing->next_seq++;
     metrics_inc(M_EVENTS_INGESTED);
+    metrics_set(G_LAST_INGEST_MS, ctx->now_ms);
     if (ctx->counts)
         ctx->counts->accepted++;
     route_event(ing, &ev);

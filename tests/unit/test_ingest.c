@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "err.h"
 #include "journal.h"
+#include "metrics.h"
 #include "tap.h"
 
 static atomic_int write_calls; /* write(2) calls made through write() */
@@ -118,11 +119,17 @@ static void test_no_thread(void)
 {
     struct rig r;
     rig_open(&r, 0);
+    int64_t before = clock_wall_ms();
     for (unsigned i = 1; i <= 3; i++)
         send_event(&r, i);
     is_int(drain_events(&r), 3, "ingest_handoff_us=0: every payload is handed off at once");
+    int64_t stamp = metrics_gauge(G_LAST_INGEST_MS);
+    ok(stamp >= before && stamp <= clock_wall_ms(),
+       "the last-ingest gauge holds the newest event's ingest time");
+    metrics_set(G_LAST_INGEST_MS, 0);
     send_event(&r, 3);
     is_int(drain_events(&r), 0, "a duplicate transactionId is dropped");
+    is_int(metrics_gauge(G_LAST_INGEST_MS), 0, "and does not move it");
     rig_close(&r);
 }
 
