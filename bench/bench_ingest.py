@@ -9,7 +9,7 @@ to the ceiling; with the daemon's CPU per event, context switches per event and 
 The load is aetheris-replay (fixed-rate-free, as fast as the broker takes it) over a synthetic CSV
 of unique transactions spread over many accounts, one replay process per connection, each on its
 own slice. The daemon's rate is events / (time from the first publish to the ingest of the
-last event: the daemon's aetheris_last_event_ingested_timestamp_ms, read from the uncached GET
+last event: the daemon's aetheris_last_event_ingested_timestamp_seconds, from the uncached GET
 /metrics every 200 ms once it counts every event; builds without that gauge: the moment a 20 ms
 poll first counts every event); the ceiling's is messages / (first publish to last arrival, as
 the bare subscriber records it). Servers are started on free loopback ports under a temporary directory (the e2e
@@ -87,9 +87,9 @@ def counters(d):
     _, body = d.get("/metrics")
     text = body.decode() if isinstance(body, bytes) else str(body)
     found = dict(re.findall(r"^aetheris_events_(ingested|duplicate)_total (\d+)$", text, re.M))
-    last = re.search(r"^aetheris_last_event_ingested_timestamp_ms (\d+)$", text, re.M)
+    last = re.search(r"^aetheris_last_event_ingested_timestamp_seconds (\S+)$", text, re.M)
     return {"ingested": int(found.get("ingested", 0)), "duplicates": int(found.get("duplicate", 0)),
-            "last_ms": int(last[1]) if last else None}
+            "last_ms": round(float(last[1]) * 1000) if last else None}
 
 
 def through_daemon(stack, build, files, qos, batch, events, extra, partitions, case):

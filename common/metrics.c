@@ -187,6 +187,14 @@ static int family_head(const struct metric_def *defs, int i, const char *type, c
                       defs[i].name, suffix, type);
 }
 
+/* A gauge holding milliseconds since the epoch, rendered in seconds (metrics.h). */
+static bool is_timestamp(const struct metric_def *d)
+{
+    static const char suffix[] = "_timestamp_seconds";
+    size_t n = strlen(d->name);
+    return n >= sizeof suffix - 1 && strcmp(d->name + n - (sizeof suffix - 1), suffix) == 0;
+}
+
 /* One sample line: name{labels} value. */
 static int sample(struct buf *out, const struct metric_def *d, long long value)
 {
@@ -275,7 +283,9 @@ int metrics_prometheus(struct buf *out)
     }
     for (int i = 0; i < G__COUNT && rv == 0; i++) {
         rv = family_head(gauge_defs, i, "gauge", "", out);
-        if (rv == 0)
+        if (rv == 0 && is_timestamp(&gauge_defs[i]))
+            rv = buf_printf(out, "%s %.3f\n", gauge_defs[i].name, (double)metrics_gauge(i) / 1000);
+        else if (rv == 0)
             rv = sample(out, &gauge_defs[i], (long long)metrics_gauge(i));
     }
     for (int i = 0; i < H__COUNT && rv == 0; i++) {

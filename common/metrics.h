@@ -185,7 +185,9 @@
     X(LLM_CALL, "aetheris_llm_call", "", "llm_call", "Duration of one LLM call")
 
 /* X(ENUM, prometheus name, label set without braces, json key, help): values set by their owner
- * (or refreshed when /metrics is scraped), not accumulated */
+ * (or refreshed when /metrics is scraped), not accumulated. A gauge whose name ends in
+ * "_timestamp_seconds" holds milliseconds since the epoch: Prometheus gets seconds with three
+ * decimals, JSON the milliseconds. */
 #define METRIC_GAUGES(X)                                                                           \
     X(WEBHOOK_OUTBOX, "aetheris_webhook_outbox_depth", "", "webhook_outbox_depth",                 \
       "Webhook deliveries waiting in the outbox (pending or retrying)")                            \
@@ -193,9 +195,9 @@
       "Webhook subscriptions currently disabled")                                                  \
     X(EDGE_ACCOUNTS, "aetheris_edge_accounts", "", "edge_accounts",                                \
       "Accounts whose rolling window the edge holds")                                              \
-    X(LAST_INGEST_MS, "aetheris_last_event_ingested_timestamp_ms", "",                             \
-      "last_event_ingested_timestamp_ms",                                                          \
-      "Wall-clock time (ms since the epoch) the newest accepted event was ingested; 0 = none yet") \
+    X(LAST_INGEST_MS, "aetheris_last_event_ingested_timestamp_seconds", "",                        \
+      "last_event_ingested_ms",                                                                    \
+      "Wall-clock time (since the epoch) the newest accepted event was ingested; 0 = none yet")    \
     X(PIPELINE_QUEUED, "aetheris_pipeline_queued_batches", "", "pipeline_queued_batches",          \
       "Batches (up to 32 events) waiting between pipeline stages")                                 \
     X(UP_MQTT, "aetheris_dependency_up", "dependency=\"mqtt\"", "up_mqtt", UP_HELP)                \

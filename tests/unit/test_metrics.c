@@ -357,6 +357,7 @@ int main(void)
     metrics_set(G_WEBHOOK_OUTBOX, 12);
     metrics_set(G_WEBHOOK_OUTBOX, 5);
     metrics_set(G_WEBHOOKS_DISABLED, 3);
+    metrics_set(G_LAST_INGEST_MS, 1700000000123);
     is_int(metrics_gauge(G_WEBHOOK_OUTBOX), 5, "a gauge reports the last value set");
 
     /* JSON snapshot */
@@ -366,6 +367,8 @@ int main(void)
     is_int(json_integer_value(json_object_get(gauges, "webhook_outbox_depth")), 5, "gauge in JSON");
     is_int(json_integer_value(json_object_get(gauges, "webhooks_disabled")), 3,
            "second gauge in JSON");
+    is_int(json_integer_value(json_object_get(gauges, "last_event_ingested_ms")), 1700000000123,
+           "a timestamp gauge is milliseconds in JSON");
     json_t *counters = json_object_get(root, "counters");
     json_t *lat = json_object_get(root, "latency_seconds");
     ok(json_is_object(counters) && json_is_object(lat), "JSON has counters and latency_seconds");
@@ -399,6 +402,8 @@ int main(void)
     for (int i = 0; i < c.nfam; i++)
         once &= c.fam[i].helps == 1 && c.fam[i].types == 1 && c.fam[i].samples > 0;
     ok(once, "every family has exactly one HELP, one TYPE and samples");
+    ok(strstr(b.data, "\naetheris_last_event_ingested_timestamp_seconds 1700000000.123\n") != NULL,
+       "and seconds with milliseconds in Prometheus");
     ok(find_family(&c, "aetheris_decisions_total") >= 0 &&
            c.fam[find_family(&c, "aetheris_decisions_total")].samples == 3,
        "labelled counters share one family (3 decision actions)");
