@@ -654,14 +654,15 @@ static int expire_audit(struct sql_store *ss)
     return rc;
 }
 
-/* Keeps the newest `keep` rows of an id-ordered table (trim statement id: dead letters,
- * webhook attempt records). Writer locked. SQLITE_DONE on success. */
-static int trim_table(struct conn *c, enum stmt_id id, int keep)
+/* Runs a writer statement whose one parameter is an integer: a trim keeping the newest `keep`
+ * rows of an id-ordered table (dead letters, webhook attempt records), or the staged-history
+ * delete up to an id. Writer locked. SQLITE_DONE on success. */
+static int exec_int(struct conn *c, enum stmt_id id, int64_t v)
 {
     sqlite3_stmt *st = stmt_get(c, id);
     if (st == NULL)
         return SQLITE_ERROR;
-    sqlite3_bind_int(st, 1, keep);
+    sqlite3_bind_int64(st, 1, v);
     int rc = step(c, st);
     stmt_done(st);
     return rc;
@@ -773,7 +774,7 @@ static int put_rows(struct store *s, const char *op, enum stmt_id id, bind_fn bi
     if (rc == SQLITE_DONE && after == AFTER_EXPIRE_AUDIT)
         rc = expire_audit(ss);
     if (rc == SQLITE_DONE && after == AFTER_TRIM_DEADLETTERS)
-        rc = trim_table(ss->writer, ST_TRIM_DL, keep);
+        rc = exec_int(ss->writer, ST_TRIM_DL, keep);
     int rv = writer_end(ss, rc, op);
     if (rv != 0 && inserted)
         memset(inserted, 0, n * sizeof *inserted);
@@ -863,16 +864,15 @@ static void bind_history(sqlite3_stmt *st, const struct histstage_row *r)
         sqlite3_bind_null(st, 5);
 }
 
-/* Runs a one-parameter statement of the writer. SQLITE_DONE on success. */
-static int exec_int(struct conn *c, enum stmt_id id, int64_t v)
+/* The history row of a stored transaction. */
+static struct histstage_row txn_history_row(const struct store_txn *r)
 {
-    sqlite3_stmt *st = stmt_get(c, id);
-    if (st == NULL)
-        return SQLITE_ERROR;
-    sqlite3_bind_int64(st, 1, v);
-    int rc = step(c, st);
-    stmt_done(st);
-    return rc;
+    return (struct histstage_row){.account = r->account,
+                                  .bucket = histstage_bucket(r->account),
+                                  .ingested_ms = r->ingested_ms,
+                                  .key = key_of(r->txid),
+                                  .has_amount = true,
+                                  .amount = r->amount};
 }
 
 /* Inserts the transactions, appends each new one to txn_staged, then merges the range of staged
@@ -894,12 +894,8 @@ static int write_txns(struct sql_store *ss, const struct store_txn *rows, size_t
         stmt_done(ins);
         if (!fresh)
             continue;
-        bind_history(stg, &(struct histstage_row){.account = rows[i].account,
-                                                  .bucket = histstage_bucket(rows[i].account),
-                                                  .ingested_ms = rows[i].ingested_ms,
-                                                  .key = key_of(rows[i].txid),
-                                                  .has_amount = true,
-                                                  .amount = rows[i].amount});
+        struct histstage_row h = txn_history_row(&rows[i]);
+        bind_history(stg, &h);
         rc = step(c, stg);
         w->staged_id[i] = sqlite3_last_insert_rowid(c->db);
         fresh_rows++;
@@ -933,14 +929,10 @@ static void txns_written(struct sql_store *ss, const struct store_txn *rows, siz
     if (committed) {
         histstage_done(ss->hist, &w->plan);
         for (size_t i = 0; i < n; i++)
-            if (w->staged_id[i] > 0)
-                histstage_add(ss->hist,
-                              &(struct histstage_row){.account = rows[i].account,
-                                                      .ingested_ms = rows[i].ingested_ms,
-                                                      .key = key_of(rows[i].txid),
-                                                      .has_amount = true,
-                                                      .amount = rows[i].amount},
-                              w->staged_id[i]);
+            if (w->staged_id[i] > 0) {
+                struct histstage_row h = txn_history_row(&rows[i]);
+                histstage_add(ss->hist, &h, w->staged_id[i]);
+            }
     }
     free(w->staged_id);
 }
@@ -979,7 +971,7 @@ static int sql_put_ingest(struct store *s, const struct store_ingest *in)
     if (rc == SQLITE_DONE && in->ndl > 0) {
         rc = insert_rows(ss->writer, ST_PUT_DL, bind_deadletter, NULL, in->dl, in->ndl, NULL);
         if (rc == SQLITE_DONE)
-            rc = trim_table(ss->writer, ST_TRIM_DL, in->dl_keep);
+            rc = exec_int(ss->writer, ST_TRIM_DL, in->dl_keep);
     }
     int rv = writer_commit(ss, rc, "put ingest rows");
     txns_written(ss, in->txn, in->ntxn, &w, rv == 0);
@@ -1584,7 +1576,7 @@ static int sql_outbox_finish(struct store *s, const struct store_attempt *a, int
         }
         /* trimming scans up to `keep` index entries: done once per TRIM_EVERY records */
         if (rc == SQLITE_DONE && sqlite3_last_insert_rowid(c->db) % TRIM_EVERY == 0)
-            rc = trim_table(c, ST_DELIV_TRIM, keep);
+            rc = exec_int(c, ST_DELIV_TRIM, keep);
     }
     int rv = writer_end(ss, rc, "finish webhook attempt");
     return rv != 0 ? rv : changed > 0 ? 0 : ERR_NOTFOUND;

@@ -525,12 +525,13 @@ static struct mqttsub *sub_new(int port, const char *id, const char *topic, bool
     return mqttsub_new(&o);
 }
 
-static bool wait_conns(struct fake *f, int n, int timeout_ms)
+/* Waits up to timeout_ms until count(f) (connections, PUBACKs) reaches n; whether it did. */
+static bool wait_count(int (*count)(struct fake *), struct fake *f, int n, int timeout_ms)
 {
     int64_t deadline = clock_mono_ms() + timeout_ms;
-    while (fake_conns(f) < n && clock_mono_ms() < deadline)
+    while (count(f) < n && clock_mono_ms() < deadline)
         clock_sleep_ms(5);
-    return fake_conns(f) >= n;
+    return count(f) >= n;
 }
 
 /* ------------------------------------------------------------------ fake broker cases */
@@ -560,9 +561,7 @@ static void test_script(void)
        rx.batch_of[13]);
     is_int(rx.acked_before_end, 0, "no PUBACK before on_batch_end returned");
     pthread_mutex_unlock(&rx.mu);
-    int64_t deadline = clock_mono_ms() + WAIT_MS;
-    while (fake_nacks(&f) < 12 && clock_mono_ms() < deadline)
-        clock_sleep_ms(5);
+    wait_count(fake_nacks, &f, 12, WAIT_MS);
     pthread_mutex_lock(&f.mu);
     ok(f.nacks == 12 && f.acks[0] == 3 && f.acks[1] == 7 && f.acks[2] == 100 && f.acks[11] == 109,
        "PUBACKs: 3, 7, then 100..109 (%d acks)", f.nacks);
@@ -570,7 +569,8 @@ static void test_script(void)
     pthread_mutex_unlock(&f.mu);
     mqttsub_free(s);
     int disconnects = 0;
-    for (deadline = clock_mono_ms() + WAIT_MS; disconnects == 0 && clock_mono_ms() < deadline;) {
+    for (int64_t deadline = clock_mono_ms() + WAIT_MS;
+         disconnects == 0 && clock_mono_ms() < deadline;) {
         clock_sleep_ms(5);
         pthread_mutex_lock(&f.mu);
         disconnects = f.disconnects;
@@ -590,9 +590,7 @@ static void test_batch_refused(void)
     rx.fail_batches = 1;
     struct mqttsub *s = sub_new(f.port, "t-batchfail", "t/#", false, 10, &rx);
     is_int(rx_wait(&rx, 2, WAIT_MS), 2, "on_batch_end failed: the message is taken again");
-    int64_t deadline = clock_mono_ms() + WAIT_MS;
-    while (fake_nacks(&f) < 1 && clock_mono_ms() < deadline)
-        clock_sleep_ms(5);
+    wait_count(fake_nacks, &f, 1, WAIT_MS);
     pthread_mutex_lock(&f.mu);
     is_int(f.conn_acks[0], 0, "no PUBACK on the connection whose batch failed");
     ok(f.conns == 2 && f.nacks == 1 && f.acks[0] == 5,
@@ -660,7 +658,8 @@ static void test_silent_peer(void)
     is_int(mqttsub_wait_connected(s, WAIT_MS), 0, "connected to a peer that then goes silent");
     int64_t t0 = clock_mono_ms(); /* about the SUBACK: the last thing the peer sent */
     /* the reconnect follows the drop at once: the second connection dates the drop */
-    ok(wait_conns(&f, 2, WAIT_MS), "the silent connection is dropped and a new one opened");
+    ok(wait_count(fake_conns, &f, 2, WAIT_MS),
+       "the silent connection is dropped and a new one opened");
     pthread_mutex_lock(&f.mu);
     int64_t dt = f.conn_ms[1] - t0;
     ok(f.pings >= 1, "a PINGREQ went out after the keepalive (%d)", f.pings);
